@@ -1,0 +1,132 @@
+"""The ``shld`` command line: a thin typed layer over :mod:`shld.experiments`.
+
+    shld run NAME [--param value ...] [--seed S] [--out DIR] [--resume]
+    shld list                      experiments and landscapes
+    shld reproduce [--quick|--full] [--out DIR] [--resume] [--jobs N]
+    shld report RUN_DIR
+
+Options of ``shld run NAME`` come from the experiment's parameter dataclass;
+``shld run NAME --help`` lists them with their defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from shld.experiments.registry import available_experiments, get_experiment, run_experiment
+
+
+def _parse_bool(text: str) -> bool:
+    t = text.lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> None:
+    hints = typing.get_type_hints(params_cls)
+    for f in dataclasses.fields(params_cls):
+        typ = hints.get(f.name, str)
+        origin = typing.get_origin(typ)
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+            typ = args[0]
+            origin = typing.get_origin(typ)
+        kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS,
+                        "help": f"{f.metadata.get('help', '')} (default: "
+                                f"{f.default if f.default is not dataclasses.MISSING else f.default_factory()})"}
+        if typ is bool:
+            kwargs["type"] = _parse_bool
+            kwargs["metavar"] = "BOOL"
+        elif origin in (list, tuple):
+            inner = (typing.get_args(typ) or (float,))[0]
+            kwargs["type"] = inner if inner in (int, float, str) else float
+            kwargs["nargs"] = "+"
+        elif typ in (int, float, str):
+            kwargs["type"] = typ
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shld",
+        description="Stochastic Harmonic Learning Dynamics: Langevin ensembles, Fokker-Planck "
+                    "solvers, training diagnostics and the audit of the seed's claims.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run_p = sub.add_parser("run", help="run one experiment into a run folder",
+                           description="Run one experiment. `shld run NAME --help` lists its options.")
+    run_sub = run_p.add_subparsers(dest="experiment", metavar="NAME")
+    for name in available_experiments():
+        exp = get_experiment(name)
+        first = exp.help.splitlines()[0] if exp.help else name
+        p = run_sub.add_parser(name, help=first, description=exp.help,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_param_options(p, exp.params)
+        p.add_argument("--out", default=None, help="run folder (default: runs/NAME)")
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --out from its checkpoint")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    sub.add_parser("list", help="list experiments and landscapes")
+
+    rep = sub.add_parser("reproduce", help="run the claims audit and write report.md/report.html")
+    mode = rep.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes, minutes (default)")
+    mode.add_argument("--full", action="store_true", help="full sizes")
+    rep.add_argument("--out", default="shld-runs/reproduce", help="audit folder")
+    rep.add_argument("--resume", action="store_true", help="continue an interrupted audit")
+    rep.add_argument("--jobs", type=int, default=1, help="parallel worker processes for sweeps")
+    rep.add_argument("--seed", type=int, default=0, help="root seed")
+
+    report = sub.add_parser("report", help="rebuild the report from run folders alone")
+    report.add_argument("run_dir", help="an audit folder or a single run folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "list":
+        from shld.landscapes import available_landscapes
+
+        print("experiments:", ", ".join(available_experiments()))
+        print("landscapes: ", ", ".join(available_landscapes()))
+        return 0
+    if args.command == "run":
+        if args.experiment is None:
+            parser.parse_args(["run", "--help"])
+        opts = {k: v for k, v in vars(args).items()
+                if k not in ("command", "experiment", "out", "resume", "no_progress")}
+        try:
+            run, summary = run_experiment(args.experiment, args.out, resume=args.resume,
+                                          progress=not args.no_progress, **opts)
+        except (ValueError, TypeError, FileExistsError) as exc:
+            print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"\nrun folder: {run.path}")
+        return 0
+    if args.command == "reproduce":
+        from shld.reporting.audit import reproduce
+
+        return reproduce(mode="full" if args.full else "quick", out=args.out, resume=args.resume,
+                         jobs=args.jobs, seed=args.seed)
+    if args.command == "report":
+        from shld.reporting.audit import rebuild_report
+
+        return rebuild_report(args.run_dir)
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

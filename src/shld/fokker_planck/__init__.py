@@ -1,0 +1,1 @@
+"""fokker_planck"""

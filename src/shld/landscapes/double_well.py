@@ -1,0 +1,97 @@
+"""Double-well landscapes: the model problem for barrier crossing (Kramers escape).
+
+Symmetric:  U(x) = h·((x/a)² − 1)²  (+ ½·k·Σ_{i≥1} θ_i² for extra harmonic axes)
+  minima at x = ±a with U = 0 and U'' = 8h/a²; saddle at x = 0 with U = h and U'' = −4h/a².
+  The barrier seen from either minimum is ΔE = h.
+Tilted:     U(x) = h·((x/a)² − 1)² + c·x; c < 0 lowers the right well. Critical points are
+  the real roots of the cubic U'(x) = 4h x (x² − a²)/a⁴ + c = 0 (found with ``numpy.roots``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shld._validation import check_int, check_positive, check_real
+from shld.landscapes.base import Landscape
+from shld.landscapes.registry import register_landscape
+
+
+@register_landscape("double-well")
+class DoubleWell(Landscape):
+    """U(θ) = h·((θ₀/a)² − 1)² + tilt·θ₀ + ½·k_perp·Σ_{i≥1} θ_i²."""
+
+    def __init__(self, barrier: float = 1.0, a: float = 1.0, dim: int = 1, tilt: float = 0.0,
+                 k_perp: float = 1.0):
+        self.barrier = check_positive("barrier", barrier)
+        self.a = check_positive("a", a)
+        self.dim = check_int("dim", dim, minimum=1)
+        self.tilt = check_real("tilt", tilt)
+        self.k_perp = check_positive("k_perp", k_perp)
+
+    # 1-D part and its derivatives
+    def u(self, x):
+        return self.barrier * ((x / self.a) ** 2 - 1.0) ** 2 + self.tilt * x
+
+    def du(self, x):
+        a2 = self.a * self.a
+        return 4.0 * self.barrier * x * (x * x - a2) / (a2 * a2) + self.tilt
+
+    def d2u(self, x):
+        a2 = self.a * self.a
+        return 4.0 * self.barrier * (3.0 * x * x - a2) / (a2 * a2)
+
+    def _value(self, theta):
+        v = self.u(theta[..., 0])
+        if self.dim > 1:
+            v = v + 0.5 * self.k_perp * np.sum(theta[..., 1:] ** 2, axis=-1)
+        return v
+
+    def _grad(self, theta):
+        g = self.k_perp * theta if self.dim > 1 else np.empty_like(theta)
+        g[..., 0] = self.du(theta[..., 0])
+        return g
+
+    def _hessian(self, theta):
+        h = np.zeros(theta.shape + (self.dim,), dtype=theta.dtype)
+        idx = np.arange(1, self.dim)
+        h[..., idx, idx] = self.k_perp
+        h[..., 0, 0] = self.d2u(theta[..., 0])
+        return h
+
+    def stationary_x(self) -> np.ndarray:
+        """Real roots of U'(x) = 0 on the double-well axis, ascending."""
+        a2 = self.a * self.a
+        c3 = 4.0 * self.barrier / (a2 * a2)
+        roots = np.roots([c3, 0.0, -c3 * a2, self.tilt])
+        real = np.sort(roots[np.abs(roots.imag) < 1e-9 * max(1.0, self.a)].real)
+        return real
+
+    @property
+    def critical_points(self):
+        pts = []
+        for x in self.stationary_x():
+            theta = np.zeros(self.dim)
+            theta[0] = x
+            kind = "minimum" if self.d2u(x) > 0 else "saddle"
+            label = ("left" if x < 0 else "right") if kind == "minimum" else "barrier"
+            pts.append(self._critical(kind, theta, label))
+        return pts
+
+    @property
+    def bounds(self):
+        half = 2.0 * self.a
+        b = np.tile([-half, half], (self.dim, 1))
+        if self.dim > 1:
+            b[1:] = [-4.0 / np.sqrt(self.k_perp), 4.0 / np.sqrt(self.k_perp)]
+        return b
+
+
+@register_landscape("tilted-double-well")
+class TiltedDoubleWell(DoubleWell):
+    """The double well with a linear tilt (default 0.25·h/a): the right well is deeper."""
+
+    def __init__(self, barrier: float = 1.0, a: float = 1.0, dim: int = 1,
+                 tilt: float | None = None, k_perp: float = 1.0):
+        tilt = 0.25 * barrier / a if tilt is None else tilt
+        super().__init__(barrier=barrier, a=a, dim=dim, tilt=-abs(check_real("tilt", tilt)),
+                         k_perp=k_perp)

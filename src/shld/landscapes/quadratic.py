@@ -1,0 +1,128 @@
+"""Quadratic landscapes L(θ) = ½ (θ − θ*)ᵀ A (θ − θ*) + L*.
+
+These are the Ornstein–Uhlenbeck cases of the Langevin dynamics, where every moment
+is known in closed form (see :mod:`shld.theory.ornstein_uhlenbeck`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shld._validation import (
+    as_generator,
+    check_choice,
+    check_finite_array,
+    check_int,
+    check_positive,
+)
+from shld.landscapes.base import CriticalPoint, Landscape
+from shld.landscapes.registry import register_landscape
+
+
+@register_landscape("quadratic")
+class Quadratic(Landscape):
+    """L(θ) = ½ (θ − center)ᵀ A (θ − center) + offset.
+
+    Give either ``eigenvalues`` (A diagonal, any d) or a symmetric ``matrix``.
+    With neither, A is the identity in ``dim`` dimensions.
+    """
+
+    def __init__(self, eigenvalues=None, matrix=None, center=None, offset: float = 0.0,
+                 dim: int | None = None):
+        if eigenvalues is not None and matrix is not None:
+            raise ValueError("give `eigenvalues` or `matrix`, not both")
+        if matrix is not None:
+            A = check_finite_array("matrix", matrix, ndim=2)
+            if A.shape[0] != A.shape[1] or not np.allclose(A, A.T, rtol=1e-10, atol=1e-12):
+                raise ValueError(f"`matrix` must be square and symmetric, got shape {A.shape}")
+            self._diag = None
+            self.matrix = 0.5 * (A + A.T)
+        else:
+            if eigenvalues is None:
+                n = 2 if dim is None else check_int("dim", dim, minimum=1)
+                eigenvalues = np.ones(n)
+            lam = check_finite_array("eigenvalues", np.atleast_1d(eigenvalues), ndim=1)
+            self._diag = lam
+            self.matrix = np.diag(lam)
+        self.dim = self.matrix.shape[0]
+        if dim is not None and check_int("dim", dim, minimum=1) != self.dim:
+            raise ValueError(f"`dim`={dim} does not match the matrix size {self.dim}")
+        self.center = (np.zeros(self.dim) if center is None
+                       else check_finite_array("center", center, last_dim=self.dim, ndim=1))
+        self.offset = float(offset)
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """Eigenvalues of A, ascending."""
+        return np.sort(self._diag) if self._diag is not None else np.linalg.eigvalsh(self.matrix)
+
+    def _value(self, theta):
+        x = theta - self.center
+        if self._diag is not None:
+            return 0.5 * np.einsum("...i,i,...i->...", x, self._diag, x) + self.offset
+        return 0.5 * np.einsum("...i,...i->...", x @ self.matrix, x) + self.offset
+
+    def _grad(self, theta):
+        x = theta - self.center
+        return x * self._diag if self._diag is not None else x @ self.matrix
+
+    def _hessian(self, theta):
+        return np.broadcast_to(self.matrix, theta.shape + (self.dim,)).copy()
+
+    @property
+    def critical_points(self):
+        lam = self.eigenvalues
+        kind = "minimum" if lam[0] > 0 else "saddle"
+        return [CriticalPoint(kind, self.center.copy(), self.offset, self.matrix.copy(), "center")]
+
+    @property
+    def bounds(self):
+        lam_min = max(float(np.min(np.abs(self.eigenvalues))), 1e-12)
+        half = 4.0 / np.sqrt(lam_min)
+        return np.stack([self.center - half, self.center + half], axis=1)
+
+
+def spectrum(dim: int, lambda_min: float, lambda_max: float, kind: str = "log") -> np.ndarray:
+    """Eigenvalues for a random quadratic: ``"log"`` (geometric), ``"linear"`` or
+    ``"power"`` (λ_i = λ_max · i^(−α) rescaled to end at λ_min)."""
+    dim = check_int("dim", dim, minimum=1)
+    lo = check_positive("lambda_min", lambda_min)
+    hi = check_positive("lambda_max", lambda_max)
+    if lo > hi:
+        raise ValueError(f"`lambda_min`={lo} must be <= `lambda_max`={hi}")
+    check_choice("kind", kind, ["log", "linear", "power"])
+    if dim == 1:
+        return np.array([hi])
+    if kind == "log":
+        return np.geomspace(lo, hi, dim)
+    if kind == "linear":
+        return np.linspace(lo, hi, dim)
+    i = np.arange(1, dim + 1, dtype=float)
+    alpha = np.log(hi / lo) / np.log(dim) if hi > lo else 0.0
+    return np.sort(hi * i ** (-alpha))
+
+
+@register_landscape("random-quadratic")
+class RandomQuadratic(Quadratic):
+    """A high-dimensional quadratic with a chosen spectrum in a random orthonormal basis.
+
+    A = Q diag(λ) Qᵀ with Q Haar-distributed (QR of a Gaussian matrix, sign-fixed),
+    drawn from ``seed``; λ from :func:`spectrum`.
+    """
+
+    def __init__(self, dim: int = 100, lambda_min: float = 0.1, lambda_max: float = 10.0,
+                 kind: str = "log", seed: int | None = 0, rotate: bool = True):
+        lam = spectrum(dim, lambda_min, lambda_max, kind)
+        if rotate:
+            rng = as_generator(seed=seed)
+            q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+            q = q * np.sign(np.diag(r))
+            super().__init__(matrix=(q * lam) @ q.T)
+            self._eig = lam
+        else:
+            super().__init__(eigenvalues=lam)
+            self._eig = lam
+
+    @property
+    def eigenvalues(self):
+        return np.sort(self._eig)
