@@ -37,9 +37,9 @@ def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> Non
         if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
             typ = args[0]
             origin = typing.get_origin(typ)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS,
-                        "help": f"{f.metadata.get('help', '')} (default: "
-                                f"{f.default if f.default is not dataclasses.MISSING else f.default_factory()})"}
+                        "help": f"{f.metadata.get('help', '')} (default: {default})"}
         if typ is bool:
             kwargs["type"] = _parse_bool
             kwargs["metavar"] = "BOOL"
