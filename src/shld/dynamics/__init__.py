@@ -1,1 +1,17 @@
-"""dynamics"""
+"""Langevin dynamics of ensembles: integrators, D(t) schedules, the adaptive-noise controller
+and the :func:`simulate` driver."""
+
+from shld.dynamics.controllers import AdaptiveNoise
+from shld.dynamics.integrators import BAOAB, EulerMaruyama, make_integrator
+from shld.dynamics.schedules import Constant, CosineAnnealing, ExponentialDecay, Schedule, Warmup
+from shld.dynamics.simulate import (
+    EnsembleState,
+    NonFiniteError,
+    Simulation,
+    SimulationResult,
+    simulate,
+)
+
+__all__ = ["AdaptiveNoise", "BAOAB", "EulerMaruyama", "make_integrator", "Constant", "CosineAnnealing",
+           "ExponentialDecay", "Schedule", "Warmup", "EnsembleState", "NonFiniteError", "Simulation",
+           "SimulationResult", "simulate"]

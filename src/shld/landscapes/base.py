@@ -75,6 +75,16 @@ class Landscape:
         """∇L(θ), same shape as ``theta``."""
         return self._grad(self._check(theta))
 
+    def grad_into(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """∇L(θ) written into ``out`` (no shape checks; the engine's hot path).
+
+        Subclasses override ``_grad_into`` to avoid temporaries."""
+        return self._grad_into(theta, out)
+
+    def _grad_into(self, theta, out):
+        out[...] = self._grad(theta)
+        return out
+
     def value_and_grad(self, theta) -> tuple[np.ndarray, np.ndarray]:
         theta = self._check(theta)
         return self._value(theta), self._grad(theta)

@@ -66,6 +66,14 @@ class Quadratic(Landscape):
         x = theta - self.center
         return x * self._diag if self._diag is not None else x @ self.matrix
 
+    def _grad_into(self, theta, out):
+        if self._diag is not None:
+            np.subtract(theta, self.center, out=out)
+            out *= self._diag
+        else:
+            np.matmul(theta - self.center, self.matrix, out=out)
+        return out
+
     def _hessian(self, theta):
         return np.broadcast_to(self.matrix, theta.shape + (self.dim,)).copy()
 

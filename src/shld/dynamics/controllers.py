@@ -1,0 +1,69 @@
+"""The seed's adaptive-noise controller, done right, per walker.
+
+Rule (seed, "Adaptive noise intervention"): when the consolidation ratio
+C = ‖∇L‖²/(D·d) of a walker falls below ``threshold`` (after ``min_step`` steps),
+multiply its D by ``factor`` for ``hold_steps`` steps, then restore it.
+
+The seed's reference code never restores D: its restore branch tests
+``step - interventions[-1] > 10`` right after appending ``step`` to ``interventions``,
+which is always false, so D is multiplied by 5 on *every* step with C < threshold and
+grows without bound. ``restore=False`` reproduces that literal behaviour (for the audit);
+the default ``restore=True`` is the documented intent. While a walker is boosted it is not
+re-triggered; ``cooldown_steps`` adds a pause after each restore.
+
+C is evaluated with the walker's *current* D (as in the seed), so a boosted walker has a
+smaller C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shld._validation import check_int, check_positive
+
+
+@dataclass
+class AdaptiveNoise:
+    threshold: float = 0.5
+    factor: float = 5.0
+    hold_steps: int = 10
+    min_step: int = 50
+    restore: bool = True
+    cooldown_steps: int = 0
+
+    def __post_init__(self):
+        check_positive("threshold", self.threshold)
+        check_positive("factor", self.factor)
+        check_int("hold_steps", self.hold_steps, minimum=1)
+        check_int("min_step", self.min_step, minimum=0)
+        check_int("cooldown_steps", self.cooldown_steps, minimum=0)
+
+    def init_state(self, n_walkers: int) -> dict[str, np.ndarray]:
+        return {
+            "multiplier": np.ones(n_walkers),
+            "boost_until": np.full(n_walkers, -1, dtype=np.int64),
+            "quiet_until": np.full(n_walkers, -1, dtype=np.int64),
+            "n_interventions": np.zeros(n_walkers, dtype=np.int64),
+        }
+
+    def update(self, state: dict, step: int, C: np.ndarray) -> np.ndarray:
+        """Update the per-walker multiplier of D after ``step``; returns indices triggered now."""
+        mult = state["multiplier"]
+        if self.restore:
+            ending = state["boost_until"] == step
+            if ending.any():
+                mult[ending] = 1.0
+                state["quiet_until"][ending] = step + self.cooldown_steps
+            idle = (state["boost_until"] <= step) & (state["quiet_until"] <= step)
+            fire = idle & (C < self.threshold) if step > self.min_step else np.zeros_like(idle)
+            if fire.any():
+                mult[fire] = self.factor
+                state["boost_until"][fire] = step + self.hold_steps
+        else:
+            fire = (C < self.threshold) if step > self.min_step else np.zeros(C.shape, bool)
+            if fire.any():
+                mult[fire] *= self.factor
+        state["n_interventions"][fire] += 1
+        return np.flatnonzero(fire)
