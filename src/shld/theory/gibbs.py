@@ -1,0 +1,114 @@
+r"""The Gibbs (stationary) law ρ*(θ) = e^{−L(θ)/D}/Z of dθ = −∇L dt + √(2D) dW.
+
+Valid when Z = ∫ e^{−L/D} dθ is finite (L confining). D is a temperature in loss units.
+
+* :func:`gibbs_log_normaliser` — log Z of a 1-D potential on [lo, hi] (infinite ends allowed),
+  Gauss–Legendre panels on shifted exponents (no overflow for small D).
+* :func:`gibbs_density_1d` — the density on a grid, normalised either on the grid (trapezoid)
+  or exactly on an interval.
+* :func:`gibbs_log_partition` / :func:`gibbs_log_density` — d-dimensional: exact for quadratics
+  (Gaussian: log Z = −L*/D + (d/2) log 2πD − ½ log det A) and for the double well (1-D quadrature
+  times the Gaussian of the extra axes), 1-D quadrature for any 1-D landscape, a tensor
+  Gauss–Legendre rule on the landscape's ``bounds`` box for d = 2 (mass outside the box is
+  ignored); pass ``log_Z`` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from shld._validation import check_finite_array, check_int, check_positive, check_real
+from shld.theory._common import as_potential, gl_nodes, logsumexp, panels, probe_cutoff
+
+__all__ = ["gibbs_log_normaliser", "gibbs_density_1d", "gibbs_log_partition", "gibbs_log_density"]
+
+
+def gibbs_log_normaliser(u, D, lo=-math.inf, hi=math.inf, n=400, center=0.0):
+    """log Z with Z = ∫_lo^hi e^{−U(x)/D} dx for a 1-D potential ``u`` (callable or 1-D landscape).
+
+    Infinite ends are cut where U has risen 60·D above its minimum (probing outward from
+    ``center``, or from the finite end); ``n`` Gauss–Legendre panels of 16 nodes.
+    """
+    f = as_potential(u)
+    D = check_positive("D", D)
+    lo, hi = check_real("lo", lo), check_real("hi", hi)
+    n = check_int("n", n, minimum=8)
+    if not lo < hi:
+        raise ValueError(f"`lo` must be < `hi`, got lo={lo}, hi={hi}")
+    c = check_real("center", center)
+    c = min(max(c, lo), hi) if math.isfinite(lo) or math.isfinite(hi) else c
+    if math.isinf(lo) and math.isinf(hi):
+        ref = float(f(np.array([c]))[0])
+    else:
+        fin = lo if math.isfinite(lo) else hi
+        c = fin
+        ref = float(f(np.array([c]))[0])
+    lo_e = probe_cutoff(f, D, c, -1.0, ref, scale=max(1.0, abs(c))) if math.isinf(lo) else lo
+    hi_e = probe_cutoff(f, D, c, 1.0, ref, scale=max(1.0, abs(c))) if math.isinf(hi) else hi
+    left, width, _ = panels([lo_e, hi_e], n)
+    x, w = gl_nodes(left, width)
+    return logsumexp(-f(x) / D, w)
+
+
+def gibbs_density_1d(u, D, x, lo=None, hi=None, n=400):
+    """ρ*(x) = e^{−U(x)/D}/Z on the points ``x``.
+
+    With ``lo``/``hi`` both None, Z is the trapezoid integral over the sorted 1-D grid ``x``
+    (so the returned values integrate to 1 on that grid). Otherwise Z is computed accurately
+    on [lo, hi] by :func:`gibbs_log_normaliser` (infinite ends allowed) and ρ* = 0 outside.
+    """
+    f = as_potential(u)
+    D = check_positive("D", D)
+    x = check_finite_array("x", x)
+    if lo is None and hi is None:
+        if x.ndim != 1 or x.size < 2 or np.any(np.diff(x) <= 0):
+            raise ValueError(f"`x` must be a strictly increasing 1-D grid to normalise on, "
+                             f"got shape {x.shape}")
+        a = -f(x) / D
+        p = np.exp(a - np.max(a))
+        return p / np.trapezoid(p, x)
+    lo = -math.inf if lo is None else lo
+    hi = math.inf if hi is None else hi
+    log_z = gibbs_log_normaliser(f, D, lo, hi, n=n)
+    inside = (x >= lo) & (x <= hi)
+    with np.errstate(under="ignore"):
+        return np.where(inside, np.exp(-f(x, strict=False) / D - log_z), 0.0)
+
+
+def gibbs_log_partition(landscape, D, n=None):
+    """log Z = log ∫ e^{−L(θ)/D} dθ for a landscape (see the module docstring for which cases)."""
+    D = check_positive("D", D)
+    from shld.landscapes.double_well import DoubleWell
+    from shld.landscapes.quadratic import Quadratic
+
+    if isinstance(landscape, Quadratic):
+        lam = np.asarray(landscape.eigenvalues, dtype=float)
+        if np.any(lam <= 0):
+            raise ValueError(f"the quadratic's eigenvalues must be > 0 for a Gibbs law, got {lam}")
+        return float(-landscape.offset / D + 0.5 * lam.size * math.log(2 * math.pi * D)
+                     - 0.5 * np.sum(np.log(lam)))
+    if isinstance(landscape, DoubleWell):
+        log_z = gibbs_log_normaliser(landscape.u, D, n=400 if n is None else n)
+        return log_z + 0.5 * (landscape.dim - 1) * math.log(2 * math.pi * D / landscape.k_perp)
+    if landscape.dim == 1:
+        return gibbs_log_normaliser(landscape, D, n=400 if n is None else n)
+    if landscape.dim == 2:
+        n = 100 if n is None else check_int("n", n, minimum=8)
+        bnd = np.asarray(landscape.bounds, dtype=float)
+        rules = [gl_nodes(*panels(bnd[i], n)[:2]) for i in range(2)]
+        x0, w0 = (r.ravel() for r in rules[0])
+        x1, w1 = (r.ravel() for r in rules[1])
+        grid = np.stack(np.meshgrid(x0, x1, indexing="ij"), axis=-1)
+        return logsumexp(-landscape.value(grid) / D, np.outer(w0, w1))
+    raise ValueError(f"no quadrature for a {landscape.dim}-D {type(landscape).__name__}; pass `log_Z`")
+
+
+def gibbs_log_density(landscape, D, theta, log_Z=None):
+    """log ρ*(θ) = −L(θ)/D − log Z for θ of shape (..., d); exact Gaussian for quadratics."""
+    D = check_positive("D", D)
+    if log_Z is None:
+        log_Z = gibbs_log_partition(landscape, D)
+    log_Z = check_real("log_Z", log_Z)
+    return -landscape.value(theta) / D - log_Z
