@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from shld.landscapes import FunctionLandscape, make_landscape
-from shld.theory import gibbs_density_1d, gibbs_log_density, gibbs_log_normaliser, gibbs_log_partition, mfpt_1d
+from shld.theory import (
+    gibbs_density_1d,
+    gibbs_log_density,
+    gibbs_log_normaliser,
+    gibbs_log_partition,
+    mfpt_1d,
+)
 
 
 def free(x):
