@@ -1,0 +1,564 @@
+"""The training monitor: C(t), gradient noise scale, temperatures and curvature, live.
+
+Usage (plain PyTorch)::
+
+    mon = Monitor(model, opt, loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1]),
+                  schedule=10, out="runs/x")           # writes runs/x/monitor.csv and .jsonl
+    for step, (x, y) in enumerate(loader):
+        opt.zero_grad()                                # .grad must be None/zero when a step begins
+        with mon.track((x, y)):                        # forward + backward inside
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+        opt.step()
+    mon.last["C_smoothed"], mon.history("B_simple"), mon.events
+
+or ``mon.begin(batch)`` … ``mon.end(loss)`` around the forward/backward (what the Lightning and
+Hugging Face adapters do). One ``begin``/``end`` pair is one optimizer step; the step counter
+starts at 0. On steps where no schedule fires the monitor attaches no hooks at all.
+
+Definitions, conventions (mean loss, per-sample Σ with ddof = 1, d = number of monitored
+scalars, time ``t = step·η`` for ``D_sde``) and the plug-in bias: :mod:`shld.torch.stats`.
+
+Each record (a dict; also a CSV row / JSON line) holds ``step``, ``lr``, ``backend``, the keys of
+:data:`shld.torch.stats.NOISE_KEYS`, ``C_smoothed`` and ``C_smoothed_se`` (the regime labels use
+``C_smoothed``), ``B_simple_smoothed``, ``regime``, ``nonfinite``, per-group ``C/<group>`` and
+``trace_sigma/<group>`` (unbiased, unsmoothed), and — on curvature steps — ``lambda_max``,
+``batch_sharpness``, ``eos_ratio``, ``stability_limit``, ``eps_max``, ``eps_opt``,
+``eps_opt_capped``, ``alpha_opt_seed``, ``n_hvp``, ``lanczos_error``.
+
+Side effects: none on model mode, ``.grad``, optimizer state, buffers or the global RNG. Extra
+forward passes (``microbatch``/``vmap`` backends, curvature) run under ``torch.random.fork_rng``
+and restore the model's buffers (BatchNorm running statistics) afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from shld._validation import check_choice, check_int, check_positive
+from shld.observables.consolidation import regime_label
+
+from . import backends as bk
+from .curvature import HVP, curvature_quantities, lanczos
+from .events import EventDetector
+from .schedule import as_schedule
+from .sinks import CSVSink, JSONLSink, make_tensorboard
+from .stats import NOISE_KEYS, RatioSmoother, noise_quantities, trace_sigma_from_groups
+
+CURVATURE_KEYS = ("lambda_max", "batch_sharpness", "gHg", "eos_ratio", "stability_limit", "eps_max",
+                  "eps_opt", "eps_opt_capped", "alpha_opt_seed", "n_hvp", "lanczos_error")
+
+_REDUCTIONS = {0: "none", 1: "mean", 2: "sum"}
+
+
+def detect_reduction(loss) -> str | None:
+    """``"mean"``/``"sum"`` read from the last autograd node of ``loss``, or None if unknown.
+
+    Recognises ``x.mean()``/``x.sum()`` and the built-in losses that save their ``reduction``
+    (``cross_entropy``/``nll_loss``, ``mse_loss``, ``binary_cross_entropy(_with_logits)``, ...).
+    """
+    fn = getattr(loss, "grad_fn", None)
+    if fn is None:
+        return None
+    name = type(fn).__name__
+    if name.startswith("MeanBackward"):
+        return "mean"
+    if name.startswith("SumBackward"):
+        return "sum"
+    red = getattr(fn, "_saved_reduction", None)
+    if red is not None:
+        return _REDUCTIONS.get(int(red))
+    return None
+
+
+def _unwrap(model):
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class Monitor:
+    """Records gradient-noise and curvature diagnostics of a PyTorch training run.
+
+    Parameters
+    ----------
+    model : nn.Module (or DistributedDataParallel)
+        Its parameters with ``requires_grad=True`` are monitored (``d`` = their total size).
+    optimizer : torch.optim.Optimizer, optional
+        Only read: ``param_groups[0]["lr"]`` is η (for ``D_sde``, ``D_eff``, ``eos_ratio``).
+    loss_fn : callable ``(model, batch) -> scalar loss``, optional
+        Needed by the ``microbatch`` and ``vmap`` backends and by curvature. Must use the
+        same reduction as the training loss.
+    schedule : int | "log" | list | callable
+        When noise statistics are recorded (default every 10 steps).
+    curvature_schedule : same, or None (default: no curvature)
+        When λ_max etc. are computed (needs ``loss_fn`` and the batch passed to ``begin``).
+    backend : "auto" | "norm_trick" | "microbatch" | "accumulation" | "ddp" | "vmap"
+        ``auto``: ``ddp`` when ``torch.distributed`` runs with world size > 1 and the norm trick
+        cannot cover the model, else ``norm_trick`` when every trainable layer is supported, else
+        ``microbatch`` (one warning naming the unsupported layer; needs ``loss_fn``).
+    microbatches : int
+        Number of sub-batches ``k`` of the ``microbatch`` backend.
+    loss_reduction : "auto" | "mean" | "sum"
+        The training loss's batch reduction. ``auto`` reads it from the loss passed to
+        :meth:`end` when possible (:func:`detect_reduction`), else assumes ``mean``.
+    groups : "layer" | "param_groups" | "none" | dict[str, iterable of Parameter]
+        Per-group C: by owning module, by optimizer param group, none, or explicit.
+    smoothing : float in [0, 1)
+        β of the running averages behind ``C_smoothed``.
+    lanczos_steps, lanczos_tol : int, float
+        Hessian-vector products per curvature step (at most) and the stopping tolerance;
+        Lanczos is warm-started from the previous curvature step's Ritz vector.
+    batch_sharpness : bool
+        Spend one more product on ``gᵀHg`` (batch sharpness, ε_opt).
+    events : EventDetector | None
+        Default watches ``C_smoothed`` (crossing 1, regime changes, drops by 2× within 5 records).
+    grad_scaler : torch.amp.GradScaler, optional
+        Squared norms are divided by ``scale²`` (the hooks see scaled gradients).
+    on_nonfinite : "record" | "raise"
+        NaN/inf gradients are recorded (``nonfinite=True``, an event) or raise FloatingPointError.
+    out : path, optional
+        Folder for ``monitor.csv`` and ``monitor.jsonl`` (records and events).
+    tensorboard : path, optional
+        TensorBoard log dir (skipped with a warning if tensorboard is missing).
+    generator : torch.Generator, optional
+        For Lanczos's cold start (default: a generator seeded with 0).
+    """
+
+    def __init__(self, model: nn.Module, optimizer=None, *, loss_fn=None, schedule=10,
+                 curvature_schedule=None, backend: str = "auto", microbatches: int = 4,
+                 loss_reduction: str = "auto", groups="layer", lr=None, smoothing: float = 0.9,
+                 lanczos_steps: int = 8, lanczos_tol: float = 1e-4, batch_sharpness: bool = True,
+                 events: EventDetector | None | str = "default", grad_scaler=None,
+                 on_nonfinite: str = "record", out=None, tensorboard=None,
+                 generator: torch.Generator | None = None, hvp_method: str = "double_backward"):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.schedule = as_schedule(schedule, "schedule")
+        if self.schedule is None:
+            raise ValueError("`schedule` must not be None (use a list of steps or a callable)")
+        self.curvature_schedule = as_schedule(curvature_schedule, "curvature_schedule")
+        self.backend_request = check_choice("backend", backend, bk.BACKENDS)
+        self.microbatches = check_int("microbatches", microbatches, minimum=2)
+        self.loss_reduction = check_choice("loss_reduction", loss_reduction, ("auto", "mean", "sum"))
+        self.lr = None if lr is None else check_positive("lr", lr, allow_zero=True)
+        self.lanczos_steps = check_int("lanczos_steps", lanczos_steps, minimum=1)
+        self.lanczos_tol = check_positive("lanczos_tol", lanczos_tol)
+        self.batch_sharpness = bool(batch_sharpness)
+        self.grad_scaler = grad_scaler
+        self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ("record", "raise"))
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.hvp_method = check_choice("hvp_method", hvp_method, ("double_backward", "func"))
+
+        inner = _unwrap(model)
+        named = [(n, p) for n, p in inner.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("`model` has no parameters with requires_grad=True; nothing to monitor")
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.dim = sum(p.numel() for p in self.params)
+        self.group_names, self.group_of = self._make_groups(groups, named)
+
+        if (self.curvature_schedule is not None) and loss_fn is None:
+            raise ValueError("`curvature_schedule` needs `loss_fn` (a callable (model, batch) -> loss)")
+        self.backend = self._choose_backend()
+        self.smoother = RatioSmoother(smoothing)
+        self.events_detector = EventDetector() if events == "default" else events
+        self.sinks = []
+        if out is not None:
+            out = Path(out)
+            out.mkdir(parents=True, exist_ok=True)
+            self.sinks += [CSVSink(out / "monitor.csv"), JSONLSink(out / "monitor.jsonl")]
+        if tensorboard is not None:
+            tb = make_tensorboard(tensorboard)
+            if tb is not None:
+                self.sinks.append(tb)
+        self.step = 0
+        self.records: list[dict] = []
+        self.events: list[dict] = []
+        self._callbacks = []
+        self._ritz = None
+        self._active = None
+        self._warned = set()
+        self._hooks_norm = bk.NormTrickHooks(self._nt_modules) if self.backend == "norm_trick" else None
+        self._hooks_param = bk.ParamGradHooks(self.params)
+
+    # ----------------------------------------------------------------------------------------
+    def _make_groups(self, groups, named):
+        if isinstance(groups, dict):
+            ids = {}
+            for g, ps in groups.items():
+                for p in ps:
+                    ids[id(p)] = str(g)
+            labels = [ids.get(id(p), "other") for _, p in named]
+        elif groups == "layer":
+            labels = [n.rsplit(".", 1)[0] if "." in n else "<root>" for n, _ in named]
+        elif groups == "param_groups":
+            if self.optimizer is None:
+                raise ValueError("`groups`='param_groups' needs `optimizer`")
+            ids = {id(p): f"group{i}" for i, g in enumerate(self.optimizer.param_groups) for p in g["params"]}
+            labels = [ids.get(id(p), "other") for _, p in named]
+        elif groups == "none":
+            labels = ["all"] * len(named)
+        else:
+            raise ValueError(f"`groups` must be 'layer', 'param_groups', 'none' or a dict, got {groups!r}")
+        names = list(dict.fromkeys(labels))
+        return names, [names.index(x) for x in labels]
+
+    def _distributed(self) -> bool:
+        return (torch.distributed.is_available() and torch.distributed.is_initialized()
+                and torch.distributed.get_world_size() > 1)
+
+    def _choose_backend(self) -> str:
+        req = self.backend_request
+        inner = _unwrap(self.model)
+        self._nt_modules, unsupported = bk.norm_trick_coverage(inner, self.params)
+        if req in ("microbatch", "vmap") and self.loss_fn is None:
+            raise ValueError(f"`backend`={req!r} needs `loss_fn` (a callable (model, batch) -> loss)")
+        if req == "ddp" and not self._distributed():
+            raise ValueError("`backend`='ddp' needs an initialised torch.distributed process group "
+                             "with world size > 1")
+        if req == "norm_trick" and unsupported:
+            raise ValueError(f"`backend`='norm_trick' does not support layer {unsupported[0]}; use "
+                             "backend='auto' to fall back")
+        if req != "auto":
+            return req
+        if not unsupported:
+            return "norm_trick"
+        if self._distributed():
+            bk.warn_unsupported(unsupported, "ddp")
+            return "ddp"
+        if self.loss_fn is None:
+            raise ValueError(f"the norm trick does not support layer {unsupported[0]} and the fallback "
+                             "backend 'microbatch' needs `loss_fn`; pass loss_fn or backend='accumulation'")
+        bk.warn_unsupported(unsupported, "microbatch")
+        return "microbatch"
+
+    def on_event(self, fn) -> None:
+        """Call ``fn(event_dict)`` for every event from now on."""
+        self._callbacks.append(fn)
+
+    # ----------------------------------------------------------------------------------------
+    def will_track(self, step: int | None = None) -> tuple[bool, bool]:
+        s = self.step if step is None else step
+        noise = bool(self.schedule(s))
+        curv = self.curvature_schedule is not None and bool(self.curvature_schedule(s))
+        return noise, curv
+
+    def begin(self, batch=None, *, batch_size: int | None = None) -> bool:
+        """Start step ``self.step``; returns whether anything is recorded on it.
+
+        ``batch`` (any pytree of tensors with leading dim B) is needed by the ``microbatch`` and
+        ``vmap`` backends and by curvature; ``batch_size`` (total samples in the step, all
+        micro-steps) is needed by ``accumulation`` and otherwise inferred.
+        """
+        if self._active is not None:
+            raise RuntimeError("Monitor.begin() called twice without end()")
+        noise, curv = self.will_track()
+        self._active = {"noise": noise, "curv": curv, "batch": batch, "batch_size": batch_size}
+        if not (noise or curv):
+            return False
+        if (curv or (noise and self.backend in ("microbatch", "vmap"))) and batch is None:
+            raise ValueError(f"`batch` is required on step {self.step} (backend={self.backend!r}"
+                             f"{', curvature' if curv else ''})")
+        if noise and self.backend in ("norm_trick", "accumulation", "ddp"):
+            self._hooks_param.attach()
+            if self.backend == "norm_trick":
+                self._hooks_norm.attach()
+        return True
+
+    def end(self, loss=None) -> dict | None:
+        """Finish the step (after backward, before ``optimizer.step()``); returns its record or None."""
+        if self._active is None:
+            raise RuntimeError("Monitor.end() called without begin()")
+        act, self._active = self._active, None
+        try:
+            if not (act["noise"] or act["curv"]):
+                return None
+            if loss is not None and self.loss_reduction == "auto":
+                self._check_loss(loss)
+            record = {"step": self.step, "lr": self._lr(), "backend": self.backend}
+            record.update(dict.fromkeys(NOISE_KEYS, math.nan))
+            record.update({"C_smoothed": math.nan, "C_smoothed_se": math.nan,
+                           "B_simple_smoothed": math.nan, "regime": "undefined", "nonfinite": False})
+            for g in self.group_names:
+                record[f"C/{g}"] = math.nan
+                record[f"trace_sigma/{g}"] = math.nan
+            if self.curvature_schedule is not None:
+                record.update(dict.fromkeys(CURVATURE_KEYS, math.nan))
+            if act["noise"]:
+                self._noise(record, act)
+            if act["curv"]:
+                self._curvature(record, act["batch"])
+            self._emit(record)
+            return record
+        finally:
+            self._hooks_param.detach()
+            if self._hooks_norm is not None:
+                self._hooks_norm.detach()
+            self.step += 1
+
+    @contextlib.contextmanager
+    def track(self, batch=None, *, batch_size: int | None = None):
+        """Context manager around one step's forward and backward; ``begin`` + ``end``."""
+        self.begin(batch, batch_size=batch_size)
+        ok = False
+        try:
+            yield self
+            ok = True
+        finally:
+            if ok:
+                self.end()
+            else:  # an exception inside: drop the step's hooks, keep counting steps
+                self._active = None
+                self._hooks_param.detach()
+                if self._hooks_norm is not None:
+                    self._hooks_norm.detach()
+                self.step += 1
+
+    # ----------------------------------------------------------------------------------------
+    def _lr(self):
+        if self.lr is not None:
+            return self.lr
+        if self.optimizer is not None:
+            return float(self.optimizer.param_groups[0]["lr"])
+        return None
+
+    def _reduction(self) -> str:
+        return "mean" if self.loss_reduction == "auto" else self.loss_reduction
+
+    def _check_loss(self, loss):
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"`loss` must be a scalar tensor, got {shape}")
+        red = detect_reduction(loss)
+        if red in ("mean", "sum") and red != self._reduction():
+            if red not in self._warned:
+                warnings.warn(f"loss_reduction: the loss looks like a {red!r} reduction; using it "
+                              "(pass loss_reduction explicitly to silence this)", RuntimeWarning,
+                              stacklevel=3)
+                self._warned.add(red)
+            self.loss_reduction = red
+
+    def _scale2(self) -> float:
+        s = self.grad_scaler
+        if s is not None and getattr(s, "is_enabled", lambda: True)():
+            return float(s.get_scale()) ** 2
+        return 1.0
+
+    def _group_sum(self, per_param) -> torch.Tensor:
+        """(n_groups,) float64 tensor of per-parameter scalars summed by group."""
+        vals = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()).cpu()
+                            if v is not None else torch.zeros((), dtype=torch.float64) for v in per_param])
+        out = torch.zeros(len(self.group_names), dtype=torch.float64)
+        return out.index_add_(0, torch.tensor(self.group_of), vals)
+
+    def _noise(self, record, act):
+        red = self._reduction()
+        be = self.backend
+        s2 = self._scale2()
+        if be == "norm_trick":
+            h = self._hooks_norm
+            B = act["batch_size"] or h.batch_size()
+            if B is None:
+                raise RuntimeError("the norm trick saw no forward pass in this step: run the forward "
+                                   "and backward inside track()/begin()..end()")
+            self._check_calls(h)
+            N = B if red == "mean" else 1.0
+            sq = self._group_sum([h.sq.get(id(p)) for p in self.params]) * (N * N)  # Σ_i‖g_i‖²
+            if self._distributed():
+                B, sq, mean_sq = self._ddp_reduce(B, sq, red)
+            else:
+                mean_sq = self._group_sum(self._hooks_param.total_sq) * (N / B) ** 2
+            k = B
+        elif be in ("accumulation", "ddp"):
+            hp = self._hooks_param
+            k = max(hp.passes) if hp.passes else 0
+            if be == "ddp":
+                B = act["batch_size"] or bk.batch_size_of(act["batch"])
+                if B is None:
+                    raise ValueError("backend='ddp' needs the local `batch` or `batch_size` in begin()")
+                local = self._group_sum(hp.local_sq)
+                m2 = local if red == "mean" else local / (B * B)  # ‖m_r‖², m_r the local mean grad
+                B, sq, mean_sq = self._ddp_reduce(B, m2 * B, red, per_sample=False)
+                k = torch.distributed.get_world_size()
+            else:
+                B = act["batch_size"]
+                if B is None:
+                    raise ValueError("backend='accumulation' needs `batch_size` (total samples in the step) "
+                                     "in begin()/track()")
+                if k < 2:
+                    raise ValueError(f"backend='accumulation' needs >= 2 backward passes per step, got {k}")
+                b = B / k
+                local = self._group_sum(hp.local_sq)  # Σ_j ‖c_j‖²
+                if red == "mean":   # loss_j = mean over b / k  ->  m_j = k c_j
+                    sq = b * k * k * local
+                    mean_sq = self._group_sum(hp.total_sq)
+                else:               # loss_j = sum over b  ->  m_j = c_j / b
+                    sq = local / b
+                    mean_sq = self._group_sum(hp.total_sq) / (B * B)
+        elif be == "microbatch":
+            with self._isolated():
+                wsq, msq, B, k = bk.microbatch_stats(self.model, self.loss_fn, act["batch"], self.params,
+                                                     self.microbatches, red)
+            sq, mean_sq = self._group_sum(wsq), self._group_sum(msq)
+            s2 = 1.0
+        else:  # vmap
+            with self._isolated():
+                grads = bk.per_sample_grads(_unwrap(self.model), self.loss_fn, act["batch"], self.params)
+            B = grads[0].shape[0]
+            sq = self._group_sum([(g.double() ** 2).sum() for g in grads])
+            mean_sq = self._group_sum([(g.double().mean(0) ** 2).sum() for g in grads])
+            k = B
+            s2 = 1.0
+        sq, mean_sq = sq / s2, mean_sq / s2
+        tr_g = [trace_sigma_from_groups(a, B, k, m) for a, m in zip(sq.tolist(), mean_sq.tolist())]
+        g2 = float(mean_sq.sum())
+        tr = float(sum(tr_g))
+        lr = record["lr"]
+        if lr is not None and red == "sum":
+            lr = lr * B  # a step η·Σ_i g_i is a step η·B on the mean loss
+        q = noise_quantities(g2, tr, int(B), self.dim, lr)
+        record.update(q)
+        nonfinite = not (math.isfinite(g2) and math.isfinite(tr))
+        record["nonfinite"] = nonfinite
+        if nonfinite and self.on_nonfinite == "raise":
+            raise FloatingPointError(f"non-finite gradient statistics at step {self.step}: "
+                                     f"‖g‖²={g2}, tr Σ={tr} (on_nonfinite='raise')")
+        for name, trg, m in zip(self.group_names, tr_g, mean_sq.tolist()):
+            record[f"trace_sigma/{name}"] = trg
+            record[f"C/{name}"] = 2.0 * B * (m - trg / B) / trg if trg > 0 else math.nan
+        if not nonfinite:
+            c, se = self.smoother.update(q["grad_sq_norm_unbiased"], tr / B, scale=2.0)
+        else:
+            c, se = self.smoother.value(scale=2.0)
+        record["C_smoothed"], record["C_smoothed_se"] = c, se
+        record["B_simple_smoothed"] = 2.0 * B / c if (math.isfinite(c) and c > 0) else math.inf
+        record["regime"] = regime_label(c)
+
+    def _check_calls(self, h):
+        counts = set(h.calls.values())
+        if len(counts) > 1 and "calls" not in self._warned:
+            self._warned.add("calls")
+            warnings.warn(f"norm trick: modules were called different numbers of times in one step "
+                          f"({h.calls}); a module applied twice to the same sample (weight sharing) "
+                          "makes its per-sample norms wrong: use backend='microbatch'", RuntimeWarning,
+                          stacklevel=4)
+
+    def _ddp_reduce(self, B, sq, red, per_sample=True):
+        """All-reduce sample counts and Σ b‖m‖²; ‖ḡ‖² from the synchronised ``.grad``."""
+        dist = torch.distributed
+        t = torch.cat([torch.tensor([float(B)], dtype=torch.float64), sq])
+        dist.all_reduce(t)
+        Bg = int(round(t[0].item()))
+        with torch.no_grad():
+            gsq = self._group_sum([(p.grad.double() ** 2).sum() if p.grad is not None else None
+                                   for p in self.params])
+        # DDP averages local gradients over ranks: mean loss -> ḡ; sum loss -> (B/R)·ḡ
+        if red == "sum":
+            gsq = gsq / (Bg / dist.get_world_size()) ** 2
+        return Bg, t[1:], gsq
+
+    @contextlib.contextmanager
+    def _isolated(self):
+        """Extra forwards leave the global RNG and the model's buffers as they were."""
+        inner = _unwrap(self.model)
+        saved = [(b, b.detach().clone()) for b in inner.buffers()]
+        with torch.random.fork_rng(devices=[]):
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    for b, v in saved:
+                        b.copy_(v)
+
+    def _curvature(self, record, batch):
+        model = _unwrap(self.model)
+        with self._isolated():
+            hvp = HVP(model, self.loss_fn, batch, params=self.params, method=self.hvp_method)
+            v0 = self._ritz
+            if v0 is None or v0.numel() != hvp.dim:
+                v0 = torch.randn(hvp.dim, generator=self.generator, dtype=torch.float64).to(hvp.grad)
+            lam, self._ritz, info = lanczos(hvp, v0, max_iter=self.lanczos_steps, tol=self.lanczos_tol)
+            gHg = math.nan
+            g = hvp.grad
+            g2 = float((g * g).sum())
+            if self.batch_sharpness:
+                gHg = float(torch.dot(g, hvp(g)))
+        B = record["batch_size"] if isinstance(record["batch_size"], int) else bk.batch_size_of(batch)
+        Bs = record["B_simple_smoothed"]
+        if not (isinstance(Bs, float) and math.isfinite(Bs)):
+            Bs = self.records[-1]["B_simple_smoothed"] if self.records else math.nan
+        Dseed = record["D_seed"]
+        if not math.isfinite(Dseed) and self.records:
+            Dseed = self.records[-1].get("D_seed", math.nan)
+        if self._reduction() == "sum" and B:
+            # curvature of the mean loss: H_mean = H_sum / B, g_mean = g_sum / B
+            lam, gHg, g2 = lam / B, gHg / B ** 3, g2 / B ** 2
+        lr = record["lr"]
+        if lr is not None and self._reduction() == "sum" and B:
+            lr = lr * B
+        record.update(curvature_quantities(lam, gHg, g2, lr, Bs, B or 1, Dseed))
+        record["n_hvp"] = hvp.n_products
+        record["lanczos_error"] = info["error_estimate"]
+
+    def _emit(self, record):
+        self.records.append(record)
+        evs = self.events_detector.update(record) if self.events_detector is not None else []
+        for s in self.sinks:
+            s.write(record)
+        for e in evs:
+            self.events.append(e)
+            for s in self.sinks:
+                s.event(e)
+            for fn in self._callbacks:
+                fn(e)
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def last(self) -> dict | None:
+        """The latest record (None before the first)."""
+        return self.records[-1] if self.records else None
+
+    def history(self, key: str) -> np.ndarray:
+        """One key over all records as a float array (missing → NaN)."""
+        return np.array([float(r.get(key, math.nan)) if not isinstance(r.get(key), str) else math.nan
+                         for r in self.records])
+
+    def state_dict(self) -> dict:
+        """Counters, running averages, event state and the Lanczos vector (records are not kept)."""
+        return {"step": self.step, "smoother": self.smoother.state_dict(),
+                "events": self.events_detector.state_dict() if self.events_detector else None,
+                "ritz": None if self._ritz is None else self._ritz.detach().cpu().clone(),
+                "loss_reduction": self.loss_reduction}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.smoother.load_state_dict(state["smoother"])
+        if self.events_detector is not None and state.get("events") is not None:
+            self.events_detector.load_state_dict(state["events"])
+        ritz = state.get("ritz")
+        self._ritz = None if ritz is None else ritz.to(self.params[0].device)
+        self.loss_reduction = state.get("loss_reduction", self.loss_reduction)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+        self.sinks = []
+        if not self.records:
+            warnings.warn(f"Monitor recorded nothing in {self.step} steps: check `schedule`",
+                          RuntimeWarning, stacklevel=2)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
