@@ -15,10 +15,13 @@ from .curvature import HVP, curvature_quantities, lambda_max, lanczos
 from .events import EventDetector
 from .monitor import Monitor, detect_reduction
 from .schedule import Every, LogSpaced, Steps
+from .scheduler import CScheduler
+from .sgld import SGLD
 from .stats import NOISE_KEYS, RatioSmoother, noise_quantities, trace_sigma_from_groups
 
 __all__ = [
-    "HVP", "NOISE_KEYS", "EventDetector", "Every", "LogSpaced", "Monitor", "RatioSmoother", "Steps",
+    "HVP", "NOISE_KEYS", "SGLD", "CScheduler",
+    "EventDetector", "Every", "LogSpaced", "Monitor", "RatioSmoother", "Steps",
     "curvature_quantities", "detect_reduction", "lambda_max", "lanczos", "noise_quantities",
     "per_sample_grads", "trace_sigma_from_groups",
 ]
