@@ -66,6 +66,21 @@ def test_langer_rate_is_inverse_mfpt_to_far_side_and_half_to_saddle():
     assert mfpt_1d(dw.u, D, -1.0, 0.0) * 2 * kramers_rates(dw, D).langer == pytest.approx(1.0, abs=0.01)
 
 
+def test_tilted_well_both_directions_and_muller_brown_saddles():
+    tw = make_landscape("tilted-double-well", barrier=1.0)
+    gaps = []
+    for D in (0.05, 0.02, 0.01):
+        kl, kr = kramers_rates(tw, D, minimum="left"), kramers_rates(tw, D, minimum="right")
+        xl, xr = kl.minimum.location[0], kr.minimum.location[0]
+        assert kl.barrier < kr.barrier                      # the right well is deeper
+        gaps.append([abs(mfpt_1d(tw.u, D, xl, xr) * kl.langer - 1),
+                     abs(mfpt_1d(tw.u, D, xr, xl) * kr.langer - 1)])
+    gaps = np.array(gaps)
+    assert np.all(np.diff(gaps, axis=0) < 0) and np.all(gaps[-1] < 0.01)
+    mb = make_landscape("muller-brown")
+    assert [kramers_rates(mb, 10.0, minimum=m).saddle.label for m in ("A", "B", "C")] == ["A-C", "C-B", "C-B"]
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: kramers_rate_seed(1.0, 1.0, 0.0), "`D`"),
     (lambda: kramers_rate_seed(-1.0, 1.0, 0.1), "`omega0`"),

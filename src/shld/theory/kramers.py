@@ -164,8 +164,10 @@ def kramers_rates(landscape, D, minimum=0, saddle=None) -> KramersRates:
     """All three rate forms out of ``minimum`` over ``saddle`` of a landscape's critical points.
 
     ``minimum``/``saddle``: index into ``landscape.minima``/``landscape.saddles``, a label
-    (e.g. ``"left"``, ``"barrier"``) or a ``CriticalPoint``. ``saddle=None`` takes the lowest
-    known saddle above the minimum. ΔE = U(saddle) − U(minimum). The seed's ω₀ is taken as the
+    (e.g. ``"left"``, ``"barrier"``) or a ``CriticalPoint``. ``saddle=None`` takes the known
+    saddle above the minimum nearest to it in θ (a heuristic: right for the double wells and
+    Müller–Brown, where it picks A→A-C, B→C-B, C→C-B; pass ``saddle`` explicitly otherwise).
+    ΔE = U(saddle) − U(minimum). The seed's ω₀ is taken as the
     smallest Hessian eigenvalue at the minimum (the seed leaves it ambiguous in d > 1); the
     Kramers–Langer curvature at the minimum is vᵀH_min v with v the saddle's unstable direction.
     """
@@ -175,7 +177,7 @@ def kramers_rates(landscape, D, minimum=0, saddle=None) -> KramersRates:
         cands = [s for s in landscape.saddles if s.value >= m.value]
         if not cands:
             raise ValueError(f"landscape {landscape!r} lists no saddle above minimum {m.label!r}")
-        s = min(cands, key=lambda p: p.value)
+        s = min(cands, key=lambda p: float(np.linalg.norm(np.asarray(p.location) - m.location)))
     else:
         s = _select(landscape.saddles, saddle, "saddle", landscape)
     barrier = float(s.value - m.value)
