@@ -1,0 +1,102 @@
+"""The slowest relaxation rates of the Fokker–Planck operator.
+
+The rates are the eigenvalues λ₀ ≤ λ₁ ≤ … of −A (units 1/time). With reflecting or periodic
+walls λ₀ = 0 (the stationary state); in a double well λ₁ is the total transition rate
+k₁₂ + k₂₁ between the wells when the barrier is high (ΔE/D ≫ 1), up to relative corrections
+of order λ₁/λ₂.
+
+A gradient drift with constant D satisfies detailed balance, so S = G^{−1/2} A G^{1/2}
+(G = diag of the discrete Gibbs density) is symmetric with the same eigenvalues: the
+symmetric shift-invert Lanczos solver ``scipy.sparse.linalg.eigsh`` is used, with the shift
+σ slightly below 0 (S is singular at 0). Eigenvectors are mapped back to densities
+ρ_k = G^{1/2} v_k. A non-gradient drift or D(θ) uses ``eigs`` (Arnoldi) on A itself and
+returns the real parts (the imaginary parts are kept in ``imag``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from shld._validation import check_int
+
+
+@dataclass
+class Spectrum:
+    """``rates`` (k,) ascending, ``modes`` (k, *grid.shape) right eigenvectors of A as densities
+    (or None), ``imag`` (k,) imaginary parts (zeros for the symmetric case)."""
+
+    rates: np.ndarray
+    modes: np.ndarray | None
+    imag: np.ndarray
+
+    @property
+    def gap(self) -> float:
+        """The smallest nonzero rate λ₁ (for a conservative operator) — the spectral gap."""
+        return float(self.rates[1])
+
+
+def _shift(M) -> float:
+    """A small negative shift: far below the smallest rates, well away from singular."""
+    scale = float(np.max(np.abs(M.diagonal()))) if M.shape[0] else 1.0
+    return -1e-9 * scale
+
+
+def _sym_eigs(S: sp.spmatrix, k: int, sigma: float | None, want_vectors: bool, v0=None):
+    n = S.shape[0]
+    if n <= max(k + 2, 40):
+        w, v = np.linalg.eigh(-S.toarray())
+        return w[:k], v[:, :k]
+    sigma = _shift(S) if sigma is None else sigma
+    w, v = spla.eigsh(-S.tocsc(), k=k, sigma=sigma, which="LM", v0=v0, return_eigenvectors=True)
+    order = np.argsort(w)
+    return w[order], v[:, order]
+
+
+def relaxation_rates(op, k: int = 4, *, sigma: float | None = None, return_modes: bool = False) -> Spectrum:
+    """The ``k`` slowest relaxation rates of ``op`` (eigenvalues of −A, ascending)."""
+    n = op.grid.size
+    k = check_int("k", k, minimum=1)
+    if k >= n - 1:
+        raise ValueError(f"`k` must be < grid size − 1 = {n - 1}, got {k}")
+    return _rates_of(op, op.matrix, op.symmetric_matrix() if op.is_gradient else None, k, sigma,
+                     return_modes, None)
+
+
+def _rates_of(op, A, S, k, sigma, return_modes, keep) -> Spectrum:
+    shape = op.grid.shape
+    if S is not None:
+        w, v = _sym_eigs(S, k, sigma, return_modes)
+        modes = None
+        if return_modes:
+            u = op.potential if keep is None else op.potential[keep]
+            half = np.exp(-0.5 * (u - u.min()) / op.D)
+            modes = (v * half[:, None]).T
+            modes /= np.max(np.abs(modes), axis=1, keepdims=True)
+        return Spectrum(rates=w, modes=_embed(modes, keep, shape), imag=np.zeros_like(w))
+    n = A.shape[0]
+    if n <= max(k + 2, 40):
+        w, v = np.linalg.eig(-A.toarray())
+    else:
+        sig = _shift(A) if sigma is None else sigma
+        w, v = spla.eigs(-A.tocsc(), k=k, sigma=sig, which="LM")
+    order = np.argsort(w.real)[:k]
+    w, v = w[order], v[:, order]
+    modes = None
+    if return_modes:
+        modes = v.real.T
+        modes /= np.max(np.abs(modes), axis=1, keepdims=True)
+    return Spectrum(rates=w.real, modes=_embed(modes, keep, shape), imag=w.imag)
+
+
+def _embed(modes, keep, shape):
+    if modes is None:
+        return None
+    if keep is None:
+        return modes.reshape((modes.shape[0],) + tuple(shape))
+    full = np.zeros((modes.shape[0], keep.size))
+    full[:, keep] = modes
+    return full.reshape((modes.shape[0],) + tuple(shape))
