@@ -76,7 +76,8 @@ def mfpt_estimate(times, hit=None, t_max=None) -> MFPTEstimate:
 
 
 def survival_curve(times, hit=None, grid=None, t_max=None, return_stderr=False):
-    """Kaplan–Meier survival S(t) = P(first passage > t) on ``grid``; optional Greenwood SE.
+    """Kaplan–Meier survival S(t) = P(first passage > t) on ``grid`` (default: the distinct hit
+    times); optional Greenwood SE.
 
     S(t) = Π_{event times t_j ≤ t} (1 − d_j/n_j), n_j = walkers still at risk (time ≥ t_j),
     d_j = hits at t_j; censored walkers leave the risk set after their censoring time.
@@ -84,7 +85,7 @@ def survival_curve(times, hit=None, grid=None, t_max=None, return_stderr=False):
     Beyond the last observed time S is held at its last value (not extrapolated).
     """
     c, h = _times_hit(times, hit, t_max)
-    g = check_finite_array("grid", grid, ndim=1)
+    g = np.unique(c[h]) if grid is None else check_finite_array("grid", grid, ndim=1)
     order = np.argsort(c, kind="stable")
     cs, hs = c[order], h[order]
     uniq, first = np.unique(cs, return_index=True)
