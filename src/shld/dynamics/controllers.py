@@ -1,7 +1,7 @@
 """The seed's adaptive-noise controller, done right, per walker.
 
 Rule (seed, "Adaptive noise intervention"): when the consolidation ratio
-C = ‖∇L‖²/(D·d) of a walker falls below ``threshold`` (after ``min_step`` steps),
+C = ‖∇L‖²/(D·d) of a walker falls below ``threshold`` (at steps ≥ ``min_step``),
 multiply its D by ``factor`` for ``hold_steps`` steps, then restore it.
 
 The seed's reference code never restores D: its restore branch tests
@@ -29,7 +29,7 @@ class AdaptiveNoise:
     threshold: float = 0.5
     factor: float = 5.0
     hold_steps: int = 10
-    min_step: int = 50
+    min_step: int = 51
     restore: bool = True
     cooldown_steps: int = 0
 
@@ -57,12 +57,12 @@ class AdaptiveNoise:
                 mult[ending] = 1.0
                 state["quiet_until"][ending] = step + self.cooldown_steps
             idle = (state["boost_until"] <= step) & (state["quiet_until"] <= step)
-            fire = idle & (C < self.threshold) if step > self.min_step else np.zeros_like(idle)
+            fire = idle & (C < self.threshold) if step >= self.min_step else np.zeros_like(idle)
             if fire.any():
                 mult[fire] = self.factor
                 state["boost_until"][fire] = step + self.hold_steps
         else:
-            fire = (C < self.threshold) if step > self.min_step else np.zeros(C.shape, bool)
+            fire = (C < self.threshold) if step >= self.min_step else np.zeros(C.shape, bool)
             if fire.any():
                 mult[fire] *= self.factor
         state["n_interventions"][fire] += 1

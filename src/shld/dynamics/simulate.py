@@ -168,7 +168,7 @@ class Simulation:
                 raise ValueError(f"`n_walkers`={n_walkers} does not match theta0 with {theta.shape[0]} rows")
         else:
             raise ValueError(f"`theta0` must have shape (d,) or (N, d) with d={d}, got {theta.shape}")
-        theta = np.ascontiguousarray(theta)
+        theta = np.array(theta, order="C", copy=True)   # never move the caller's array
         n = theta.shape[0]
         gen = as_generator(rng, seed)
         state = EnsembleState(theta=theta, step=0, rng=gen,

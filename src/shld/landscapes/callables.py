@@ -59,9 +59,12 @@ class FunctionLandscape(Landscape):
     def _apply(self, fn, theta, tail):
         if self.vectorised or theta.ndim == 1:
             return np.asarray(fn(theta), dtype=theta.dtype)
-        self._note_loop()
         flat = theta.reshape(-1, self.dim)
+        if flat.shape[0] > 1:
+            self._note_loop()
         out = np.stack([np.asarray(fn(row), dtype=theta.dtype) for row in flat])
+        if out.shape[1:] != tail:
+            return out   # wrong per-point shape: the callers below name the function and the shapes
         return out.reshape(theta.shape[:-1] + tail)
 
     def _value(self, theta):

@@ -1,0 +1,170 @@
+"""Degenerate limits, determinism, the adaptive controller, failure handling and resume."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from shld.dynamics import (
+    AdaptiveNoise,
+    CosineAnnealing,
+    EnsembleState,
+    ExponentialDecay,
+    NonFiniteError,
+    Simulation,
+    Warmup,
+    simulate,
+)
+from shld.landscapes import DoubleWell, FunctionLandscape, Quadratic, Rosenbrock
+
+
+def test_zero_noise_is_gradient_descent_bit_for_bit():
+    L = Rosenbrock(dim=3)
+    theta = np.array([[-1.0, 0.5, 0.2], [0.3, 0.3, 0.3]])
+    dt, steps = 1e-4, 300
+    res = simulate(L, theta, D=0.0, dt=dt, n_steps=steps, seed=0)
+    x = theta.copy()
+    for _ in range(steps):
+        x = x - L.grad(x) * dt
+    assert np.array_equal(res.final_theta, x)
+
+
+def test_zero_gradient_and_zero_noise_do_not_move():
+    flat = FunctionLandscape(lambda th: np.zeros(np.shape(th)[:-1]), lambda th: np.zeros_like(th), dim=4)
+    theta = np.random.default_rng(0).standard_normal((7, 4))
+    res = simulate(flat, theta, D=0.0, dt=0.1, n_steps=50, seed=1)
+    assert np.array_equal(res.final_theta, theta)
+
+
+def test_same_seed_same_bits_and_different_seed_differs():
+    L = DoubleWell()
+    a = simulate(L, np.zeros(1), n_walkers=50, D=0.3, dt=1e-2, n_steps=200, seed=7)
+    b = simulate(L, np.zeros(1), n_walkers=50, D=0.3, dt=1e-2, n_steps=200, seed=7)
+    c = simulate(L, np.zeros(1), n_walkers=50, D=0.3, dt=1e-2, n_steps=200, seed=8)
+    assert np.array_equal(a.final_theta, b.final_theta)
+    assert not np.array_equal(a.final_theta, c.final_theta)
+
+
+def test_float32_on_request():
+    res = simulate(DoubleWell(), np.zeros(1), n_walkers=10, D=0.3, dt=1e-2, n_steps=20, seed=1,
+                   dtype=np.float32)
+    assert res.final_theta.dtype == np.float32
+
+
+def test_resume_from_saved_state_is_bit_identical(tmp_path):
+    L = DoubleWell(dim=2)
+    kw = dict(D=0.3, dt=1e-2, record_every=10, controller=AdaptiveNoise(threshold=0.5, hold_steps=5,
+                                                                         min_step=0))
+    full = simulate(L, np.zeros(2), n_walkers=20, n_steps=400, seed=3, **kw)
+    sim = Simulation(L, **kw)
+    st = sim.init_state(np.zeros(2), n_walkers=20, seed=3)
+    sim.advance(st, 150)
+    np.savez(tmp_path / "ck.npz", **st.to_arrays())
+    with np.load(tmp_path / "ck.npz") as z:
+        st2 = EnsembleState.from_arrays({k: z[k] for k in z.files})
+    part = sim.advance(st2, 250)
+    assert np.array_equal(part.final_theta, full.final_theta)
+    assert np.array_equal(part.records["loss_mean"], full.records["loss_mean"][-len(part.steps):])
+
+
+def test_first_passage_censoring():
+    L = DoubleWell(barrier=5.0)                     # ΔE/D = 50: nobody crosses in t = 1
+    res = simulate(L, np.array([-1.0]), n_walkers=30, D=0.1, dt=1e-2, n_steps=100, seed=0,
+                   target=lambda th: th[:, 0] > 0.9)
+    assert not res.hit.any() and np.all(np.isinf(res.first_passage_time)) and res.censored.all()
+    start_inside = simulate(L, np.array([1.0]), n_walkers=3, D=0.1, dt=1e-2, n_steps=5, seed=0,
+                            target=lambda th: th[:, 0] > 0.9)
+    assert np.all(start_inside.first_passage_time == 0.0)
+
+
+def test_adaptive_controller_boosts_for_hold_steps_then_restores():
+    ctrl = AdaptiveNoise(threshold=0.5, factor=10.0, hold_steps=4, min_step=0)
+    st = ctrl.init_state(2)
+    mult = []
+    for step in range(12):
+        ctrl.update(st, step, np.array([0.1, 5.0]))     # walker 0 always below threshold
+        mult.append(st["multiplier"].copy())
+    mult = np.array(mult)
+    # boosted on steps 0..3 (applies to the next 4 steps), restored at 4, boosted again at 4 ...
+    assert np.all(mult[:, 1] == 1.0)
+    assert list(mult[:4, 0]) == [10.0] * 4 and mult[4, 0] == 10.0
+    assert st["n_interventions"][0] == 3 and st["n_interventions"][1] == 0
+    lit = AdaptiveNoise(threshold=0.5, factor=5.0, hold_steps=10, min_step=0, restore=False)
+    st = lit.init_state(1)
+    for step in range(4):
+        lit.update(st, step, np.array([0.1]))
+    assert st["multiplier"][0] == 5.0 ** 4           # the seed's literal code: D grows on every trigger
+
+
+def test_controller_in_simulation_restores_D():
+    L = Quadratic(eigenvalues=[1.0])
+    ctrl = AdaptiveNoise(threshold=1.0, factor=10.0, hold_steps=7, min_step=0, cooldown_steps=20)
+    res = simulate(L, np.zeros(1), D=0.01, dt=1e-2, n_steps=200, seed=0, controller=ctrl, record_every=1)
+    D = res.D_history
+    assert set(np.round(D, 12)) == {0.01, 0.1}
+    # every boost lasts exactly hold_steps and is followed by at least cooldown_steps at base D
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], (D > 0.05).astype(int), [0]]))))[::2]
+    assert np.all(runs == 7)
+    assert len(res.interventions) >= 2
+
+
+def test_nonfinite_walker_is_recorded_and_run_continues():
+    L = Quadratic(eigenvalues=[1.0])
+    theta0 = np.array([[0.0], [0.0], [0.0]])
+    # dt above the stability limit 2/λ only matters for walkers that start far away; make walker 1 blow up
+    steep = FunctionLandscape(lambda th: 0.25 * np.sum(th ** 4, -1), lambda th: th ** 3, dim=1)
+    theta0 = np.array([[0.1], [50.0], [0.2]])
+    res = simulate(steep, theta0, D=0.01, dt=0.1, n_steps=300, seed=1, record_every=10, check_every=5)
+    assert list(res.status) == [0, 1, 0]
+    assert 0 < res.failure_step[1] <= 10 and res.failure_step[0] == -1
+    assert np.all(np.isfinite(res.records["loss_mean"]))            # stats over live walkers only
+    assert res.records["n_alive"][-1] == 2 and "walker" in res.messages[0]
+    with pytest.raises(NonFiniteError, match="non-finite") as info:
+        simulate(steep, theta0, D=0.01, dt=0.1, n_steps=300, seed=1, record_every=10, check_every=5,
+                 on_nonfinite="raise")
+    assert info.value.result is not None and info.value.result.steps[0] == 0
+    del L
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(D=-1.0), "`D` must be >= 0"),
+    (dict(dt=0.0), "`dt` must be > 0"),
+    (dict(dt=float("nan")), "`dt` must not be NaN"),
+    (dict(theta0=np.array([np.nan])), "`theta0` must be finite"),
+    (dict(theta0=np.zeros(3)), r"`theta0` must have shape \(d,\) or \(N, d\) with d=1"),
+    (dict(integrator="rk4"), "`integrator` must be one of"),
+    (dict(integrator="baoab", preconditioner=[1.0]), "`preconditioner` is not supported"),
+    (dict(observables=("loss", "entropy")), "`observables` must be drawn from"),
+    (dict(n_steps=-3), "`n_steps` must be >= 0"),
+])
+def test_bad_input_names_the_argument(kwargs, match):
+    args = dict(theta0=np.zeros(1), D=0.1, dt=0.01, n_steps=5)
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        simulate(DoubleWell(), args.pop("theta0"), **args)
+
+
+def test_schedules():
+    assert ExponentialDecay(1.0, tau=2.0, D_min=0.1)(2.0) == pytest.approx(np.exp(-1.0))
+    assert ExponentialDecay(1.0, tau=2.0, D_min=0.5)(10.0) == 0.5
+    cos = CosineAnnealing(D_max=1.0, D_min=0.2, T=10.0)
+    assert cos(0.0) == pytest.approx(1.0) and cos(5.0) == pytest.approx(0.6) and cos(20.0) == pytest.approx(0.2)
+    w = Warmup(cos, t_warmup=1.0, start_factor=0.1)
+    assert w(0.0) == pytest.approx(0.1) and w(0.5) == pytest.approx(0.55 * cos(0.5))
+    res = simulate(Quadratic(eigenvalues=[1.0]), np.zeros(1), D=cos, dt=0.5, n_steps=30, seed=0, record_every=1)
+    assert np.allclose(res.D_history, cos(res.times))
+    with pytest.raises(ValueError, match="`tau` must be > 0"):
+        ExponentialDecay(1.0, tau=0.0)
+
+
+def test_unvectorised_callables_loop_with_a_note():
+    L = FunctionLandscape(lambda th: 0.5 * float(np.sum(th ** 2)), lambda th: np.array(th), dim=2)
+    assert not L.vectorised
+    with pytest.warns(UserWarning, match="do not broadcast"):
+        res = simulate(L, np.ones(2), n_walkers=3, D=0.0, dt=0.1, n_steps=2, seed=0)
+    assert np.allclose(res.final_theta, 0.81)
+    vec = FunctionLandscape(lambda th: 0.5 * np.sum(th ** 2, -1), lambda th: th, dim=2)
+    assert vec.vectorised
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simulate(vec, np.ones(2), n_walkers=3, D=0.0, dt=0.1, n_steps=2, seed=0)
