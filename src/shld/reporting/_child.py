@@ -1,0 +1,73 @@
+"""Run one audited experiment in its own process (used by :func:`shld.reporting.audit.reproduce`).
+
+    python -m shld.reporting._child --name NAME --out RUN_DIR --mode quick --seed 0 [--resume]
+        [--overrides JSON] --status STATUS_JSON
+
+Writes ``STATUS_JSON`` = {"status": "done" | "not run" | "failed", "reason": ...}. Exit codes:
+0 done, 3 not run (module, optional dependency or AUDIT missing), 1 failed. Running each
+experiment in a fresh process gives a clean per-experiment peak memory (``wait4`` rusage) and
+keeps one experiment's crash from taking the audit down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from shld.runs import write_json
+
+
+def module_name(name: str) -> str:
+    return "shld.experiments." + name.replace("-", "_")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m shld.reporting._child")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--mode", required=True, choices=["quick", "full"])
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--overrides", default="{}")
+    ap.add_argument("--status", required=True)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    status = Path(args.status)
+
+    def done(state: str, reason: str = "", code: int = 0) -> int:
+        write_json(status, {"status": state, "reason": reason})
+        return code
+
+    try:
+        mod = importlib.import_module(module_name(args.name))
+    except ModuleNotFoundError as exc:
+        return done("not run", f"import failed: {exc}", 3)
+    except Exception as exc:  # an import error inside the module is a failure, not a skip
+        return done("failed", f"import raised {exc!r}", 1)
+    audit = getattr(mod, "AUDIT", None)
+    if not isinstance(audit, dict) or args.mode not in audit:
+        return done("not run", f"module {module_name(args.name)} defines no AUDIT[{args.mode!r}]", 3)
+    from shld.experiments.registry import available_experiments, run_experiment
+
+    if args.name not in available_experiments():
+        return done("not run", f"experiment {args.name!r} is not registered", 3)
+    overrides = {**audit[args.mode], "seed": args.seed, **json.loads(args.overrides)}
+    try:
+        run_experiment(args.name, args.out, resume=args.resume, progress=not args.no_progress, **overrides)
+    except KeyboardInterrupt:
+        return done("interrupted", "interrupted", 130)
+    except Exception as exc:
+        tb = traceback.format_exc()
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "error.txt").write_text(tb)
+        print(tb, file=sys.stderr)
+        return done("failed", f"{type(exc).__name__}: {exc}", 1)
+    return done("done")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
