@@ -62,14 +62,18 @@ class FirstPassage:
     target: np.ndarray
     grid: object
 
-    def at(self, x0) -> np.ndarray:
-        x = check_finite_array("x0", x0)
-        x = np.atleast_1d(x)
+    def at(self, x0):
+        """τ at a point ``x0`` (shape (d,), or a scalar in 1-D) → float, or at points (..., d)
+        (in 1-D also a plain list of points) → array."""
+        x = np.atleast_1d(check_finite_array("x0", x0))
+        if self.grid.dim == 1 and x.shape[-1] != 1:
+            x = x[..., None]
         if x.shape[-1] != self.grid.dim:
-            x = x[..., None] if self.grid.dim == 1 else x
+            raise ValueError(f"`x0` must have last axis d={self.grid.dim}, got shape {x.shape}")
         interp = RegularGridInterpolator(self.grid.axes, self.tau, method="linear", bounds_error=False,
                                          fill_value=None)
-        return interp(x.reshape(-1, self.grid.dim)).reshape(x.shape[:-1])
+        out = interp(x.reshape(-1, self.grid.dim)).reshape(x.shape[:-1])
+        return float(out) if out.ndim == 0 else out
 
 
 def mean_first_passage_time(op, target=None) -> FirstPassage:

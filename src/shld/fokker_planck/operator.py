@@ -254,6 +254,19 @@ class FokkerPlanckOperator:
         new._sym = None
         return new
 
+    def apply(self, rho) -> np.ndarray:
+        """A ρ in flux form (flat ρ): each face flux J_f = a ρ_i − b ρ_j is added to one cell and
+        subtracted from the other, so Σ (Aρ) has no systematic round-off (unlike a matrix whose
+        diagonal is a rounded sum) — the time steppers use it to conserve mass to ~1e-15/step."""
+        i, j = self._faces[0], self._faces[1]
+        wc = self._walls[0]
+        n = self.grid.size
+        flux = self._a * rho[i] - self._b * rho[j]
+        out = np.bincount(j, weights=flux, minlength=n) - np.bincount(i, weights=flux, minlength=n)
+        if wc.size:
+            out -= np.bincount(wc, weights=self._kill * rho[wc], minlength=n)
+        return out
+
     def mass(self, rho) -> float:
         return self.grid.integrate(rho)
 
