@@ -1,0 +1,114 @@
+"""Double descent: the random-features peak sits at p = n; C's definition; kill and resume."""
+
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shld.experiments.double_descent import _fit_member, gd_consolidation, p_grid, relu_features
+from shld.experiments.registry import run_experiment
+from shld.runs import read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(datasets="synthetic", n_train=30, n_test=300, d_in=8, n_p=9, n_draws=3, gd_steps=200,
+            gd_record_every=20)
+
+
+def test_peak_of_min_norm_test_error_is_at_p_equals_n(tmp_path):
+    run, s = run_experiment("double-descent", tmp_path / "dd", progress=False, seed=3, **TINY)
+    d = s["datasets"]["synthetic"]
+    n = d["n"]
+    assert n in d["p"]                                           # the grid contains p = n exactly
+    assert d["peak_p"] == n                                      # exact: the grid's argmax is p = n
+    i_n = d["p"].index(n)
+    err = np.array(d["test_mse_minnorm_mean"])
+    # with label noise 0.5 the error at p = n is far above both neighbours (the 1/(n - p) blow-up)
+    assert err[i_n] > 3 * max(err[i_n - 1], err[i_n + 1])
+    # a small ridge removes most of the peak: its error at p = n is far below min-norm's
+    assert d["test_mse_ridge_mean"][i_n] < 0.2 * err[i_n]
+    m = read_metrics(run.path / "metrics.csv")
+    over = m["p"] > n
+    assert np.all(m["train_mse_minnorm"][over] < 1e-15)          # interpolation beyond p = n (round-off)
+    assert np.all(m["train_mse_minnorm"][m["p"] < n] > 1e-3)     # no interpolation below it
+    rows = {c["id"]: c for c in s["claims"]}
+    assert rows["dd-peak-synthetic"]["verdict"] == "holds"
+    assert rows["dd-seed-numbers"]["verdict"] == "not testable here"
+    assert (run.path / "figures" / "double_descent.png").exists()
+
+
+def test_consolidation_ratio_matches_brute_force_per_sample_gradients():
+    rng = np.random.default_rng(0)
+    n, p, k, lr, B = 12, 7, 2, 0.3, 4
+    Phi = relu_features(rng.standard_normal((n, 5)), rng.standard_normal((5, p)))
+    a, Y = rng.standard_normal((p, k)), rng.standard_normal((n, k))
+    R = Phi @ a - Y
+    grad = Phi.T @ R / n
+    per_sample = np.einsum("ip,ik->ipk", Phi, R).reshape(n, -1)   # g_i = φ_i r_iᵀ, mean loss
+    trace_sigma = np.sum(np.var(per_sample, axis=0))              # ddof = 0
+    D = lr * trace_sigma / (2 * B * p * k)
+    C_brute = np.sum(grad ** 2) / (D * p * k)
+    assert gd_consolidation(Phi, R, grad, lr, B) == pytest.approx(C_brute, rel=1e-10)
+
+
+def test_member_is_a_pure_function_of_its_task():
+    prm = dict(n_train=20, n_test=50, d_in=5, noise=0.5, digits_n_train=50, ridge=1e-3, gd_steps=20,
+               gd_record_every=5, batch_size=10)
+    task = {"dataset": "synthetic", "draw": 1, "p": 15, "seed": 4, "params": prm}
+    a, b = _fit_member(task), _fit_member(dict(task))
+    assert {k: v for k, v in a["row"].items() if k != "fit_seconds"} == \
+        {k: v for k, v in b["row"].items() if k != "fit_seconds"}
+    assert p_grid(20, 0.1, 10.0, 9)[4] == 20
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    opts = ["--datasets", "synthetic", "--n-train", "40", "--n-p", "9", "--n-draws", "2", "--gd-steps", "1500",
+            "--seed", "5"]
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "shld.cli", "run", "double-descent", "--out", str(killed), "--no-progress", *opts]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    metrics = killed / "metrics.csv"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if metrics.exists() and metrics.read_text().count("\n") >= 4:   # header + >= 3 members
+                break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
+    n_before = metrics.read_text().count("\n") - 1
+    assert 3 <= n_before < 18
+    params = dict(datasets="synthetic", n_train=40, n_p=9, n_draws=2, gd_steps=1500, seed=5)
+    run_experiment("double-descent", killed, resume=True, progress=False, **params)
+    run_experiment("double-descent", tmp_path / "whole", progress=False, **params)
+    a, b = read_metrics(killed / "metrics.csv"), read_metrics(tmp_path / "whole" / "metrics.csv")
+    for col in a:
+        if col == "fit_seconds":
+            continue
+        if a[col].dtype == object:
+            assert list(a[col]) == list(b[col]), col
+        else:
+            np.testing.assert_allclose(a[col], b[col], rtol=1e-12, err_msg=col)   # same arithmetic
+    ta = read_metrics(killed / "gd_trajectories.csv")
+    tb = read_metrics(tmp_path / "whole" / "gd_trajectories.csv")
+    np.testing.assert_allclose(ta["C"], tb["C"], rtol=1e-12)
+    sa = json.loads((killed / "summary.json").read_text())
+    sb = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert sa["claims"] == sb["claims"]
+
+
+def test_example_runs(tmp_path, capsys):
+    mod = runpy.run_path(str(ROOT / "examples" / "double_descent.py"))
+    summary = mod["main"](["--out", str(tmp_path / "ex"), "--n-train", "20"])
+    assert summary["datasets"]["synthetic"]["peak_p"] == 20
+    assert "peak at p = 20" in capsys.readouterr().out
