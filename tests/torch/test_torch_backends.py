@@ -1,0 +1,162 @@
+"""Every backend's tr Σ and ‖g_B‖² against brute-force per-sample gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from _torch_models import ConvNet, SeqNet, ce, ce_sum, loop_per_sample_grads, mlp, trace_sigma_ref
+from torch import nn
+
+from shld.torch import Monitor, per_sample_grads
+
+# float32 forward/backward; sums of ~B·d products -> relative agreement ~1e-5
+RTOL = 1e-4
+
+
+def _data(kind, B=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "seq":
+        return SeqNet(), (torch.randint(0, 11, (B, 7), generator=g), torch.randint(0, 3, (B,), generator=g))
+    if kind == "conv":
+        torch.manual_seed(seed)
+        return ConvNet(), (torch.randn(B, 2, 9, 9, generator=g), torch.randint(0, 3, (B,), generator=g))
+    return mlp(seed), (torch.randn(B, 5, generator=g), torch.randint(0, 3, (B,), generator=g))
+
+
+def _run(model, batch, loss_fn=ce, **kw):
+    mon = Monitor(model, loss_fn=loss_fn, schedule=1, **kw)
+    model.zero_grad()
+    with mon.track(batch):
+        loss_fn(model, batch).backward()
+    model.zero_grad()
+    return mon.last
+
+
+@pytest.mark.parametrize("kind", ["mlp", "seq", "conv"])
+def test_vmap_equals_python_loop(kind):
+    model, batch = _data(kind)
+    G_vmap = torch.cat([g.reshape(g.shape[0], -1) for g in per_sample_grads(model, ce, batch)], 1)
+    G_loop = loop_per_sample_grads(model, ce, batch)
+    torch.testing.assert_close(G_vmap, G_loop, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "seq", "conv"])
+@pytest.mark.parametrize("backend", ["norm_trick", "vmap"])
+def test_exact_backends_match_per_sample_reference(kind, backend):
+    model, batch = _data(kind)
+    tr_ref, g2_ref = trace_sigma_ref(loop_per_sample_grads(model, ce, batch))
+    rec = _run(model, batch, backend=backend)
+    assert rec["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert rec["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
+    # groups partition the parameters: per-layer traces add up to the total
+    tr_groups = sum(v for k, v in rec.items() if k.startswith("trace_sigma/"))
+    assert tr_groups == pytest.approx(rec["trace_sigma"], rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "seq"])
+def test_microbatch_with_one_sample_per_group_is_exact(kind):
+    model, batch = _data(kind)
+    tr_ref, g2_ref = trace_sigma_ref(loop_per_sample_grads(model, ce, batch))
+    rec = _run(model, batch, backend="microbatch", microbatches=8)
+    assert rec["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert rec["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
+
+
+def test_microbatch_matches_group_formula():
+    # k=4 sub-batches of 4: tr Σ̂ = Σ_j b_j ‖m_j − ḡ‖² / (k−1) computed by hand from the loop grads
+    model, batch = _data("mlp", B=16)
+    G = loop_per_sample_grads(model, ce, batch).double()
+    m = G.reshape(4, 4, -1).mean(1)
+    want = float(4 * ((m - G.mean(0)) ** 2).sum() / 3)
+    rec = _run(model, batch, backend="microbatch", microbatches=4)
+    assert rec["trace_sigma"] == pytest.approx(want, rel=RTOL)
+
+
+def test_sum_loss_gives_same_statistics_as_mean():
+    model, batch = _data("seq")
+    mean = _run(model, batch, backend="norm_trick")
+    summ = _run(model, batch, loss_fn=ce_sum, backend="norm_trick", loss_reduction="sum")
+    for key in ("trace_sigma", "grad_sq_norm", "C_plugin"):
+        assert summ[key] == pytest.approx(mean[key], rel=RTOL)
+    # auto-detection reads the reduction from the loss passed to end()
+    mon = Monitor(model, schedule=1, loss_reduction="auto")
+    with pytest.warns(RuntimeWarning, match="sum"):
+        mon.begin(batch)
+        loss = ce_sum(model, batch)
+        loss.backward()
+        rec = mon.end(loss)
+    model.zero_grad()
+    assert rec["trace_sigma"] == pytest.approx(mean["trace_sigma"], rel=RTOL)
+
+
+def test_accumulation_backend_equals_microbatch_split():
+    model, batch = _data("mlp", B=12)
+    x, y = batch
+    want = _run(model, batch, backend="microbatch", microbatches=3)
+    mon = Monitor(model, schedule=1, backend="accumulation")
+    with mon.track(batch_size=12):
+        for j in range(3):
+            (ce(model, (x[4 * j:4 * j + 4], y[4 * j:4 * j + 4])) / 3).backward()
+    model.zero_grad()
+    assert mon.last["trace_sigma"] == pytest.approx(want["trace_sigma"], rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(want["grad_sq_norm"], rel=RTOL)
+
+
+def test_norm_trick_across_accumulation_steps_is_still_per_sample():
+    model, batch = _data("seq", B=8)
+    x, y = batch
+    tr_ref, g2_ref = trace_sigma_ref(loop_per_sample_grads(model, ce, batch))
+    mon = Monitor(model, schedule=1)
+    assert mon.backend == "norm_trick"
+    with mon.track():
+        for j in range(2):
+            (ce(model, (x[4 * j:4 * j + 4], y[4 * j:4 * j + 4])) / 2).backward()
+    model.zero_grad()
+    assert mon.last["batch_size"] == 8
+    assert mon.last["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
+
+
+def test_grad_scaler_is_unscaled():
+    model, batch = _data("mlp")
+    ref = _run(model, batch)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    mon = Monitor(model, schedule=1, grad_scaler=scaler)
+    with mon.track(batch):
+        scaler.scale(ce(model, batch)).backward()
+    model.zero_grad()
+    for key in ("trace_sigma", "grad_sq_norm"):
+        assert mon.last[key] == pytest.approx(ref[key], rel=RTOL)
+
+
+def test_unsupported_layer_falls_back_with_one_warning():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    with pytest.warns(RuntimeWarning, match=r"layer 1 \(BatchNorm1d") as rec:
+        mon = Monitor(model, loss_fn=ce, schedule=1)
+    assert len([w for w in rec if issubclass(w.category, RuntimeWarning)]) == 1
+    assert mon.backend == "microbatch"
+    with pytest.raises(ValueError, match="loss_fn"):
+        Monitor(model, schedule=1)
+    with pytest.raises(ValueError, match="BatchNorm1d"):
+        Monitor(model, loss_fn=ce, backend="norm_trick")
+
+
+def test_weight_tying_warns():
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 4)
+    head = nn.Linear(4, 2)
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.head = lin, head
+
+        def forward(self, x):
+            return self.head(self.lin(torch.tanh(self.lin(x))))
+
+    model = Tied()
+    mon = Monitor(model, schedule=1)
+    x, y = torch.randn(4, 4), torch.randint(0, 2, (4,))
+    with pytest.warns(RuntimeWarning, match="weight sharing"):
+        with mon.track():
+            F.cross_entropy(model(x), y).backward()
