@@ -25,6 +25,7 @@ thread per process).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -33,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn.functional as F
-from torch import nn
 
+import torch
 from shld._validation import check_int
 from shld.runs import RunFolder
+from torch import nn
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -67,6 +68,18 @@ def make_generator(seq: np.random.SeedSequence | int) -> torch.Generator:
     if not isinstance(seq, np.random.SeedSequence):
         seq = np.random.SeedSequence(int(seq))
     return torch.Generator().manual_seed(torch_seed(seq))
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block with one torch thread (deterministic results, fair sharing when sweep members run
+    side by side), restoring the previous thread count afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def weight_norm(model: nn.Module) -> float:
@@ -233,5 +246,5 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
     return run.read_metrics()
 
 
-__all__ = ["Data", "MonitorHook", "train", "evaluate", "weight_norm", "make_generator", "torch_seed",
+__all__ = ["Data", "MonitorHook", "train", "one_thread", "evaluate", "weight_norm", "make_generator", "torch_seed",
            "CHECKPOINT"]

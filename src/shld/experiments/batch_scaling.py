@@ -161,6 +161,13 @@ def slope_sign_verdict(slope: float, se: float) -> str:
 # --------------------------------------------------------------------------------------------
 def run_noise(job: dict) -> dict:
     """Noise against B at θ after a warm-up (see the module docstring); writes ``noise.csv``."""
+    from shld.experiments._torch_train import one_thread
+
+    with one_thread():
+        return _run_noise(job)
+
+
+def _run_noise(job: dict) -> dict:
     import torch.nn.functional as F
 
     import torch
@@ -169,7 +176,6 @@ def run_noise(job: dict) -> dict:
     from shld.experiments._torch_train import make_generator
     from shld.torch import Monitor
 
-    torch.set_num_threads(1)
     folder = Path(job["folder"])
     if job["resume"] and (folder / "noise.json").exists():
         return read_json(folder / "noise.json")

@@ -315,12 +315,17 @@ def run_member(task: dict) -> dict:
     "resume": bool, "progress": bool}. Module-level and picklable for worker processes.
     Returns the run's events and rule firings (also written to the folder's ``summary.json``).
     """
-    import torch
+    from shld.experiments._torch_train import one_thread
 
+    with one_thread():
+        return _run_member(task)
+
+
+def _run_member(task: dict) -> dict:
+    import torch
     from shld.experiments._torch_train import Data, make_generator, train
     from shld.experiments.modular import make_model, modular_dataset, split_indices
 
-    torch.set_num_threads(1)
     params = GrokkingParams(**task["params"])
     folder = Path(task["folder"])
     if task["resume"] and (folder / "summary.json").exists():
@@ -393,14 +398,12 @@ def plot_run(cols, ev, fires, path: Path, title: str = "") -> Path:
     ax.legend(loc="upper right")
     ax = axes[2]
     if C_COLUMN in cols:
-        c = np.asarray(cols[C_COLUMN], float)
-        pos = np.where(c > 0, c, np.nan)
-        ax.semilogy(e, pos, label="C (smoothed)")
+        ax.plot(e, cols[C_COLUMN], label="C (smoothed)")
         if "C_unbiased" in cols:
-            cu = np.asarray(cols["C_unbiased"], float)
-            ax.semilogy(e, np.where(cu > 0, cu, np.nan), alpha=0.3, lw=0.7, label="C (unbiased, per step)")
+            ax.plot(e, cols["C_unbiased"], alpha=0.3, lw=0.7, label="C (unbiased, per step)")
         for level, ls in ((SEED_THRESHOLD, "--"), (C2_THRESHOLD, ":")):
             ax.axhline(level, color="k", ls=ls, lw=0.8)
+        ax.set_yscale("symlog", linthresh=0.1)  # C_unbiased can be negative
         ax.legend(loc="upper right", fontsize=8)
     ax.set_ylabel("C(t)")
     ax.set_xlabel("epoch")
@@ -435,8 +438,8 @@ def plot_overview(members: list[tuple[str, dict]], path: Path) -> Path:
         ls = ":" if label == "control" else "-"
         axes[0].plot(cols["epoch"], cols["test_acc"], ls=ls, color=f"C{i}", label=label)
         if C_COLUMN in cols:
-            c = np.asarray(cols[C_COLUMN], float)
-            axes[1].semilogy(cols["epoch"], np.where(c > 0, c, np.nan), ls=ls, color=f"C{i}")
+            axes[1].plot(cols["epoch"], cols[C_COLUMN], ls=ls, color=f"C{i}")
+    axes[1].set_yscale("symlog", linthresh=0.1)
     axes[0].set_ylabel("test accuracy")
     axes[0].legend(fontsize=8)
     axes[1].axhline(SEED_THRESHOLD, color="k", ls="--", lw=0.8)

@@ -119,11 +119,17 @@ def grid_lrs(params) -> list[float]:
 # --------------------------------------------------------------------------------------------
 def run_training(job: dict) -> dict:
     """Train one (task, seed, lr) with SGD into ``job["folder"]``; returns its final numbers."""
+    from shld.experiments._torch_train import one_thread
+
+    with one_thread():
+        return _run_training(job)
+
+
+def _run_training(job: dict) -> dict:
     import torch
     from shld.experiments._tasks import make_task
     from shld.experiments._torch_train import evaluate, make_generator, train
 
-    torch.set_num_threads(1)
     folder = Path(job["folder"])
     if job["resume"] and (folder / "summary.json").exists():
         return read_json(folder / "summary.json")
@@ -165,6 +171,13 @@ def run_training(job: dict) -> dict:
 
 def run_probe(job: dict) -> dict:
     """Monitor probe at θ₀ (λ_max, tr Σ, ‖G‖², GᵀHG) and the LR range test; returns picks and costs."""
+    from shld.experiments._torch_train import one_thread
+
+    with one_thread():
+        return _run_probe(job)
+
+
+def _run_probe(job: dict) -> dict:
     import torch.nn.functional as F
 
     import torch
@@ -173,7 +186,6 @@ def run_probe(job: dict) -> dict:
     from shld.experiments._torch_train import make_generator
     from shld.torch import Monitor
 
-    torch.set_num_threads(1)
     folder = Path(job["folder"])
     if job["resume"] and (folder / "probe.json").exists():
         return read_json(folder / "probe.json")

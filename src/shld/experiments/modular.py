@@ -31,9 +31,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
-
 from shld._validation import check_choice, check_int, check_real
+from torch import nn
 
 OPERATIONS = ("add", "sub", "mul", "div")
 
