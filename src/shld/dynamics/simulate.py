@@ -124,7 +124,7 @@ class Simulation:
                  record_walkers: bool = False, store_trajectory: bool = False,
                  target: Callable | None = None, stop_when_all_hit: bool = False,
                  controller: AdaptiveNoise | None = None, dtype=np.float64,
-                 on_nonfinite: str = "record", check_every: int = 100):
+                 on_nonfinite: str = "record", check_every: int = 100, track_walkers: int = 0):
         if not isinstance(landscape, Landscape):
             raise TypeError(f"`landscape` must be a shld Landscape, got {type(landscape).__name__}; "
                             "wrap callables with shld.landscapes.FunctionLandscape")
@@ -153,6 +153,7 @@ class Simulation:
             raise ValueError(f"`dtype` must be float32 or float64, got {dtype!r}")
         self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ["record", "raise"])
         self.check_every = check_int("check_every", check_every, minimum=1)
+        self.track_walkers = check_int("track_walkers", track_walkers, minimum=0)
 
     # -- setup ------------------------------------------------------------------------
     def init_state(self, theta0, n_walkers: int | None = None, rng=None, seed=None) -> EnsembleState:
@@ -343,6 +344,9 @@ class _Recorder:
         for key, val in row.items():
             if key not in ("step", "t"):
                 self._put(key, val)
+        for i in range(min(sim.track_walkers, self.n)):
+            for j in range(self.d):
+                row[f"w{i}_{j}"] = float(theta[i, j])
         if sim.store_trajectory:
             self.traj.append(theta.copy())
         if on_record is not None:
@@ -401,7 +405,8 @@ def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int
         ``integrator`` ("euler" | "baoab"), ``friction``, ``preconditioner``, ``divergence``,
         ``record_every``, ``observables``, ``record_walkers``, ``store_trajectory``, ``target``,
         ``stop_when_all_hit``, ``controller`` (:class:`AdaptiveNoise`), ``dtype``,
-        ``on_nonfinite`` ("record" | "raise"), ``check_every``.
+        ``on_nonfinite`` ("record" | "raise"), ``check_every``, ``track_walkers`` (positions of the
+        first k walkers added to each record row as ``w{i}_{j}``).
     """
     sim = Simulation(landscape, D, dt, **options)
     if state is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,14 @@ def run_experiment(name: str, out: Path | str | None = None, *, resume: bool = F
         params = exp.params(**overrides)
         config = {"experiment": name, **dataclasses.asdict(params)}
         run = RunFolder.create(out, config, exist_ok=resume)
-    summary = exp.fn(params, run, resume=resume, progress=progress)
+    fresh = not (out / "metrics.csv").exists() and not (out / "checkpoint.npz").exists()
+    try:
+        summary = exp.fn(params, run, resume=resume, progress=progress)
+    except (ValueError, TypeError):
+        # bad parameters caught before anything was computed: leave no half-made folder behind
+        if fresh and not (out / "metrics.csv").exists() and not (out / "checkpoint.npz").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if summary is not None:
         write_json(run.path / "summary.json", summary)
     return run, summary

@@ -1,0 +1,68 @@
+"""Run a :class:`~shld.dynamics.Simulation` in chunks inside a run folder, so that it writes its
+metrics as it goes and an interrupted run resumes exactly (bit for bit) from its last checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shld.dynamics import EnsembleState, Simulation
+from shld.runs import RunFolder
+
+
+class _Writer:
+    def __init__(self, writer, skip_first: bool):
+        self.writer, self.skip = writer, skip_first
+
+    def __call__(self, row):
+        if self.skip:
+            self.skip = False
+            return
+        self.writer.write(row)
+
+
+def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, resume: bool,
+                progress: bool, n_chunks: int = 20, metrics_name: str = "metrics.csv",
+                checkpoint_extra: dict | None = None) -> tuple[EnsembleState, dict]:
+    """Advance ``sim`` from ``theta0`` for ``n_steps`` steps, checkpointing ``n_chunks`` times.
+
+    Returns the final state and the checkpoint's extra arrays. On ``resume`` the state, the RNG and
+    the metrics rows up to the checkpoint are restored, so the finished run equals an uninterrupted one.
+    """
+    ck = run.load_checkpoint() if resume else None
+    writer = run.metrics(metrics_name)
+    extra = dict(checkpoint_extra or {})
+    if ck is not None and metrics_name.replace(".csv", "") == str(ck.get("metrics_name", "metrics")):
+        state = EnsembleState.from_arrays(ck)
+        extra.update({k[len("extra__"):]: v for k, v in ck.items() if k.startswith("extra__")})
+        writer.truncate_after("step", state.step)
+        if state.step == 0:
+            writer.truncate_after("step", -1)
+    else:
+        state = sim.init_state(theta0, seed=seed)
+        if (run.path / metrics_name).exists():
+            (run.path / metrics_name).unlink()
+    rec = sim.record_every or max(1, n_steps // 1000)
+    chunk = max(rec, int(np.ceil(n_steps / n_chunks / rec)) * rec)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, initial=state.step, desc=run.path.name, unit="step", mininterval=0.5)
+    first = state.step == 0
+    try:
+        while state.step < n_steps:
+            todo = min(chunk, n_steps - state.step)
+            # the chunk's first record repeats the previous chunk's last one: skip it
+            sim.advance(state, todo, on_record=_Writer(writer, skip_first=not first))
+            first = False
+            arrays = state.to_arrays()
+            arrays.update({"extra__" + k: np.asarray(v) for k, v in extra.items()})
+            arrays["metrics_name"] = np.array(metrics_name.replace(".csv", ""))
+            run.save_checkpoint(**arrays)
+            if bar is not None:
+                bar.update(todo)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    return state, extra

@@ -1,0 +1,95 @@
+"""The core experiments (double-well, high-dim) and the CLI, in-process at tiny sizes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from shld.cli import main
+from shld.experiments.registry import run_experiment
+from shld.runs import read_metrics
+
+
+def test_double_well_run_folder_and_numbers(tmp_path):
+    run, s = run_experiment("double-well", tmp_path / "dw", progress=False, n_walkers=400, n_steps=20_000,
+                            D=0.5, barrier=1.0, dt=2e-3)
+    for name in ("config.json", "metrics.csv", "summary.json"):
+        assert (run.path / name).exists()
+    for fig in ("consolidation.png", "loss.png", "histogram_vs_gibbs.png", "trajectories.png"):
+        assert (run.figures / fig).stat().st_size > 1000
+    m = read_metrics(run.path / "metrics.csv")
+    assert m["step"][0] == 0 and m["step"][-1] == 20_000 and np.all(np.diff(m["step"]) == 100)
+    # ΔE/D = 2, t = 40 ≈ 8 mean escape times: almost all walkers crossed; the censoring-aware MFPT agrees
+    # with the exact quadrature within 4 SE plus the crossing bias
+    mf = s["mfpt"]
+    assert abs(mf["mean"] - s["mfpt_exact_quadrature"]) < 4 * mf["stderr"] + s["mfpt_crossing_bias"]
+    assert s["ks_pvalue_vs_gibbs"] > 1e-3
+    assert {c["id"] for c in s["claims"]} == {"kramers-seed-form", "kramers-langer-form", "gibbs-double-well"}
+    assert json.loads((run.path / "summary.json").read_text())["mfpt"]["n_hit"] == mf["n_hit"]
+
+
+def test_double_well_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    kw = dict(progress=False, n_walkers=50, n_steps=4000, record_every=50, seed=3)
+    _, full = run_experiment("double-well", tmp_path / "full", **kw)
+    # interrupt after the 5th checkpoint by failing inside the run, then resume
+    import shld.experiments._langevin_run as lr
+
+    calls = {"n": 0}
+    real = lr.RunFolder.save_checkpoint
+
+    def flaky(self, **arrays):
+        real(self, **arrays)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(lr.RunFolder, "save_checkpoint", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("double-well", tmp_path / "part", **kw)
+    monkeypatch.setattr(lr.RunFolder, "save_checkpoint", real)
+    _, resumed = run_experiment("double-well", tmp_path / "part", resume=True, **kw)
+    a = read_metrics(tmp_path / "full" / "metrics.csv")
+    b = read_metrics(tmp_path / "part" / "metrics.csv")
+    assert np.array_equal(a["step"], b["step"]) and np.array_equal(a["loss_mean"], b["loss_mean"])
+    assert resumed["mfpt"] == full["mfpt"]
+
+
+def test_high_dim_matches_exact_em_curve(tmp_path):
+    run, s = run_experiment("high-dim", tmp_path / "hd", progress=False, dims=[8, 32], n_walkers=100,
+                            n_steps=1500, record_every=25)
+    for v in s["per_dim"].values():
+        # floor: batch-means SE of a correlated series; 4 SE plus 2 % for the EM tail not yet converged
+        assert abs(v["floor_measured"] - v["floor_exact_em"]) < 4 * v["floor_stderr"] + 0.02 * v["floor_exact_em"]
+        assert v["floor_seed"] / v["floor_exact_continuum"] == pytest.approx(2 / 0.5)
+        assert abs(v["D_msd"] - 0.01) < 4 * v["D_msd_stderr"] + 0.05 * 0.01     # lag-1 bias ≈ λdt/2 ≲ 5 %
+    assert (run.figures / "theorem4.png").exists()
+
+
+def test_cli_help_list_and_errors(capsys, tmp_path):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "double-well" in out and "high-dim" in out and "muller-brown" in out
+    with pytest.raises(SystemExit):
+        main(["run", "double-well", "--help"])
+    assert "--n-walkers" in capsys.readouterr().out
+    assert main(["run", "double-well", "--D=-1", "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "`D` must be >= 0, got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()          # no half-made run folder is left behind
+    assert main(["run", "double-well", "--n-steps", "2000", "--n-walkers", "20", "--out",
+                 str(tmp_path / "ok"), "--no-progress"]) == 0
+    assert "MFPT measured" in capsys.readouterr().out
+    assert main(["run", "double-well", "--out", str(tmp_path / "ok"), "--no-progress"]) == 2   # not empty
+
+
+@pytest.mark.parametrize("script", ["double_well.py", "high_dim.py"])
+def test_examples_run(script, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / script
+    res = subprocess.run([sys.executable, str(path), "--small", "--out", str(tmp_path / "ex")],
+                         capture_output=True, text=True, timeout=300, env={"MPLBACKEND": "Agg",
+                                                                          "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "ex" / "summary.json").exists()
