@@ -51,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     audit = getattr(mod, "AUDIT", None)
     if not isinstance(audit, dict) or args.mode not in audit:
         return done("not run", f"module {module_name(args.name)} defines no AUDIT[{args.mode!r}]", 3)
-    from shld.experiments.registry import available_experiments, run_experiment
+    from shld.experiments import registry
+    from shld.experiments.registry import run_experiment
 
-    if args.name not in available_experiments():
+    # this process runs one experiment: its module is imported above, so the registry need not
+    # import the others (some import torch, which costs seconds per experiment process)
+    registry._loaded = True
+    if args.name not in registry._EXPERIMENTS:
         return done("not run", f"experiment {args.name!r} is not registered", 3)
     overrides = {**audit[args.mode], "seed": args.seed, **json.loads(args.overrides)}
     try:
