@@ -1,0 +1,92 @@
+"""Benchmark: the ensemble Langevin engine against its floor and against the seed's reference class.
+
+Double well U(x) = (x² − 1)², D = 0.25, dt = 1e-3, N walkers, n steps. Measured side by side in one run,
+interleaved in blocks so that load on the shared machine hits all contenders alike:
+
+* floor   — drawing the same normal variates alone with the same generator (PCG64, same dtype, in place);
+* engine  — ``Simulation.advance`` (Euler–Maruyama, records only at block ends);
+* seed    — the seed's ``StochasticHarmonicLearning.step`` verbatim, one walker at a time (timed on a
+            few thousand steps and expressed per walker-step).
+
+Ratios are the figures (absolute times on this machine are noise):
+
+    python benchmarks/bench_engine.py                 # N = 1e4 and 1e5, 1e4 steps
+    python benchmarks/bench_engine.py --steps 2000    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from shld.dynamics import Simulation
+from shld.landscapes import DoubleWell
+
+
+class SeedReference:
+    """The seed's reference ``step``, verbatim apart from the explicit generator argument."""
+
+    def __init__(self, grad_fn, dim, lr=0.01, noise_scale=0.01, rng=None):
+        self.grad_fn, self.dim, self.lr, self.D = grad_fn, dim, lr, noise_scale
+        self.rng = rng
+
+    def step(self, theta, dt=1.0):
+        grad = self.grad_fn(theta)
+        drift = -self.lr * grad
+        noise = self.rng.standard_normal(self.dim)
+        diffusion = np.sqrt(2 * self.D * dt) * noise
+        return theta + drift + diffusion
+
+
+def bench(n_walkers: int, n_steps: int, block: int, dtype) -> dict:
+    L = DoubleWell(barrier=1.0)
+    D, dt = 0.25, 1e-3
+    sim = Simulation(L, D=D, dt=dt, record_every=block, observables=("loss",), check_every=block)
+    state = sim.init_state(np.full((n_walkers, 1), -1.0, dtype=dtype), seed=1)
+    floor_rng = np.random.default_rng(2)
+    buf = np.empty((n_walkers, 1), dtype=dtype)
+    t_floor, t_engine = [], []
+    for _ in range(max(1, n_steps // block)):
+        t0 = time.perf_counter()
+        for _ in range(block):
+            floor_rng.standard_normal(out=buf, dtype=dtype)
+        t_floor.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sim.advance(state, block)
+        t_engine.append(time.perf_counter() - t0)
+    f, e = np.median(t_floor) / block, np.median(t_engine) / block
+    return {"N": n_walkers, "dtype": np.dtype(dtype).name, "floor_step_s": f, "engine_step_s": e,
+            "engine_over_floor": e / f, "engine_per_walker_step_s": e / n_walkers}
+
+
+def bench_seed(n_steps: int = 3000) -> float:
+    ref = SeedReference(lambda th: 4 * th * (th**2 - 1), 1, lr=1e-3, noise_scale=0.25,
+                        rng=np.random.default_rng(0))
+    theta = np.array([-1.0])
+    t0 = time.perf_counter()
+    for _ in range(n_steps):
+        theta = ref.step(theta, dt=1e-3)
+    return (time.perf_counter() - t0) / n_steps
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--block", type=int, default=500)
+    ap.add_argument("--walkers", type=int, nargs="+", default=[10_000, 100_000])
+    args = ap.parse_args(argv)
+    seed_step = bench_seed()
+    print(f"seed reference: {seed_step * 1e6:.2f} µs per walker-step (one walker at a time)")
+    print(f"{'N':>8} {'dtype':>8} {'floor µs/step':>14} {'engine µs/step':>15} {'engine/floor':>13} "
+          f"{'speed-up vs seed per walker-step':>33}")
+    for n in args.walkers:
+        for dtype in (np.float64, np.float32):
+            r = bench(n, args.steps, args.block, dtype)
+            print(f"{n:>8} {r['dtype']:>8} {r['floor_step_s'] * 1e6:>14.1f} {r['engine_step_s'] * 1e6:>15.1f} "
+                  f"{r['engine_over_floor']:>13.2f} {seed_step / r['engine_per_walker_step_s']:>33.0f}")
+
+
+if __name__ == "__main__":
+    main()
