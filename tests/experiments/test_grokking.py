@@ -1,0 +1,221 @@
+"""Grokking: modular data and models, the early-warning rules and verdicts on synthetic series, a tiny
+run with a fixed seed, and kill-and-resume of a run giving the uninterrupted run's metrics."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import shld.experiments.grokking as gk  # noqa: E402
+from shld.experiments.modular import (  # noqa: E402
+    EmbedMLP,
+    QuadraticMLP,
+    modular_dataset,
+    split_indices,
+)
+from shld.experiments.registry import run_experiment  # noqa: E402
+from shld.experiments.verdicts import validate_claims  # noqa: E402
+from shld.runs import read_metrics  # noqa: E402
+
+
+# ------------------------------------------------------------------------------------------ data
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+def test_modular_dataset_labels_and_size(op):
+    p = 7
+    x, y = modular_dataset(p, op)
+    a, b = x[:, 0].tolist(), x[:, 1].tolist()
+    assert len(y) == (p * (p - 1) if op == "div" else p * p)
+    assert len(set(zip(a, b))) == len(y)                      # every pair once
+    for ai, bi, yi in zip(a, b, y.tolist()):
+        if op == "add":
+            assert yi == (ai + bi) % p
+        elif op == "sub":
+            assert yi == (ai - bi) % p
+        elif op == "mul":
+            assert yi == (ai * bi) % p
+        else:
+            assert bi != 0 and (yi * bi) % p == ai % p       # y = a / b  ⇔  y·b ≡ a
+
+
+def test_modular_dataset_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="`p` must be a prime, got 12"):
+        modular_dataset(12)
+    with pytest.raises(ValueError, match="`op` must be one of"):
+        modular_dataset(7, "pow")
+
+
+def test_split_is_disjoint_complete_and_seeded():
+    n = 113 * 113
+    tr, te = split_indices(n, 0.4, torch.Generator().manual_seed(3))
+    assert len(tr) == round(0.4 * n) and len(tr) + len(te) == n
+    assert set(tr.tolist()).isdisjoint(te.tolist())
+    assert sorted(tr.tolist() + te.tolist()) == list(range(n))
+    tr2, _ = split_indices(n, 0.4, torch.Generator().manual_seed(3))
+    tr3, _ = split_indices(n, 0.4, torch.Generator().manual_seed(4))
+    assert torch.equal(tr, tr2) and not torch.equal(tr, tr3)
+    with pytest.raises(ValueError, match="`train_fraction` must be in"):
+        split_indices(10, 1.0, torch.Generator())
+
+
+def test_quadratic_mlp_is_the_one_hot_mlp():
+    """Brute-force twin: W ((W₁ᵀ [e_a; e_b])²) with W₁ = [U; V] stacked."""
+    p, w = 11, 16
+    m = QuadraticMLP(p, w, generator=torch.Generator().manual_seed(0))
+    x, _ = modular_dataset(p)
+    onehot = torch.cat([torch.nn.functional.one_hot(x[:, 0], p), torch.nn.functional.one_hot(x[:, 1], p)],
+                       1).float()
+    W1 = torch.cat([m.U.weight, m.V.weight], 0)
+    ref = ((onehot @ W1) ** 2) @ m.W.weight.T
+    assert torch.allclose(m(x), ref, atol=1e-5)               # float32 rounding
+    e = EmbedMLP(p, 32, 8, generator=torch.Generator().manual_seed(0))
+    assert e(x).shape == (p * p, p)
+
+
+# ------------------------------------------------------------------------------------------ rules
+def _series(n=400):
+    e = np.arange(n, dtype=float)
+    return e
+
+
+def test_rules_fire_where_built_and_respect_arming():
+    e = _series()
+    C = np.where(e < 150, 8.0, np.where(e < 200, 8.0 - (e - 150) * 0.15, 0.5))  # 8 → 0.5 over 150..200
+    test_loss = np.where(e < 250, 5.0, 5.0 - (e - 250) * 0.05)   # falls 10 % at e = 260
+    wn = np.where(e < 300, 30.0, 30.0 - (e - 300))                 # falls 10 % at e = 303
+    f = gk.rule_fires(e, C, test_loss, wn, arm=100)
+    # C < 1 first at 8 − 0.15 k < 1 ⇔ k > 46.7 → e = 197
+    assert f["seed_c_below_1"] == 197
+    # C ≤ ½·(max over previous 200) = 4 ⇔ 8 − 0.15k ≤ 4 ⇔ k ≥ 26.7 → e = 177
+    assert f["seed_c_drop"] == 177
+    # C < 2 ⇔ k > 40 → e = 191 (and it is decreasing there)
+    assert f["c_below_2_decreasing"] == 191
+    assert f["test_loss_onset"] == 260 and f["weight_norm_drop"] == 303
+    # armed after everything: rules only fire at or after the arm
+    late = gk.rule_fires(e, C, test_loss, wn, arm=350)
+    assert late["seed_c_below_1"] == 350 and late["c_below_2_decreasing"] is None  # flat C is not decreasing
+    assert all(v is None for v in gk.rule_fires(e, C, test_loss, wn, arm=None).values())
+
+
+def test_rules_never_fire_on_flat_high_c_and_nan():
+    e = _series()
+    C = np.full_like(e, 9.0)
+    C[:20] = np.nan
+    f = gk.rule_fires(e, C, np.full_like(e, 3.0), np.full_like(e, 10.0), arm=0)
+    assert all(v is None for v in f.values())
+
+
+def test_events_from_columns():
+    e = _series(10)
+    cols = {"epoch": e, "train_acc": np.array([0, .5, .99, 1, 1, 1, 1, 1, 1, 1.]),
+            "test_acc": np.array([0, 0, 0, .1, .5, .7, .94, .95, .97, .99])}
+    assert gk.events(cols) == {"t_train99": 2.0, "t_test50": 4.0, "t_test95": 7.0}
+
+
+def test_warning_verdict_cases():
+    assert gk.warning_verdict([100, 50, 20], control_fired=False) == "holds"
+    assert gk.warning_verdict([100, 50, 20], control_fired=True) == "partly"
+    assert gk.warning_verdict([100, None, -5], control_fired=False) == "partly"
+    assert gk.warning_verdict([None, -3, 0], control_fired=False) == "fails"
+
+
+def test_c_drop_within_window():
+    e = _series()
+    C = np.where(e < 300, 6.0, 2.0)                               # drops to a third at 300
+    assert gk.c_drop_within(e, C, t_end=350)                      # drop inside [50, 350]
+    assert not gk.c_drop_within(e, C, t_end=250)                  # before the drop
+    assert not gk.c_drop_within(e, np.full_like(e, 6.0), t_end=350)
+    assert not gk.c_drop_within(e, C, t_end=None)
+
+
+def test_regime_and_prediction_verdicts():
+    assert gk.regime_verdict([8.0, 5.0, 3.0], 8.7) == "holds"     # all transitional like 8.7
+    assert gk.regime_verdict([8.0, 0.7, 0.1], 8.7) == "partly"
+    assert gk.regime_verdict([20.0, 0.7, None], 8.7) == "fails"
+    # leave-one-out: leads 100, 110, 120; seed 0 predicted 400 + 115 vs 500 → 15/500
+    errs = gk.loo_prediction_errors([400, 500, 600], [500, 610, 720])
+    assert errs == pytest.approx([15 / 500, 0 / 610, 15 / 720])
+
+
+def test_c_vs_baseline_verdict():
+    c = {"seed_c_below_1": [300, 310, 320], "seed_c_drop": [None, None, None]}
+    b = {"test_loss_onset": [100, 110, 120]}
+    assert gk.c_vs_baseline_verdict(c, b)[0] == "holds"
+    assert gk.c_vs_baseline_verdict({"x": [10, 12, 11]}, b)[0] == "fails"
+    assert gk.c_vs_baseline_verdict({"x": [100, 130, 90]}, b)[0] == "partly"
+    assert gk.c_vs_baseline_verdict({"x": [None, None, 5]}, b)[0] == "fails"   # fires in 1/3 only
+
+
+# ------------------------------------------------------------------------------------------ runs
+TINY = dict(p=11, train_fraction=0.6, width=32, epochs=120, post_epochs=10, n_seeds=1, control=True,
+            checkpoint_every=20, lr=0.01)
+
+
+def test_tiny_run_memorises_and_writes_claims(tmp_path):
+    run, s = run_experiment("grokking", tmp_path / "g", progress=False, **TINY)
+    cols = read_metrics(tmp_path / "g" / "seed_0" / "metrics.csv")
+    # p = 11, 73 training pairs, fixed seed: full memorisation well within 120 epochs
+    assert cols["train_acc"][-1] == 1.0
+    assert s["per_seed"][0]["events"]["t_train99"] is not None
+    assert np.all(np.diff(cols["epoch"]) == 1) and cols["epoch"][0] == 0
+    for key in ("C_smoothed", "C_unbiased", "trace_sigma"):     # monitor ran on every epoch's step
+        assert key in cols and np.isfinite(cols[key][:-1]).all()
+    assert (cols["trace_sigma"][:-1] > 0).all() and np.isnan(cols["C_unbiased"][-1])  # last row: no step
+    # the control cannot generalise: test accuracy near chance (1/11) — far from 95 %
+    assert s["control"]["final_test_acc"] < 0.5
+    rows = validate_claims(s["claims"])
+    ids = {r["id"] for r in rows}
+    assert {"grok-occurs", "grok-warn-seed-c-below-1", "grok-control", "grok-near-c1"} <= ids
+    for r in rows:
+        if r["figure"]:
+            assert (tmp_path / "g" / r["figure"]).exists()
+
+
+def test_same_seed_same_bits_and_other_seed_differs(tmp_path):
+    kw = dict(TINY, epochs=15, control=False)
+    run_experiment("grokking", tmp_path / "a", progress=False, **kw)
+    run_experiment("grokking", tmp_path / "b", progress=False, **kw)
+    run_experiment("grokking", tmp_path / "c", progress=False, **dict(kw, seed=1))
+    a, b, c = (read_metrics(tmp_path / x / "seed_0" / "metrics.csv") for x in "abc")
+    assert np.array_equal(a["train_loss"], b["train_loss"])
+    assert np.array_equal(a["C_unbiased"], b["C_unbiased"], equal_nan=True)
+    assert not np.array_equal(a["train_loss"], c["train_loss"])
+
+
+def test_killed_run_resumes_to_the_uninterrupted_metrics(tmp_path):
+    """SIGKILL a real `shld run grokking` partway, resume it, compare with an uninterrupted run."""
+    kw = dict(p=11, train_fraction=0.6, width=32, epochs=250, post_epochs=250, n_seeds=1, control=False,
+              checkpoint_every=25, lr=0.01)
+    ref_dir, killed_dir = tmp_path / "ref", tmp_path / "killed"
+    run_experiment("grokking", ref_dir, progress=False, **kw)
+    args = [sys.executable, "-c", "import sys; from shld.cli import main; sys.exit(main(sys.argv[1:]))",
+            "run", "grokking", "--out", str(killed_dir), "--no-progress"]
+    for k, v in kw.items():
+        args += ["--" + k.replace("_", "-"), str(v)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "SHLD_JOBS": "1"})
+    metrics = killed_dir / "seed_0" / "metrics.csv"
+    deadline = time.time() + 120
+    rows = 0
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists():
+            rows = metrics.read_text().count("\n") - 1
+            if rows >= 60:                                      # past the checkpoints at 25 and 50
+                break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = read_metrics(metrics)
+    assert 60 <= len(partial["epoch"]) < kw["epochs"] + 1       # really interrupted partway
+    run_experiment("grokking", killed_dir, resume=True, progress=False, **kw)
+    ref = read_metrics(ref_dir / "seed_0" / "metrics.csv")
+    got = read_metrics(metrics)
+    assert list(got) == list(ref)
+    for key in ref:
+        assert np.array_equal(ref[key], got[key], equal_nan=True), key   # bit-identical, 1 thread, CPU
