@@ -112,3 +112,17 @@ def test_example_runs(tmp_path, capsys):
     summary = mod["main"](["--out", str(tmp_path / "ex"), "--n-train", "20"])
     assert summary["datasets"]["synthetic"]["peak_p"] == 20
     assert "peak at p = 20" in capsys.readouterr().out
+
+
+@pytest.mark.slow   # spawns worker processes: ~5-15 s on 2 busy cores
+def test_results_do_not_depend_on_jobs(tmp_path):
+    from shld.experiments.executor import use_executor
+
+    params = dict(datasets="synthetic", n_train=12, n_test=50, d_in=4, n_p=5, n_draws=2, gd_steps=30,
+                  gd_record_every=10, seed=8)
+    _, serial = run_experiment("double-descent", tmp_path / "s", progress=False, **params)
+    with use_executor(2):
+        _, parallel = run_experiment("double-descent", tmp_path / "p", progress=False, **params)
+    assert serial["datasets"] == parallel["datasets"]          # bit-identical numbers
+    a, b = read_metrics(tmp_path / "s" / "metrics.csv"), read_metrics(tmp_path / "p" / "metrics.csv")
+    np.testing.assert_array_equal(a["test_mse_minnorm"], b["test_mse_minnorm"])
