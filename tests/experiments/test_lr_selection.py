@@ -1,0 +1,84 @@
+"""Learning-rate selection: verdict helpers on inputs built to hold and to fail, the probe's picks
+against their definitions, and a tiny end-to-end run."""
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+import shld.experiments.lr_selection as lrs  # noqa: E402
+from shld.experiments.registry import run_experiment  # noqa: E402
+from shld.experiments.verdicts import validate_claims  # noqa: E402
+
+
+def test_reaches_grid_digits_and_modular():
+    grid = {"test_acc": 0.95, "acc_se": 0.005, "train_loss": 0.2}
+    assert lrs.reaches_grid("digits-mlp", {"test_acc": 0.945, "acc_se": 0.005}, grid)      # −0.5 pt
+    assert not lrs.reaches_grid("digits-mlp", {"test_acc": 0.93, "acc_se": 0.004}, grid)   # −2 pt > 1 pt
+    # a large standard error widens the tolerance to 2 se = 4 points
+    assert lrs.reaches_grid("digits-cnn", {"test_acc": 0.92, "acc_se": 0.02}, grid)
+    assert lrs.reaches_grid("modular", {"train_loss": 0.39}, grid)                          # < 2×
+    assert not lrs.reaches_grid("modular", {"train_loss": 0.41}, grid)                      # > 2×
+    assert not lrs.reaches_grid("modular", {"train_loss": math.nan}, grid)
+
+
+def test_task_score_and_verdicts():
+    r = {"diverged": False, "val_acc": 0.9, "val_loss": 0.3, "train_loss": 0.5}
+    assert lrs.task_score("digits-mlp", r) == pytest.approx(0.9, abs=1e-5)
+    assert lrs.task_score("modular", r) == -0.5
+    assert lrs.task_score("digits-mlp", {**r, "diverged": True}) == -math.inf
+    assert lrs.speedup_verdict([2000, 1500]) == "holds"
+    assert lrs.speedup_verdict([2000, 15]) == "partly"
+    assert lrs.speedup_verdict([3, 15]) == "fails"
+
+
+def _job(tmp_path, task="digits-mlp", **kw):
+    seq = np.random.SeedSequence(5, spawn_key=(0, 0))
+    job = {"task": task, "entropy": seq.entropy, "spawn_key": list(seq.spawn_key), "batch_size": 32,
+           "resume": False, "folder": str(tmp_path / task), "lanczos_steps": 12, "range_steps": 40}
+    job.update(kw)
+    return job
+
+
+def test_probe_picks_follow_their_definitions(tmp_path):
+    pr = lrs.run_probe(_job(tmp_path))
+    B, d, lam = pr["batch_size"], pr["d"], pr["lambda_max"]
+    assert d == 64 * 128 + 128 + 128 * 10 + 10
+    assert lam > 0 and pr["trace_sigma"] > 0 and pr["grad_sq_norm"] > 0
+    # seed: 2 D/λ with D = tr Σ/(2 B d)
+    assert pr["picks"]["seed"] == pytest.approx(pr["trace_sigma"] / (B * d * lam), rel=1e-12)
+    assert pr["picks"]["two_over_lambda"] == pytest.approx(2 / lam, rel=1e-12)
+    eps_max = pr["grad_sq_norm"] / pr["gHg"]
+    assert pr["picks"]["mccandlish"] == pytest.approx(eps_max / (1 + pr["B_simple"] / B), rel=1e-12)
+    # GᵀHG/‖G‖² is a Rayleigh quotient: at most λ_max (Lanczos converged to 1e-6 relative, with slack)
+    assert pr["gHg"] / pr["grad_sq_norm"] <= lam * (1 + 1e-3)
+    lo, hi = lrs.RANGE_LR
+    assert lo / lrs.RANGE_DIVIDE <= pr["picks"]["range_test"] <= hi / lrs.RANGE_DIVIDE
+    # the probe's cost: one pass over the training set plus 2 per sample per Hessian-vector product
+    assert pr["probe_samples"] == pr["n_train"] * (1 + 2 * pr["n_hvp"])
+
+
+def test_training_is_reproducible(tmp_path):
+    a = lrs.run_training(_job(tmp_path / "a", lr=0.1, method="grid", epochs=2))
+    b = lrs.run_training(_job(tmp_path / "b", lr=0.1, method="grid", epochs=2))
+    assert a["test_acc"] == b["test_acc"] and a["train_loss"] == b["train_loss"]
+    assert a["steps"] == 2 * math.ceil(a["samples"] / 2 / 32)   # ceil(n_train / B) steps per epoch
+    d = lrs.run_training(_job(tmp_path / "d", lr=1e4, method="grid", epochs=2))
+    assert d["diverged"]                                          # an absurd lr is flagged, not hidden
+
+
+def test_tiny_lr_selection_run(tmp_path):
+    run, s = run_experiment("lr-selection", tmp_path / "lr", progress=False, tasks="digits-mlp",
+                            epochs=1, grid_points=3, grid_min=0.05, lanczos_steps=4, range_steps=20)
+    rows = validate_claims(s["claims"])
+    assert {r["id"] for r in rows} >= {"lr-seed-accuracy", "lr-speedup-1000x", "lr-imagenet"}
+    imagenet = next(r for r in rows if r["id"] == "lr-imagenet")
+    assert imagenet["verdict"] == "not testable here"
+    t = s["tasks"]["digits-mlp"]
+    assert t["grid_best_lr"] in (0.05, 0.1, 0.2)
+    assert set(t["methods"]) == set(lrs.METHODS)
+    assert (tmp_path / "lr" / "figures" / "lr_selection.png").exists()
+    assert (tmp_path / "lr" / "results.csv").exists()
