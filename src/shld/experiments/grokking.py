@@ -102,6 +102,9 @@ RULE_PREDICT = ("Leave-one-out prediction with the seed's method: predicted t_gr
 RULE_CONTROL = ("holds if none of the three C rules fires in the random-label control (C's warning is "
                 "specific to generalisation); fails if all three fire; partly otherwise.")
 
+RULE_NO_GROK = ("Rows about the transition (warnings, C before/at/after it, prediction) are 'not testable "
+                "here' when no seed groks: there is no transition to warn about.")
+
 
 def _need(n: int) -> int:
     return max(1, math.ceil(2 * n / 3))
@@ -637,6 +640,12 @@ def analyse(run: RunFolder, params: GrokkingParams, tasks: list[dict], results: 
             f"{_fmt_c(ctrl['C_median_after_arm'], None)}", v, RULE_CONTROL,
             value=ctrl["C_median_after_arm"], figure="control/figures/curves.png"))
 
+    if not grokked:
+        for row in claims:
+            if row["id"] not in ("grok-occurs", "grok-control"):
+                row["verdict"] = NOT_TESTABLE.value
+                row["measured"] = "no seed grokked; " + row["measured"]
+                row["rule"] = row["rule"] + " " + RULE_NO_GROK
     return {"experiment": "grokking", "params": dataclasses.asdict(params), "per_seed": per_seed,
             "control": ctrl, "lead_times": {k: {"mean": m, "se": s} for k, (m, s) in lead_stats.items()},
             "claims": claims, "figures": [fo, fl], "wall_s": wall_s}
