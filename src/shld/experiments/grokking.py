@@ -263,6 +263,8 @@ class GrokkingParams:
     n_seeds: int = field(default=3, metadata={"help": "independent seeds (≥ 3 for lead-time errors)"})
     control: bool = field(default=True, metadata={"help": "also run the random-label control"})
     lambda_every: int = field(default=0, metadata={"help": "λ_max (Lanczos) every k epochs; 0 = off"})
+    monitor: bool = field(default=True, metadata={"help": "run the SHLD monitor (off: timing baseline; "
+                                                          "C-based rows become NaN)"})
     checkpoint_every: int = field(default=50, metadata={"help": "checkpoint every k epochs"})
     seed: int = field(default=0, metadata={"help": "root seed"})
 
@@ -346,7 +348,12 @@ def _run_member(task: dict) -> dict:
     data = Data(x[tr], y_train, x[te], y[te])
     model = make_model(params.model, params.p, params.width, generator=make_generator(s_init))
     opt = _make_optimizer(params, model)
-    monitor = make_monitor(model, params.lr, params.lambda_every)
+    if params.monitor:
+        monitor = make_monitor(model, params.lr, params.lambda_every)
+    else:
+        from shld.experiments._torch_train import MonitorHook
+
+        monitor = MonitorHook()
 
     state = {"t95": None}
 
