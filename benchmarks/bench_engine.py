@@ -5,6 +5,7 @@ interleaved in blocks so that load on the shared machine hits all contenders ali
 
 * floor   — drawing the same normal variates alone with the same generator (PCG64, same dtype, in place);
 * engine  — ``Simulation.advance`` (Euler–Maruyama, records only at block ends);
+* torch   — the optional float32 torch backend (``simulate_torch``) against ``torch.randn`` alone;
 * seed    — the seed's ``StochasticHarmonicLearning.step`` verbatim, one walker at a time (timed on a
             few thousand steps and expressed per walker-step).
 
@@ -61,6 +62,32 @@ def bench(n_walkers: int, n_steps: int, block: int, dtype) -> dict:
             "engine_over_floor": e / f, "engine_per_walker_step_s": e / n_walkers}
 
 
+def bench_torch(n_walkers: int, n_steps: int, block: int) -> dict | None:
+    """The optional torch float32 backend against its own floor (torch.randn alone, same generator)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from shld.dynamics.torch_backend import simulate_torch
+
+    L = DoubleWell(barrier=1.0)
+    gen = torch.Generator().manual_seed(2)
+    buf = torch.empty((n_walkers, 1), dtype=torch.float32)
+    t_floor, t_engine = [], []
+    for r in range(max(1, n_steps // block)):
+        t0 = time.perf_counter()
+        for _ in range(block):
+            torch.randn(buf.shape, generator=gen, dtype=torch.float32, out=buf)
+        t_floor.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        simulate_torch(L, np.array([-1.0]), n_walkers=n_walkers, D=0.25, dt=1e-3, n_steps=block, seed=r,
+                       record_every=block, check_every=block)
+        t_engine.append(time.perf_counter() - t0)
+    f, e = np.median(t_floor) / block, np.median(t_engine) / block
+    return {"N": n_walkers, "dtype": "torch-f32", "floor_step_s": f, "engine_step_s": e,
+            "engine_over_floor": e / f, "engine_per_walker_step_s": e / n_walkers}
+
+
 def bench_seed(n_steps: int = 3000) -> float:
     ref = SeedReference(lambda th: 4 * th * (th**2 - 1), 1, lr=1e-3, noise_scale=0.25,
                         rng=np.random.default_rng(0))
@@ -82,8 +109,10 @@ def main(argv=None):
     print(f"{'N':>8} {'dtype':>8} {'floor µs/step':>14} {'engine µs/step':>15} {'engine/floor':>13} "
           f"{'speed-up vs seed per walker-step':>33}")
     for n in args.walkers:
-        for dtype in (np.float64, np.float32):
-            r = bench(n, args.steps, args.block, dtype)
+        for dtype in (np.float64, np.float32, "torch"):
+            r = bench_torch(n, args.steps, args.block) if dtype == "torch" else bench(n, args.steps, args.block, dtype)
+            if r is None:
+                continue
             print(f"{n:>8} {r['dtype']:>8} {r['floor_step_s'] * 1e6:>14.1f} {r['engine_step_s'] * 1e6:>15.1f} "
                   f"{r['engine_over_floor']:>13.2f} {seed_step / r['engine_per_walker_step_s']:>33.0f}")
 
