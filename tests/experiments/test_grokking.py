@@ -234,3 +234,28 @@ def test_example_script_runs(tmp_path):
     assert "train 99 % @" in res.stdout and "random-label control" in res.stdout
     # p = 11 for 60 epochs does not grok: the transition rows say so instead of failing
     assert "[not testable here] early warning: seed_c_below_1" in res.stdout
+
+
+def test_minibatch_sgd_variant_records_monitor_per_epoch(tmp_path):
+    run, s = run_experiment("grokking", tmp_path / "mb", progress=False, p=7, train_fraction=0.6, width=16,
+                            epochs=4, n_seeds=1, control=False, optimizer="sgd", lr=0.1, weight_decay=0.0,
+                            batch_size=8)
+    cols = read_metrics(tmp_path / "mb" / "seed_0" / "metrics.csv")
+    n_train = round(0.6 * 49)
+    assert list(cols["step"]) == [0, 4, 8, 12, 16]            # ceil(29 / 8) = 4 steps per epoch
+    assert n_train == 29 and np.isfinite(cols["C_unbiased"][:-1]).all()
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_serial_numbers(tmp_path):
+    from shld.experiments.executor import use_executor
+
+    kw = dict(TINY, epochs=30, n_seeds=2, control=True)
+    run_experiment("grokking", tmp_path / "serial", progress=False, **kw)
+    with use_executor(2):
+        run_experiment("grokking", tmp_path / "pool", progress=False, **kw)
+    for member in ("seed_0", "seed_1", "control"):
+        a = read_metrics(tmp_path / "serial" / member / "metrics.csv")
+        b = read_metrics(tmp_path / "pool" / member / "metrics.csv")
+        for key in a:
+            assert np.array_equal(a[key], b[key], equal_nan=True), (member, key)
