@@ -271,7 +271,7 @@ class GrokkingParams:
 
 #: parameter overrides used by ``shld reproduce --quick`` / ``--full``
 AUDIT = {
-    "quick": {"p": 59, "train_fraction": 0.5, "width": 128, "epochs": 1500, "post_epochs": 100,
+    "quick": {"p": 59, "train_fraction": 0.5, "width": 128, "epochs": 1000, "post_epochs": 100,
               "n_seeds": 3, "control": True},
     "full": {"p": 113, "train_fraction": 0.4, "width": 256, "epochs": 6000, "post_epochs": 300,
              "n_seeds": 5, "control": True},
