@@ -89,7 +89,7 @@ def _pinned_null_vector(A, k: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", spla.MatrixRankWarning)
-            rho = spla.splu(M).solve(rhs)
+            rho = spla.splu(M, permc_spec="MMD_AT_PLUS_A").solve(rhs)
     except (RuntimeError, spla.MatrixRankWarning) as exc:
         raise ValueError("`op` has no unique stationary state (the operator is reducible: "
                          f"disconnected regions); sparse LU failed: {exc}") from exc
