@@ -15,7 +15,7 @@ from shld.reporting.render import RUN_TIME_HEADING
 from shld.runs import read_json, read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ["double-descent", "theorems", "no-such-experiment"]
+NAMES = ["theorems", "double-descent", "no-such-experiment"]
 OVERRIDES = {
     "double-descent": dict(datasets="synthetic", n_train=40, n_test=300, d_in=8, n_p=9, n_draws=2,
                            gd_steps=1500, gd_record_every=50),
@@ -47,6 +47,8 @@ def test_killed_audit_resumes_to_the_same_report(tmp_path):
         proc.wait()
     assert not (killed / "double-descent" / "summary.json").exists(), "killed too late"
     assert not (killed / "report.md").exists()
+    assert (killed / "theorems" / "summary.json").exists()          # finished before the kill
+    theorems_before = (killed / "theorems" / "summary.json").read_text()
 
     assert reproduce("quick", killed, resume=True, names=NAMES, overrides=OVERRIDES, progress=False) == 0
     whole = tmp_path / "whole"
@@ -66,7 +68,11 @@ def test_killed_audit_resumes_to_the_same_report(tmp_path):
     audit = read_json(whole / "audit.json")
     assert audit["experiments"]["theorems"]["peak_rss_mb"] > 10
     assert audit["experiments"]["double-descent"]["wall_s"] > 0
-    assert read_json(killed / "audit.json")["experiments"]["double-descent"]["resumed"] is True
+    resumed_audit = read_json(killed / "audit.json")["experiments"]
+    assert resumed_audit["double-descent"]["resumed"] is True
+    assert resumed_audit["theorems"]["resumed"] is False                # skipped, not rerun
+    assert (killed / "theorems" / "summary.json").read_text() == theorems_before
+    assert "torch" in b                                                 # environment lists versions
     assert hb.count("data:image/png;base64,") >= 4
     assert "<img alt='figures/double_descent.png' src='data:image/png;base64," in hb
 

@@ -399,7 +399,17 @@ def summarize(path: Path, params: DoubleDescentParams, grids: dict, datasets: li
         NOT_TESTABLE, RULE_NUMBERS))
     summary = {"datasets": per_ds, "D_definition": "D = lr * tr(Sigma) / (2 B d), B = batch_size "
                "(mini-batch SGD noise at the same lr, dt = lr)", "batch_size": params.batch_size,
-               "claims": claims}
+               "claims": claims, "notes": [
+                   "D for full-batch GD: D = lr * tr(Sigma) / (2 B d) with B = "
+                   f"{params.batch_size}, the noise of mini-batch SGD at the same lr (dt = lr); "
+                   "C = 2 B |grad L|^2 / (lr tr Sigma)."]}
+    for ds in datasets:
+        d = per_ds[ds]
+        summary["notes"].append(
+            f"{ds}: n = {d['n']}, {params.n_draws} draws; min-norm test MSE peaks at p/n = {d['peak_p_over_n']:.3g} "
+            f"(max mean {max(d['test_mse_minnorm_mean']):.3g}); small ridge (lambda = {params.ridge:g}) "
+            f"max mean {max(d['test_mse_ridge_mean']):.3g} at p/n = {d['ridge_peak_p_over_n']:.3g}; "
+            f"GD ({params.gd_steps} steps) max mean {max(d['gd_test_mse_mean']):.3g}.")
     try:
         make_figures(path, summary)
     except Exception as exc:  # figures never lose a run's numbers

@@ -294,6 +294,16 @@ def run_escape(params: EscapeParams, run, *, resume: bool = False, progress: boo
         "notes": [f"Setting: barrier {params.barrier}, D {params.D}, dt {params.dt} (barrier/D = "
                   f"{params.barrier / params.D:.3g}); the seed states none of these."],
     }
+    for ln in LANDSCAPES:
+        for a in ARMS:
+            s = stats[ln][a]
+            (lo1, hi1), (lo2, hi2), (lo3, hi3) = s["frac_short_ci"], s["frac_horizon_ci"], s["right_well_final_ci"]
+            summary["notes"].append(
+                f"{tag[ln]} well, arm {a}: escaped within {short} steps {s['frac_short']:.1%} [{lo1:.1%}, "
+                f"{hi1:.1%}], within {hor} {s['frac_horizon']:.1%} [{lo2:.1%}, {hi2:.1%}]; right well at the "
+                f"end {s['right_well_final']:.1%} [{lo3:.1%}, {hi3:.1%}]; final loss "
+                f"{s['final_loss_mean']:.3g} ± {s['final_loss_se']:.2g} (finite walkers); boosts per walker "
+                f"{s['interventions_per_walker']:.3g}; non-finite walkers {s['nonfinite']}")
     try:
         _figure(run, done, stats, params)
     except Exception as exc:

@@ -41,6 +41,21 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _environment() -> dict:
+    """Versions and machine, plus the versions of optional packages without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from shld.runs import environment
+
+    env = environment()
+    for pkg in ("torch", "scikit-learn", "matplotlib"):
+        try:
+            env[pkg] = version(pkg)
+        except PackageNotFoundError:
+            env[pkg] = "not installed"
+    return env
+
+
 def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int, resume: bool, overrides: dict,
                progress: bool) -> dict:
     run_dir = out / name
@@ -106,6 +121,7 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
             return 2
     else:
         audit = {"mode": mode, "seed": seed, "started": _now(), "experiments": {}}
+    audit["environment"] = _environment()
     audit["jobs"] = jobs
     audit["names"] = names
     audit["overrides"] = overrides

@@ -53,7 +53,7 @@ def collect(run_dir: Path | str) -> dict:
                 "claims": [], "figures": [], "status": None, "reason": ""}
         if _is_run(folder):
             cfg = read_json(folder / "config.json")
-            env = env or cfg.get("environment")
+            env = {**(cfg.get("environment") or {}), **(env or {})}   # union; first run's value wins
             seeds.add(cfg.get("config", {}).get("seed"))
         summ = folder / "summary.json"
         if summ.exists():
@@ -82,6 +82,7 @@ def collect(run_dir: Path | str) -> dict:
             item["figures"] = sorted(p.relative_to(folder).as_posix() for p in figdir.glob("*.png"))
         experiments.append(item)
     if audit is not None:
+        env = {**(env or {}), **(audit.get("environment") or {})}
         modes.add(audit.get("mode"))
         seeds = {audit.get("seed")}
     return {"root": run_dir, "single": single, "audit": audit, "experiments": experiments,
@@ -101,6 +102,14 @@ def _rows(data: dict) -> list[dict]:
                          "value": None, "uncertainty": None, "verdict": "not testable here",
                          "rule": "experiment not run", "figure": None})
     return rows
+
+
+def _grouped_rules(rows) -> list[tuple[list[str], str]]:
+    """Rows sharing one rule text listed once, in first-appearance order."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(r["rule"], []).append(r["id"])
+    return [(ids, rule) for rule, ids in groups.items()]
 
 
 def _counts(rows) -> dict:
@@ -137,8 +146,8 @@ def render_markdown(data: dict) -> str:
         L.append(f"| {r['experiment']} | {_md_cell(r['claim'])} | {_md_cell(r['seed_value'])} | "
                  f"{_md_cell(r['measured'])} | **{r['verdict']}** | {fig} | [{r['rel']}/]({r['rel']}/) |")
     L += ["", "## Rules", ""]
-    for r in rows:
-        L.append(f"- `{r['id']}`: {r['rule']}")
+    for ids, rule in _grouped_rules(rows):
+        L.append(f"- {', '.join(f'`{i}`' for i in ids)}: {rule}")
     notes = [(e["name"], n) for e in data["experiments"] for n in e["notes"]]
     if notes:
         L += ["", "## Notes", ""]
@@ -209,7 +218,8 @@ def render_html(data: dict) -> str:
                  f"<td>{e_(r['measured'])}</td><td class='{cls}'><b>{e_(r['verdict'])}</b></td><td>{fig}</td>"
                  f"<td><a href='{e_(r['rel'])}/'>{e_(r['rel'])}/</a></td></tr>")
     H.append("</table><h2>Rules</h2><ul>")
-    H += [f"<li><code>{e_(r['id'])}</code>: {e_(r['rule'])}</li>" for r in rows]
+    H += [f"<li>{', '.join(f'<code>{e_(i)}</code>' for i in ids)}: {e_(rule)}</li>"
+          for ids, rule in _grouped_rules(rows)]
     H.append("</ul>")
     notes = [(e["name"], n) for e in data["experiments"] for n in e["notes"]]
     if notes:
