@@ -374,6 +374,7 @@ def lr_selection(params: LRSelectionParams, run: RunFolder, *, resume: bool = Fa
         pr = [probes[ti * params.n_seeds + s] for s in range(params.n_seeds)]
         grid_wall = float(sum(r["wall_s"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
         grid_samples = float(sum(r["samples"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
+        grid_steps = float(sum(r["steps"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
         probe_wall = float(np.mean([p["probe_wall_s"] for p in pr]))
         probe_samples = float(np.mean([p["probe_samples"] for p in pr]))
         methods = {}
@@ -394,7 +395,8 @@ def lr_selection(params: LRSelectionParams, run: RunFolder, *, resume: bool = Fa
                           "speedup_wall": grid_wall / cost_wall if cost_wall > 0 else math.inf,
                           "speedup_samples": grid_samples / cost_samples if cost_samples > 0 else math.inf}
         per_task[task] = {"grid_best_lr": best_lr, "grid_best": grid_best, "grid_scores": scores,
-                          "grid_wall_s": grid_wall, "grid_samples": grid_samples, "methods": methods,
+                          "grid_wall_s": grid_wall, "grid_samples": grid_samples,
+                          "grid_steps": grid_steps, "methods": methods,
                           "probe": pr}
 
     fig = plot_lr(per_task, grid, run.figures / "lr_selection.png")
