@@ -6,7 +6,7 @@ accuracy reached 99 %, when test accuracy reached 50 % / 95 % (grokking), when e
 rule fired, and the claims rows (seed's number, measured number, verdict). Figures (accuracy, loss
 and C(t) on shared epoch axes, events marked) go to the run folder.
 
-    python examples/grokking.py                    # p = 59, 3 seeds + control (about a minute)
+    python examples/grokking.py                    # p = 59, 3 seeds + control (1-3 minutes on 2 cores)
     python examples/grokking.py --p 113 --epochs 6000 --train-fraction 0.4 --width 256
     python examples/grokking.py --small            # seconds (used by the test suite)
 """
