@@ -7,7 +7,8 @@ table from its ``audit.json``: per experiment the wall time, CPU time (user + sy
 resident memory of the experiment's own process (``os.wait4`` rusage), plus whatever timing the
 experiment's summary reports about the PyTorch monitor (keys containing "monitor" and "overhead"
 or "seconds"/"time", e.g. grokking's monitor share). ``--from-audit DIR`` only reads an existing
-audit folder. Targets (issue 5): whole quick audit ≤ 10 minutes on the 2-core machine.
+audit folder; ``--monitor-share`` also times grokking at the quick size (one seed, no control) with
+and without the monitor, per epoch. Targets (issue 5): whole quick audit ≤ 10 minutes on the 2-core machine.
 """
 
 from __future__ import annotations
@@ -59,11 +60,37 @@ def table(audit_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def monitor_share(seed: int = 0) -> dict | None:
+    """Grokking at the quick audit's size (one seed, no control), with and without the monitor:
+    wall time per epoch of each and the monitor's share of the monitored run."""
+    try:
+        from shld.experiments.grokking import AUDIT
+        from shld.experiments.registry import run_experiment
+    except ModuleNotFoundError as exc:
+        print(f"monitor share not measured: {exc}")
+        return None
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="shld-bench-mon-") as tmp:
+        for on in (True, False):
+            cfg = {**AUDIT["quick"], "n_seeds": 1, "control": False, "monitor": on, "seed": seed}
+            t0 = time.perf_counter()
+            _, summ = run_experiment("grokking", Path(tmp) / f"mon_{on}", progress=False, **cfg)
+            wall = time.perf_counter() - t0
+            member = json.loads((Path(tmp) / f"mon_{on}" / "seed_0" / "summary.json").read_text())
+            out[on] = {"wall_s": wall, "epochs": member.get("epochs_run"), "train_s": member.get("wall_s")}
+    per_on = out[True]["train_s"] / out[True]["epochs"]
+    per_off = out[False]["train_s"] / out[False]["epochs"]
+    return {"epochs_on": out[True]["epochs"], "epochs_off": out[False]["epochs"], "s_per_epoch_on": per_on,
+            "s_per_epoch_off": per_off, "ratio": per_on / per_off, "share": 1.0 - per_off / per_on}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--from-audit", default=None, help="read an existing audit folder instead of running")
+    ap.add_argument("--monitor-share", action="store_true",
+                    help="also time grokking (quick size, one seed) with and without the monitor")
     args = ap.parse_args(argv)
     if args.from_audit:
         audit_dir = Path(args.from_audit)
@@ -83,6 +110,13 @@ def main(argv=None) -> int:
         print(f"total wall time (audit process, including report): {elapsed:.1f} s")
     print()
     print(table(audit_dir))
+    if args.monitor_share:
+        m = monitor_share()
+        if m:
+            print()
+            print(f"grokking, quick size, 1 seed: {m['s_per_epoch_on'] * 1e3:.2f} ms/epoch with the monitor "
+                  f"({m['epochs_on']} epochs), {m['s_per_epoch_off'] * 1e3:.2f} ms/epoch without "
+                  f"({m['epochs_off']} epochs): ratio {m['ratio']:.2f}, monitor share {m['share']:.0%}")
     return 0
 
 

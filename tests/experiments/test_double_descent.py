@@ -126,3 +126,12 @@ def test_results_do_not_depend_on_jobs(tmp_path):
     assert serial["datasets"] == parallel["datasets"]          # bit-identical numbers
     a, b = read_metrics(tmp_path / "s" / "metrics.csv"), read_metrics(tmp_path / "p" / "metrics.csv")
     np.testing.assert_array_equal(a["test_mse_minnorm"], b["test_mse_minnorm"])
+
+
+def test_resume_drops_a_half_written_last_row(tmp_path):
+    from shld.experiments.double_descent import _METRIC_FIELDS, _read_complete_rows
+
+    p = tmp_path / "m.csv"
+    full = ",".join(["x"] * len(_METRIC_FIELDS))
+    p.write_text(",".join(_METRIC_FIELDS) + "\r\n" + full + "\r\n" + full[:-3])   # killed mid-row
+    assert len(_read_complete_rows(p, _METRIC_FIELDS)) == 1

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 import os
 import time
@@ -236,11 +237,14 @@ _TRAJ_FIELDS = ["dataset", "draw", "p", "step", "loss", "C"]
 
 
 def _read_complete_rows(path: Path, fields: list[str]) -> list[dict]:
-    """Rows of a CSV whose every field is present (a kill can leave a half-written last line)."""
+    """Rows of a CSV that were written completely: terminated by a newline and with every field
+    present (a kill can leave a half-written last line)."""
     if not path.exists():
         return []
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    text = path.read_text()
+    if not text.endswith("\n"):          # a kill mid-write: drop the unterminated last line
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     return [r for r in rows if all(r.get(f) not in (None, "") for f in fields)]
 
 
