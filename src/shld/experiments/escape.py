@@ -327,6 +327,7 @@ def _figure(run, done, stats, params) -> None:
             ax.plot(steps, frac, color=colors[a], label=a)
         ax.axvline(params.short_steps, color="k", ls=":", lw=1)
         ax.set_xscale("symlog", linthresh=100)
+        ax.set_xlim(0, params.n_steps)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("step")
         ax.set_ylabel("fraction escaped")
