@@ -63,7 +63,7 @@ def loop_per_sample_grads(model, loss_fn, batch):
     return torch.stack(out)
 
 
-def full_hessian(model, loss_fn, batch):
+def full_hessian(model, loss_fn, batch, vectorize=True):
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     ps = [p for p in model.parameters() if p.requires_grad]
     shapes = [p.shape for p in ps]
@@ -81,7 +81,9 @@ def full_hessian(model, loss_fn, batch):
                 return functional_call(model, d, a)
         return loss_fn(M(), batch).double()
 
-    return torch.autograd.functional.hessian(f, flat)
+    # plain autograd, reverse-over-reverse (torch.func's hessian/jacrev∘jacrev disagree with autograd's
+    # padding_idx convention for nn.Embedding and are not symmetric there)
+    return torch.autograd.functional.hessian(f, flat, vectorize=vectorize)
 
 
 def trace_sigma_ref(G):

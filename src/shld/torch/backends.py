@@ -47,7 +47,8 @@ def _gram_or_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Σ_i-wise ‖b_i a_iᵀ‖² for a: (B, T, p), b: (B, T, q) -> (B,)."""
     T, p, q = a.shape[1], a.shape[2], b.shape[2]
     if T == 1:
-        return (a * a).sum((1, 2)) * (b * b).sum((1, 2))
+        a, b = a[:, 0], b[:, 0]
+        return torch.linalg.vecdot(a, a) * torch.linalg.vecdot(b, b)
     if T * T <= p * q:
         return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(b, b.transpose(1, 2))).sum((1, 2))
     gi = torch.bmm(b.transpose(1, 2), a)  # one layer's per-sample gradient, freed on return
@@ -68,20 +69,24 @@ def _linear(mod, x, g):
 
 
 def _conv(mod, x, g):
-    B = x.shape[0]
-    if isinstance(mod, nn.Conv1d):
-        x = x.unsqueeze(-2)
-        k, d, p, s = (1, mod.kernel_size[0]), (1, mod.dilation[0]), (0, _pad(mod)[0]), (1, mod.stride[0])
-    else:
-        k, d, p, s = mod.kernel_size, mod.dilation, _pad(mod), mod.stride
-    a = F.unfold(x, k, dilation=d, padding=p, stride=s).transpose(1, 2)  # (B, L, Cin*k)
-    b = g.reshape(B, g.shape[1], -1).transpose(1, 2)  # (B, L, Cout)
+    """Per-sample weight gradients of one conv layer via a grouped weight-gradient convolution
+    (the batch as ``groups``): ``B × Cout × Cin × k`` numbers, the size of B copies of the weight."""
+    B, Cin = x.shape[0], x.shape[1]
+    Cout = g.shape[1]
     out = {}
     if mod.weight.requires_grad:
-        out[mod.weight] = _gram_or_direct(a, b)
+        xi = x.reshape(1, B * Cin, *x.shape[2:])
+        go = g.reshape(1, B * Cout, *g.shape[2:])
+        w = mod.weight.detach()
+        ww = w.expand(B, *w.shape).reshape(B * Cout, *w.shape[1:])
+        _, gw, _ = torch.ops.aten.convolution_backward(
+            go, xi, ww, None, list(mod.stride), list(_pad(mod)), list(mod.dilation), False,
+            [0] * len(mod.stride), B, [False, True, False])
+        gw = gw.reshape(B, -1)
+        out[mod.weight] = torch.linalg.vecdot(gw, gw)
     if mod.bias is not None and mod.bias.requires_grad:
-        bs = b.sum(1)
-        out[mod.bias] = (bs * bs).sum(1)
+        bs = g.reshape(B, Cout, -1).sum(2)
+        out[mod.bias] = torch.linalg.vecdot(bs, bs)
     return out
 
 
@@ -228,10 +233,11 @@ class ParamGradHooks:
     def _make_hook(self, k, p):
         def hook(g):
             with torch.no_grad():
-                g2 = (g * g).sum()
+                gf = g.reshape(-1)
+                g2 = torch.dot(gf, gf)
                 tot = g2
                 if p.grad is not None:
-                    tot = tot + 2.0 * (g * p.grad).sum()
+                    tot = tot + 2.0 * torch.dot(gf, p.grad.reshape(-1))
                 self.local_sq[k] = g2 if self.local_sq[k] is None else self.local_sq[k] + g2
                 self.total_sq[k] = tot if self.total_sq[k] is None else self.total_sq[k] + tot
                 self.passes[k] += 1

@@ -97,7 +97,11 @@ class Monitor:
     schedule : int | "log" | list | callable
         When noise statistics are recorded (default every 10 steps).
     curvature_schedule : same, or None (default: no curvature)
-        When λ_max etc. are computed (needs ``loss_fn`` and the batch passed to ``begin``).
+        When λ_max etc. are computed (needs ``loss_fn`` and a batch).
+    curvature_batch : batch, optional
+        A fixed batch on which the Hessian is taken at every curvature step (recommended: the
+        warm start then pays off — the top eigenvector of *different* mini-batches' Hessians
+        overlaps little, see docs/torch.md). Default: the step's own batch (passed to ``begin``).
     backend : "auto" | "norm_trick" | "microbatch" | "accumulation" | "ddp" | "vmap"
         ``auto``: ``ddp`` when ``torch.distributed`` runs with world size > 1 and the norm trick
         cannot cover the model, else ``norm_trick`` when every trainable layer is supported, else
@@ -131,7 +135,7 @@ class Monitor:
     """
 
     def __init__(self, model: nn.Module, optimizer=None, *, loss_fn=None, schedule=10,
-                 curvature_schedule=None, backend: str = "auto", microbatches: int = 4,
+                 curvature_schedule=None, curvature_batch=None, backend: str = "auto", microbatches: int = 4,
                  loss_reduction: str = "auto", groups="layer", lr=None, smoothing: float = 0.9,
                  lanczos_steps: int = 8, lanczos_tol: float = 1e-4, batch_sharpness: bool = True,
                  events: EventDetector | None | str = "default", grad_scaler=None,
@@ -146,6 +150,7 @@ class Monitor:
         if self.schedule is None:
             raise ValueError("`schedule` must not be None (use a list of steps or a callable)")
         self.curvature_schedule = as_schedule(curvature_schedule, "curvature_schedule")
+        self.curvature_batch = curvature_batch
         self.backend_request = check_choice("backend", backend, bk.BACKENDS)
         self.microbatches = check_int("microbatches", microbatches, minimum=2)
         self.loss_reduction = check_choice("loss_reduction", loss_reduction, ("auto", "mean", "sum"))
@@ -166,6 +171,7 @@ class Monitor:
         self.params = [p for _, p in named]
         self.dim = sum(p.numel() for p in self.params)
         self.group_names, self.group_of = self._make_groups(groups, named)
+        self._dist = None
 
         if (self.curvature_schedule is not None) and loss_fn is None:
             raise ValueError("`curvature_schedule` needs `loss_fn` (a callable (model, batch) -> loss)")
@@ -188,6 +194,8 @@ class Monitor:
         self._ritz = None
         self._active = None
         self._warned = set()
+        self._group_index = None
+        self._dist = None
         self._hooks_norm = bk.NormTrickHooks(self._nt_modules) if self.backend == "norm_trick" else None
         self._hooks_param = bk.ParamGradHooks(self.params)
 
@@ -214,8 +222,10 @@ class Monitor:
         return names, [names.index(x) for x in labels]
 
     def _distributed(self) -> bool:
-        return (torch.distributed.is_available() and torch.distributed.is_initialized()
-                and torch.distributed.get_world_size() > 1)
+        if self._dist is None:
+            self._dist = (torch.distributed.is_available() and torch.distributed.is_initialized()
+                          and torch.distributed.get_world_size() > 1)
+        return self._dist
 
     def _choose_backend(self) -> str:
         req = self.backend_request
@@ -266,7 +276,9 @@ class Monitor:
         self._active = {"noise": noise, "curv": curv, "batch": batch, "batch_size": batch_size}
         if not (noise or curv):
             return False
-        if (curv or (noise and self.backend in ("microbatch", "vmap"))) and batch is None:
+        self._dist = None  # re-read once per tracked step
+        if ((curv and self.curvature_batch is None) or (noise and self.backend in ("microbatch", "vmap"))) \
+                and batch is None:
             raise ValueError(f"`batch` is required on step {self.step} (backend={self.backend!r}"
                              f"{', curvature' if curv else ''})")
         if noise and self.backend in ("norm_trick", "accumulation", "ddp"):
@@ -297,7 +309,8 @@ class Monitor:
             if act["noise"]:
                 self._noise(record, act)
             if act["curv"]:
-                self._curvature(record, act["batch"])
+                cb = self.curvature_batch
+                self._curvature(record, act["batch"] if cb is None else cb)
             self._emit(record)
             return record
         finally:
@@ -355,11 +368,20 @@ class Monitor:
         return 1.0
 
     def _group_sum(self, per_param) -> torch.Tensor:
-        """(n_groups,) float64 tensor of per-parameter scalars summed by group."""
-        vals = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()).cpu()
-                            if v is not None else torch.zeros((), dtype=torch.float64) for v in per_param])
+        """(n_groups,) float64 tensor (CPU) of per-parameter scalars summed by group."""
+        if self._group_index is None:
+            self._group_index = torch.tensor(self.group_of)
+        zero = None
+        vals = []
+        for v in per_param:
+            if v is None:
+                if zero is None:
+                    zero = torch.zeros((), dtype=torch.float64, device=self.params[0].device)
+                v = zero
+            vals.append(v.reshape(()).to(torch.float64))
+        vals = torch.stack(vals).cpu()
         out = torch.zeros(len(self.group_names), dtype=torch.float64)
-        return out.index_add_(0, torch.tensor(self.group_of), vals)
+        return out.index_add_(0, self._group_index, vals)
 
     def _noise(self, record, act):
         red = self._reduction()
@@ -493,7 +515,11 @@ class Monitor:
             g2 = float((g * g).sum())
             if self.batch_sharpness:
                 gHg = float(torch.dot(g, hvp(g)))
-        B = record["batch_size"] if isinstance(record["batch_size"], int) else bk.batch_size_of(batch)
+        B = record["batch_size"] if isinstance(record["batch_size"], int) else None
+        if B is None:
+            B = self.records[-1]["batch_size"] if self.records else None
+        if not isinstance(B, int):
+            B = bk.batch_size_of(batch)
         Bs = record["B_simple_smoothed"]
         if not (isinstance(Bs, float) and math.isfinite(Bs)):
             Bs = self.records[-1]["B_simple_smoothed"] if self.records else math.nan
