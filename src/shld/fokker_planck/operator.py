@@ -59,10 +59,19 @@ class CoarseGridWarning(UserWarning):
 def bernoulli(z) -> np.ndarray:
     """B(z) = z / (e^z − 1), with B(0) = 1, evaluated stably (``expm1``; no overflow)."""
     z = np.asarray(z, dtype=float)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        out = z / np.expm1(z)
-    out = np.where(np.abs(z) < 1e-12, 1.0 - 0.5 * z, out)
-    return np.where(z > 700.0, 0.0, out)
+    bp, bn = _bernoulli_pair(np.abs(z))
+    return np.where(z >= 0, bp, bn)
+
+
+def _bernoulli_pair(x: np.ndarray):
+    """(B(x), B(−x)) for x ≥ 0 from one ``expm1``: B(−x) = B(x) + x exactly, and neither term
+    cancels for x ≥ 0 (B(x) ∈ (0, 1], the sum is ≥ x)."""
+    em = np.expm1(np.minimum(x, 700.0))
+    bp = np.divide(x, em, out=np.ones_like(x), where=x > 0)
+    big = x > 700.0
+    if big.any():  # B(x) = x e^{−x}/(1 − e^{−x}) → x e^{−x}, underflowing cleanly to 0
+        bp[big] = x[big] * np.exp(-x[big])
+    return bp, bp + x
 
 
 def _sym_bernoulli(z) -> np.ndarray:
@@ -74,11 +83,11 @@ def _sym_bernoulli(z) -> np.ndarray:
     return np.where(x > 700.0, 0.0, out)
 
 
-def _face_lists(grid: Grid, spec):
+def _face_lists(grid: Grid, spec, pts, need_face_points: bool):
     """Vectorised face lists: for every axis, the (i, j) cell pairs with j = i + e_k (periodic
-    faces included), the face points, and the absorbing-wall cells with their wall points."""
+    faces included), the face points (only when ``need_face_points``; else an empty array),
+    and the absorbing-wall cells with their wall points. ``pts`` are the cell centres."""
     idx = np.arange(grid.size).reshape(grid.shape)
-    pts = grid.points()
     fi, fj, fh, fax, fpts = [], [], [], [], []
     wc, wh, wax, wsign, wpts = [], [], [], [], []
     for k in range(grid.dim):
@@ -88,17 +97,19 @@ def _face_lists(grid: Grid, spec):
         n = grid.shape[k]
         i = np.take(idx, np.arange(n - 1), axis=k).ravel()
         j = np.take(idx, np.arange(1, n), axis=k).ravel()
-        p = np.take(pts, np.arange(n - 1), axis=k).reshape(-1, grid.dim) + step
+        p = np.take(pts, np.arange(n - 1), axis=k).reshape(-1, grid.dim) + step if need_face_points else None
         lo, hi = spec[k]
         if lo == "periodic":
             i = np.concatenate([i, np.take(idx, n - 1, axis=k).ravel()])
             j = np.concatenate([j, np.take(idx, 0, axis=k).ravel()])
-            p = np.concatenate([p, np.take(pts, n - 1, axis=k).reshape(-1, grid.dim) + step])
+            if need_face_points:
+                p = np.concatenate([p, np.take(pts, n - 1, axis=k).reshape(-1, grid.dim) + step])
         fi.append(i)
         fj.append(j)
         fh.append(np.full(i.size, h))
         fax.append(np.full(i.size, k))
-        fpts.append(p)
+        if need_face_points:
+            fpts.append(p)
         for side, kind, sign in ((0, lo, -1.0), (n - 1, hi, 1.0)):
             if kind != "absorbing":
                 continue
@@ -116,6 +127,18 @@ def _face_lists(grid: Grid, spec):
     walls = (cat(wc).astype(np.int64), cat(wh), cat(wax).astype(np.int64), cat(wsign),
              cat(wpts, (0, grid.dim)))
     return faces, walls
+
+
+def _csr(n, rows, cols, vals, diag) -> sp.csr_matrix:
+    """CSR matrix from distinct off-diagonal entries plus a diagonal, sorted in one lexsort
+    (no COO duplicate summation: the diagonal is summed beforehand with ``bincount``)."""
+    r = np.concatenate([rows, np.arange(n)])
+    c = np.concatenate([cols, np.arange(n)])
+    v = np.concatenate([vals, diag])
+    order = np.argsort(r, kind="stable")  # radix sort: group by row (columns unsorted within a row)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+    return sp.csr_matrix((v[order], c[order], indptr), shape=(n, n))
 
 
 def _eval_scalar_field(name, fn, x, expect_shape):
@@ -166,10 +189,12 @@ class FokkerPlanckOperator:
         if self.is_gradient:
             D = self.D
             z = self._face_data["dU"] / D
-            a = D / h2 * bernoulli(z)
-            b = D / h2 * bernoulli(-z)
-            kill = 2.0 * D / wh2 * bernoulli(self._wall_data["dU"] / D)
             pe = np.abs(z)
+            bp, bn = _bernoulli_pair(pe)  # B(|z|), B(−|z|)
+            up = z >= 0
+            a = (D / h2) * np.where(up, bp, bn)   # B(z)
+            b = (D / h2) * np.where(up, bn, bp)   # B(−z)
+            kill = 2.0 * D / wh2 * bernoulli(self._wall_data["dU"] / D) if wc.size else np.zeros(0)
         else:
             fd = self._face_data
             P = h * fd["f"] / fd["Df"]
@@ -185,10 +210,10 @@ class FokkerPlanckOperator:
         i, j = self._faces[0], self._faces[1]
         wc = self._walls[0]
         n = self.grid.size
-        rows = np.concatenate([i, j, j, i, wc])
-        cols = np.concatenate([i, i, j, j, wc])
-        data = np.concatenate([-self._a, self._a, -self._b, self._b, -self._kill])
-        return sp.coo_matrix((data, (rows, cols)), shape=(n, n)).tocsr()
+        diag = -(np.bincount(i, weights=self._a, minlength=n) + np.bincount(j, weights=self._b, minlength=n))
+        if wc.size:
+            diag -= np.bincount(wc, weights=self._kill, minlength=n)
+        return _csr(n, np.concatenate([j, i]), np.concatenate([i, j]), np.concatenate([self._a, self._b]), diag)
 
     # -- derived objects ------------------------------------------------------------
     @property
@@ -216,13 +241,9 @@ class FokkerPlanckOperator:
                              "symmetrised; use the non-symmetric eigensolver instead")
         if self._sym is None:
             i, j, h, _, _ = self._faces
-            wc = self._walls[0]
             off = self.D / (h * h) * _sym_bernoulli(self._face_data["dU"] / self.D)
-            n = self.grid.size
-            rows = np.concatenate([i, j, i, j, wc])
-            cols = np.concatenate([i, j, j, i, wc])
-            data = np.concatenate([-self._a, -self._b, off, off, -self._kill])
-            self._sym = sp.coo_matrix((data, (rows, cols)), shape=(n, n)).tocsr()
+            self._sym = _csr(self.grid.size, np.concatenate([j, i]), np.concatenate([i, j]),
+                             np.concatenate([off, off]), self.matrix.diagonal())
         return self._sym
 
     def gibbs(self) -> np.ndarray:
@@ -311,10 +332,12 @@ def fokker_planck_operator(grid: Grid, landscape=None, *, D, potential=None, dri
                              f"d={grid.dim}")
         potential = landscape.value
     spec = parse_boundary(boundary, grid.dim)
-    faces, walls = _face_lists(grid, spec)
+    pts = grid.points()
+    need_face_points = drift is not None or callable(D)
+    faces, walls = _face_lists(grid, spec, pts, need_face_points)
     i, j, h, ax, fpts = faces
     wc, wh, wax, wsign, wpts = walls
-    centres = grid.flat_points()
+    centres = pts.reshape(-1, grid.dim)
 
     D_const = None if callable(D) else check_positive("D", D)
     D_field = None
