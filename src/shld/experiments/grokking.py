@@ -273,7 +273,7 @@ class GrokkingParams:
 AUDIT = {
     "quick": {"p": 59, "train_fraction": 0.5, "width": 128, "epochs": 1000, "post_epochs": 100,
               "n_seeds": 3, "control": True},
-    "full": {"p": 113, "train_fraction": 0.4, "width": 256, "epochs": 6000, "post_epochs": 300,
+    "full": {"p": 113, "train_fraction": 0.4, "width": 256, "epochs": 3000, "post_epochs": 300,
              "n_seeds": 5, "control": True},
 }
 
@@ -627,7 +627,9 @@ def analyse(run: RunFolder, params: GrokkingParams, tasks: list[dict], results: 
     t95s_list = [s["events"]["t_test95"] for s in per_seed]
     errs = loo_prediction_errors(fires1, t95s_list)
     if len(errs) < 2:
-        v, text, me, mse = FAILS.value, f"rule 'C < 1' fired in {len(errs)} seed(s) with grokking", None, None
+        k = sum(1 for f, t in zip(fires1, t95s_list) if f is not None and t is not None)
+        v, me, mse = FAILS.value, None, None
+        text = (f"leave-one-out needs ≥ 2 seeds where 'C < 1' fired and grokking happened; got {k}")
     else:
         me, mse = mean_se(errs)
         v = HOLDS.value if me <= 0.05 else PARTLY.value if me <= 0.20 else FAILS.value
