@@ -135,3 +135,13 @@ def test_resume_drops_a_half_written_last_row(tmp_path):
     full = ",".join(["x"] * len(_METRIC_FIELDS))
     p.write_text(",".join(_METRIC_FIELDS) + "\r\n" + full + "\r\n" + full[:-3])   # killed mid-row
     assert len(_read_complete_rows(p, _METRIC_FIELDS)) == 1
+
+
+def test_digits_without_scikit_learn_gives_a_not_testable_row(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)       # import now fails
+    params = dict(datasets="synthetic,digits", n_train=12, n_test=50, d_in=4, n_p=5, n_draws=2, gd_steps=20)
+    _, s = run_experiment("double-descent", tmp_path / "x", progress=False, **params)
+    rows = {r["id"]: r for r in s["claims"]}
+    assert rows["dd-peak-digits"]["verdict"] == "not testable here"
+    assert "scikit-learn" in rows["dd-peak-digits"]["measured"]
+    assert rows["dd-peak-synthetic"]["verdict"] in ("holds", "fails")
