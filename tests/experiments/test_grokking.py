@@ -249,3 +249,43 @@ def test_worker_processes_give_the_serial_numbers(tmp_path):
         b = read_metrics(tmp_path / "pool" / member / "metrics.csv")
         for key in a:
             assert np.array_equal(a[key], b[key], equal_nan=True), (member, key)
+
+
+def test_minibatch_training_resumes_after_a_crash(tmp_path):
+    """A crash while recording epoch 5 (last checkpoint after epoch 3's row; rows 0-4 on disk), then
+    resume: stale rows dropped, data order (generator state), optimizer and monitor state all
+    continue as in an uninterrupted run."""
+    from shld.experiments._torch_monitor import monitor_hook
+    from shld.experiments._torch_train import Data, make_generator, train
+    from shld.experiments.modular import make_model
+    from shld.runs import RunFolder
+
+    x, y = modular_dataset(7)
+    tr, te = split_indices(len(y), 0.6, torch.Generator().manual_seed(0))
+    data = Data(x[tr], y[tr], x[te], y[te])
+
+    def fresh(path):
+        m = make_model("embed", 7, 16, generator=make_generator(1))
+        opt = torch.optim.Adam(m.parameters(), lr=0.01)
+        return m, opt, monitor_hook(m), RunFolder.create(path, {}, exist_ok=True)
+
+    m, opt, mon, run = fresh(tmp_path / "ref")
+    ref = train(m, opt, data, epochs=8, run=run, generator=make_generator(2), batch_size=8, monitor=mon,
+                checkpoint_every=2)
+
+    def crash(epoch, row):
+        if epoch == 5:
+            raise RuntimeError("simulated crash")
+        return {}
+
+    m, opt, mon, run = fresh(tmp_path / "crash")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(m, opt, data, epochs=8, run=run, generator=make_generator(2), batch_size=8, monitor=mon,
+              checkpoint_every=2, extra=crash)
+    assert len(read_metrics(tmp_path / "crash" / "metrics.csv")["epoch"]) == 5   # epochs 0-4 written
+    m, opt, mon, run = fresh(tmp_path / "crash")                                   # a new process, in effect
+    got = train(m, opt, data, epochs=8, run=run, generator=make_generator(2), batch_size=8, monitor=mon,
+                checkpoint_every=2, resume=True)
+    assert list(got["epoch"]) == list(range(9))
+    for key in ref:
+        assert np.array_equal(ref[key], got[key], equal_nan=True), key
