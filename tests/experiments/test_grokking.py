@@ -289,3 +289,14 @@ def test_minibatch_training_resumes_after_a_crash(tmp_path):
     assert list(got["epoch"]) == list(range(9))
     for key in ref:
         assert np.array_equal(ref[key], got[key], equal_nan=True), key
+
+
+@pytest.mark.parametrize("name", ["grokking", "lr-selection", "batch-scaling"])
+def test_cli_help_lists_the_options(name, capsys):
+    from shld.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", name, "--help"])
+    assert exc.value.code == 0                     # argparse help strings must not contain a bare %
+    out = capsys.readouterr().out
+    assert "--seed" in out and "--resume" in out
