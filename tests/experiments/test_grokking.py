@@ -300,3 +300,14 @@ def test_cli_help_lists_the_options(name, capsys):
     assert exc.value.code == 0                     # argparse help strings must not contain a bare %
     out = capsys.readouterr().out
     assert "--seed" in out and "--resume" in out
+
+
+@pytest.mark.slow
+def test_quick_audit_configuration_groks(tmp_path):
+    """The quick audit's sizes are chosen so that grokking happens: every seed reaches 95 % test
+    accuracy well after memorising, and the random-label control stays near chance."""
+    run, s = run_experiment("grokking", tmp_path / "q", progress=False, **gk.AUDIT["quick"])
+    for seed in s["per_seed"]:
+        ev = seed["events"]
+        assert ev["t_test95"] is not None and ev["t_test95"] - ev["t_train99"] >= 100
+    assert s["control"]["final_test_acc"] < 0.1                # chance is 1/59
