@@ -145,3 +145,46 @@ def test_digits_without_scikit_learn_gives_a_not_testable_row(tmp_path, monkeypa
     assert rows["dd-peak-digits"]["verdict"] == "not testable here"
     assert "scikit-learn" in rows["dd-peak-digits"]["measured"]
     assert rows["dd-peak-synthetic"]["verdict"] in ("holds", "fails")
+
+
+def _fake_cifar(root, n_batch=40, n_test=60, seed=0):
+    """A tiny data set in torchvision's CIFAR-10 python format (pickled dicts with b'data', b'labels')."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        n = n_test if name == "test_batch" else n_batch
+        labels = rng.integers(0, 10, n)
+        data = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
+        data[:, :10] = (labels * 25)[:, None]                     # a learnable signal
+        with open(folder / name, "wb") as fh:
+            pickle.dump({b"data": data, b"labels": labels.tolist()}, fh)
+    return root
+
+
+def test_cifar_width_sweep_reads_the_torchvision_format(tmp_path):
+    pytest.importorskip("torch")
+    from shld.experiments.double_descent import load_cifar10
+
+    root = _fake_cifar(tmp_path / "data")
+    Xtr, ytr, Xte, yte = load_cifar10(root)
+    assert Xtr.shape == (200, 3072) and Xte.shape == (60, 3072) and Xtr.dtype == np.uint8
+    assert np.all(Xtr[:, 0] == ytr * 25)
+    params = dict(datasets="synthetic", n_train=12, n_test=50, d_in=4, n_p=5, n_draws=2, gd_steps=20,
+                  cifar_dir=str(root), cifar_n_train=100, cifar_n_test=60, cifar_widths=[1, 4, 32],
+                  cifar_epochs=30)
+    run, s = run_experiment("double-descent", tmp_path / "run", progress=False, **params)
+    row = {r["id"]: r for r in s["claims"]}["dd-cifar-width"]
+    assert row["verdict"] in ("holds", "fails") and "test error peaks at width" in row["measured"]
+    m = read_metrics(run.path / "cifar_metrics.csv")
+    assert sorted(m["width"].astype(int)) == [1, 4, 32]
+    assert m["train_err"][list(m["width"]).index(32)] < m["train_err"][list(m["width"]).index(1)]
+    assert (run.path / "figures" / "cifar_width.png").exists()
+    # without a folder the row says why it was not run
+    _, s2 = run_experiment("double-descent", tmp_path / "run2", progress=False,
+                           **{k: v for k, v in params.items() if not k.startswith("cifar")})
+    row2 = {r["id"]: r for r in s2["claims"]}["dd-cifar-width"]
+    assert row2["verdict"] == "not testable here" and "CIFAR-10" in row2["measured"]

@@ -108,6 +108,14 @@ class DoubleDescentParams:
     gd_steps: int = field(default=3000, metadata={"help": "gradient-descent steps per p"})
     gd_record_every: int = field(default=25, metadata={"help": "record L and C every this many GD steps"})
     batch_size: int = field(default=10, metadata={"help": "B of the mini-batch SGD whose noise defines D"})
+    cifar_dir: str = field(default="", metadata={"help": "folder with CIFAR-10 in torchvision's python format "
+                                                         "(cifar-10-batches-py); empty = skip the width sweep"})
+    cifar_n_train: int = field(default=1000, metadata={"help": "CIFAR-10 training images used"})
+    cifar_n_test: int = field(default=2000, metadata={"help": "CIFAR-10 test images used"})
+    cifar_widths: tuple[int, ...] = field(default=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+                                          metadata={"help": "hidden widths of the CIFAR-10 MLP"})
+    cifar_epochs: int = field(default=300, metadata={"help": "full-batch Adam epochs per width"})
+    cifar_label_noise: float = field(default=0.2, metadata={"help": "fraction of training labels randomised"})
 
 
 # --------------------------------------------------------------------------------------
@@ -336,7 +344,9 @@ def run_double_descent(params: DoubleDescentParams, run, *, resume: bool = False
         if bar is not None:
             bar.close()
 
-    return summarize(run.path, params, grids, datasets, skipped)
+    summary = summarize(run.path, params, grids, datasets, skipped)
+    summary["claims"].append(_cifar_sweep(params, run, resume=resume))
+    return summary
 
 
 def _bootstrap_peak(err: np.ndarray, ps: np.ndarray, n: int, rng: np.random.Generator, n_boot: int = 500):
@@ -487,4 +497,150 @@ def make_figures(path: Path, summary: dict) -> None:
     a2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path / "figures" / "C_vs_p.png", dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# optional: CIFAR-10 width sweep (the seed's "CIFAR-10 with ResNet, varying width"), torch
+
+RULE_CIFAR = ("model-wise double descent in width (Nakkiran et al. 2021): holds if the largest test error over "
+              "the widths lies within one grid step of the smallest width whose training error is <= 1% "
+              "(the interpolation threshold) and the widest model's test error is below that peak; fails "
+              "otherwise; not testable without a local CIFAR-10 folder.")
+_CIFAR_FIELDS = ["width", "n_params", "train_err", "test_err", "train_loss", "seconds"]
+
+
+def load_cifar10(folder: str | Path):
+    """CIFAR-10 from torchvision's python format (no download): ``folder`` is ``cifar-10-batches-py``
+    or its parent. Returns (X_train uint8 (50000, 3072), y_train, X_test, y_test) — or fewer rows when
+    the folder holds smaller batches (as the tests' generated data set does)."""
+    import pickle
+
+    folder = Path(folder)
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    train = sorted(folder.glob("data_batch_*"))
+    test = folder / "test_batch"
+    if not train or not test.exists():
+        raise FileNotFoundError(f"`cifar_dir` {str(folder)!r} holds no data_batch_* / test_batch files "
+                                "(torchvision's CIFAR-10 python format)")
+
+    def read(path):
+        with open(path, "rb") as fh:
+            d = pickle.load(fh, encoding="bytes")
+        return np.asarray(d[b"data"], dtype=np.uint8), np.asarray(d[b"labels"], dtype=np.int64)
+
+    parts = [read(p) for p in train]
+    Xte, yte = read(test)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), Xte, yte
+
+
+def _cifar_member(task: dict) -> dict:
+    """Train a 2-layer ReLU MLP of one width with full-batch Adam on the (noisy-label) subset."""
+    import torch
+
+    d = np.load(task["data"])
+    Xtr, ytr, Xte, yte = (torch.from_numpy(d[k]) for k in ("Xtr", "ytr", "Xte", "yte"))
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(int(member_seed(task["seed"], 7, task["width"]).generate_state(1)[0]))
+        w = task["width"]
+        lin1, lin2 = torch.nn.Linear(Xtr.shape[1], w), torch.nn.Linear(w, 10)
+        for lin in (lin1, lin2):
+            bound = 1.0 / np.sqrt(lin.in_features)
+            with torch.no_grad():
+                lin.weight.uniform_(-bound, bound, generator=gen)
+                lin.bias.uniform_(-bound, bound, generator=gen)
+        model = torch.nn.Sequential(lin1, torch.nn.ReLU(), lin2)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        t0 = time.perf_counter()
+        for _ in range(task["epochs"]):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(Xtr), ytr)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            train_err = float((model(Xtr).argmax(1) != ytr).float().mean())
+            test_err = float((model(Xte).argmax(1) != yte).float().mean())
+            train_loss = float(torch.nn.functional.cross_entropy(model(Xtr), ytr))
+    finally:
+        torch.set_num_threads(n_threads)
+    return {"width": w, "n_params": sum(p.numel() for p in model.parameters()), "train_err": train_err,
+            "test_err": test_err, "train_loss": train_loss, "seconds": time.perf_counter() - t0}
+
+
+def _cifar_sweep(params: DoubleDescentParams, run, *, resume: bool) -> dict:
+    seed_text = "CIFAR-10 with ResNet, varying width (validation of the double-descent prediction)"
+    if not params.cifar_dir:
+        return claim_row("dd-cifar-width", "model-wise double descent on CIFAR-10 (width sweep)", seed_text,
+                         "not run: no local CIFAR-10 folder given (--cifar-dir); nothing is downloaded",
+                         NOT_TESTABLE, RULE_CIFAR)
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as exc:
+        return claim_row("dd-cifar-width", "model-wise double descent on CIFAR-10 (width sweep)", seed_text,
+                         f"not run: {exc}", NOT_TESTABLE, RULE_CIFAR)
+    Xtr, ytr, Xte, yte = load_cifar10(params.cifar_dir)
+    rng = np.random.default_rng(member_seed(params.seed, 7))
+    itr = rng.permutation(len(Xtr))[: params.cifar_n_train]
+    ite = rng.permutation(len(Xte))[: params.cifar_n_test]
+    xtr = Xtr[itr].astype(np.float32) / 255.0
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    y = ytr[itr].copy()
+    flip = rng.random(y.size) < params.cifar_label_noise
+    y[flip] = rng.integers(0, 10, flip.sum())
+    data = run.path / "cifar_subset.npz"
+    if not data.exists():
+        np.savez(data, Xtr=((xtr - mu) / sd).astype(np.float32), ytr=y,
+                 Xte=((Xte[ite].astype(np.float32) / 255.0 - mu) / sd).astype(np.float32), yte=yte[ite])
+    path = run.path / "cifar_metrics.csv"
+    done = _read_complete_rows(path, _CIFAR_FIELDS) if resume else []
+    _rewrite(path, _CIFAR_FIELDS, done)
+    have = {int(r["width"]) for r in done}
+    tasks = [{"data": str(data), "width": int(w), "epochs": params.cifar_epochs, "seed": params.seed}
+             for w in params.cifar_widths if int(w) not in have]
+    with run.metrics("cifar_metrics.csv", _CIFAR_FIELDS) as mw:
+        for r in sweep_map(_cifar_member, tasks):
+            mw.write(r)
+    m = read_metrics_sorted(path)
+    widths, tr_err, te_err = m["width"], m["train_err"], m["test_err"]
+    i_peak = int(np.argmax(te_err))
+    interp = np.nonzero(tr_err <= 0.01)[0]
+    i_thr = int(interp[0]) if interp.size else None
+    ok = i_thr is not None and abs(i_peak - i_thr) <= 1 and te_err[-1] < te_err[i_peak]
+    _cifar_figure(run, widths, tr_err, te_err)
+    thr_text = f"width {int(widths[i_thr])}" if i_thr is not None else "never reached"
+    return claim_row(
+        "dd-cifar-width", "model-wise double descent on CIFAR-10 (width sweep)", seed_text,
+        f"test error peaks at width {int(widths[i_peak])} ({te_err[i_peak]:.1%}); train error <= 1% first at "
+        f"{thr_text}; widest ({int(widths[-1])}) {te_err[-1]:.1%} (2-layer MLP, n = {params.cifar_n_train}, "
+        f"{params.cifar_label_noise:.0%} label noise; not a ResNet)",
+        HOLDS if ok else FAILS, RULE_CIFAR, value=float(widths[i_peak]), figure="figures/cifar_width.png")
+
+
+def read_metrics_sorted(path: Path) -> dict[str, np.ndarray]:
+    from shld.runs import read_metrics
+
+    m = read_metrics(path)
+    order = np.argsort(m["width"], kind="stable")
+    return {k: v[order] for k, v in m.items()}
+
+
+def _cifar_figure(run, widths, tr_err, te_err) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(widths, te_err, "o-", label="test error")
+    ax.plot(widths, tr_err, "s--", label="train error (noisy labels)")
+    ax.set_xscale("log")
+    ax.set_xlabel("hidden width")
+    ax.set_ylabel("error")
+    ax.set_title("CIFAR-10 subset, 2-layer MLP")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run.figures / "cifar_width.png", dpi=110)
     plt.close(fig)
