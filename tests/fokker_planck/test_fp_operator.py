@@ -140,3 +140,23 @@ def test_disconnected_problem_warns_or_raises():
         op = fokker_planck_operator(g, drift=lambda x: -x * 0.0, peclet_warn=None,
                                     D=lambda x: np.where(np.abs(x[..., 0]) < 0.1, 1e-300, 1.0))
         stationary_state(op)
+
+
+def test_sqra_scheme_matches_fplanck_form_and_keeps_gibbs():
+    # SqRA rates (D/h²)e^{∓ΔU/2D}: same detailed balance, so the same discrete Gibbs law
+    L = make_landscape("double-well", barrier=1.0)
+    g = Grid.from_landscape(L, 64)
+    op = fokker_planck_operator(g, L, D=0.3, scheme="sqra")
+    A = op.matrix.toarray()
+    u = L.u(g.axes[0])
+    h = g.spacing[0]
+    np.testing.assert_allclose(A[1, 0], 0.3 / h**2 * np.exp(-(u[1] - u[0]) / 0.6), rtol=1e-14)
+    np.testing.assert_allclose(A[0, 1], 0.3 / h**2 * np.exp((u[1] - u[0]) / 0.6), rtol=1e-14)
+    assert g.integrate(np.abs(stationary_state(op) - op.gibbs())) < 1e-12  # small, well-conditioned grid
+    S = op.symmetric_matrix().toarray()
+    np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(-S))[:4],
+                               np.sort(np.linalg.eigvals(-A).real)[:4], atol=1e-9 * np.abs(A).max())
+    with pytest.raises(ValueError, match="`scheme`='sqra' needs a gradient drift"):
+        fokker_planck_operator(g, drift=lambda x: -x, D=0.3, scheme="sqra")
+    with pytest.raises(ValueError, match=r"`scheme` must be one of \['sg', 'sqra'\]"):
+        fokker_planck_operator(g, L, D=0.3, scheme="upwind")
