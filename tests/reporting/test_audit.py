@@ -95,4 +95,5 @@ def test_reproduce_refuses_a_used_folder_and_a_mismatched_resume(tmp_path, capsy
     assert reproduce("quick", tmp_path / "y", names=["no-such-experiment"], progress=False) == 0
     assert reproduce("full", tmp_path / "y", resume=True, names=["no-such-experiment"], progress=False) == 2
     assert reproduce("quick", tmp_path / "z", jobs=0, progress=False) == 2
+    assert cli_main(["reproduce", "--quick", "--out", str(tmp_path / "x")]) == 2     # the CLI branch
     assert cli_main(["report", str(tmp_path / "nothing-here")]) == 2
