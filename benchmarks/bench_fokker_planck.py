@@ -46,7 +46,7 @@ from shld.fokker_planck.spectrum import PERMC
 from shld.landscapes import make_landscape
 
 try:  # optional contender
-    np.prod = np.prod  # fplanck uses np.product (removed in NumPy 2)
+    np.product = np.prod  # noqa: NPY003, NPY201 - fplanck calls np.product (gone in NumPy 2)
     import fplanck
     from scipy import constants
 except ImportError:  # pragma: no cover - depends on the environment
