@@ -140,7 +140,7 @@ def bench_1d(n, D=0.1, t_final=10.0, reps=5):
     fns = [lambda: fokker_planck_operator(grid, L, D=D)]
     if fplanck:
         fns.append(lambda: fplanck_solver(L.u, bounds, (n,), D))
-    times, outs = interleaved(fns, reps)
+    times, outs = interleaved(fns, 30)  # sub-millisecond calls: more repeats for a stable minimum
     op = outs[0]
     sim = outs[1] if fplanck else None
     rows["build"] = times
