@@ -90,3 +90,20 @@ def test_zero_smoothing_is_the_single_record_estimate():
     c = mon.history("C_unbiased")
     # with β = 0 the smoothed value is the single-record one
     assert np.allclose(mon.history("C_smoothed"), c, rtol=1e-9, atol=1e-12)
+
+
+def test_noise_quantities_agree_with_core_definitions_and_edge_cases():
+    from shld.observables import d_eff_seed, d_sde
+    from shld.torch import noise_quantities
+
+    q = noise_quantities(grad_sq_norm=0.5, trace_sigma=8.0, batch_size=16, dim=4, lr=0.1)
+    assert q["D_sde"] == pytest.approx(d_sde(0.1, 8.0, 16, 4))
+    assert q["D_eff"] == pytest.approx(d_eff_seed(0.1, 8.0 / 4, 16))
+    assert q["C_plugin"] == pytest.approx(2 * 16 * 0.5 / 8.0)
+    assert q["C_unbiased"] == pytest.approx(q["C_plugin"] - 2.0)
+    assert q["C_plugin"] == pytest.approx(2 * 16 / q["B_simple_plugin"])
+    assert q["C_plugin"] == pytest.approx(0.5 / (q["D_seed"] * 4))   # the seed's ‖∇L‖²/(D·d)
+    q = noise_quantities(0.1, 8.0, 16, 4, lr=0.0)                    # lr = 0 is data, not an error
+    assert q["D_sde"] == 0.0 and q["B_simple"] == math.inf           # ‖G‖²_unb = 0.1 − 0.5 < 0
+    q = noise_quantities(float("nan"), 8.0, 16, 4)
+    assert math.isnan(q["C_plugin"]) and math.isnan(q["D_sde"])

@@ -57,6 +57,14 @@ def _gram_or_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _linear(mod, x, g):
     B = x.shape[0]
+    if x.dim() == 2:  # fast path: ‖b aᵀ‖² = ‖a‖²‖b‖², bias ‖b‖²
+        bn = torch.linalg.vecdot(g, g)
+        out = {}
+        if mod.weight.requires_grad:
+            out[mod.weight] = torch.linalg.vecdot(x, x) * bn
+        if mod.bias is not None and mod.bias.requires_grad:
+            out[mod.bias] = bn
+        return out
     a = x.reshape(B, -1, x.shape[-1])
     b = g.reshape(B, -1, g.shape[-1])
     out = {}

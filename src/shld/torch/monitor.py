@@ -194,7 +194,6 @@ class Monitor:
         self._ritz = None
         self._active = None
         self._warned = set()
-        self._group_index = None
         self._dist = None
         self._hooks_norm = bk.NormTrickHooks(self._nt_modules) if self.backend == "norm_trick" else None
         self._hooks_param = bk.ParamGradHooks(self.params)
@@ -367,21 +366,29 @@ class Monitor:
             return float(s.get_scale()) ** 2
         return 1.0
 
+    def _group_sums(self, *per_param_lists) -> list[torch.Tensor]:
+        """Per-parameter scalars (0-d tensors or None) summed by group: one (n_groups,) float64 CPU
+        tensor per list, with a single device-to-host transfer for all of them."""
+        flat = [v for lst in per_param_lists for v in lst if v is not None]
+        if not flat:
+            vals = []
+        elif len({v.dtype for v in flat}) == 1:
+            vals = torch.stack(flat).tolist()  # one transfer; summed below in Python floats (double)
+        else:
+            vals = [float(v) for v in flat]
+        out = []
+        i = 0
+        for lst in per_param_lists:
+            acc = [0.0] * len(self.group_names)
+            for k, v in enumerate(lst):
+                if v is not None:
+                    acc[self.group_of[k]] += vals[i]
+                    i += 1
+            out.append(torch.tensor(acc, dtype=torch.float64))
+        return out
+
     def _group_sum(self, per_param) -> torch.Tensor:
-        """(n_groups,) float64 tensor (CPU) of per-parameter scalars summed by group."""
-        if self._group_index is None:
-            self._group_index = torch.tensor(self.group_of)
-        zero = None
-        vals = []
-        for v in per_param:
-            if v is None:
-                if zero is None:
-                    zero = torch.zeros((), dtype=torch.float64, device=self.params[0].device)
-                v = zero
-            vals.append(v.reshape(()).to(torch.float64))
-        vals = torch.stack(vals).cpu()
-        out = torch.zeros(len(self.group_names), dtype=torch.float64)
-        return out.index_add_(0, self._group_index, vals)
+        return self._group_sums(per_param)[0]
 
     def _noise(self, record, act):
         red = self._reduction()
@@ -395,11 +402,12 @@ class Monitor:
                                    "and backward inside track()/begin()..end()")
             self._check_calls(h)
             N = B if red == "mean" else 1.0
-            sq = self._group_sum([h.sq.get(id(p)) for p in self.params]) * (N * N)  # Σ_i‖g_i‖²
+            sq, tot = self._group_sums([h.sq.get(id(p)) for p in self.params], self._hooks_param.total_sq)
+            sq = sq * (N * N)  # Σ_i‖g_i‖²
             if self._distributed():
                 B, sq, mean_sq = self._ddp_reduce(B, sq, red)
             else:
-                mean_sq = self._group_sum(self._hooks_param.total_sq) * (N / B) ** 2
+                mean_sq = tot * (N / B) ** 2
             k = B
         elif be in ("accumulation", "ddp"):
             hp = self._hooks_param

@@ -73,19 +73,19 @@ def trace_sigma_from_groups(sum_weighted_sq: float, total: int, n_groups: int, m
 
 
 def _d_eff(lr, sigma2, B):
-    try:  # the core's definition, when present
+    try:  # the core's definition (shld.observables.diffusion), when present
         from shld.observables import d_eff_seed  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - fallback while the core module is being written
+        return float(d_eff_seed(lr, sigma2, B))
+    except (ImportError, ValueError):  # absent, or lr = 0 which the core rejects
         return lr * lr * sigma2 / B  # seed: D_eff = α² σ² / B
-    return float(d_eff_seed(lr, sigma2, B))
 
 
 def _d_sde(lr, trace_sigma, B, d):
     try:
         from shld.observables import d_sde  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover
+        return float(d_sde(lr, trace_sigma, B, d))
+    except (ImportError, ValueError):
         return lr * trace_sigma / (2.0 * B * d)  # η·trΣ/(2·B·d)
-    return float(d_sde(lr, trace_sigma, B, d))
 
 
 def noise_quantities(grad_sq_norm: float, trace_sigma: float, batch_size: int, dim: int,
