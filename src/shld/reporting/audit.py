@@ -159,7 +159,8 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
             return 130
         what = {"done": "done", "not run": f"not run: {rec['reason']}", "failed": f"FAILED: {rec['reason']}"}
         print(f"[{i}/{n}] {name}: {what.get(rec['status'], rec['status'])} in {rec['wall_s']:.1f} s, "
-              f"peak {rec['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+              f"peak {rec['peak_rss_mb']:.0f} MB (audit elapsed {time.perf_counter() - t_start:.0f} s)",
+              file=sys.stderr, flush=True)
         if rec["status"] == "failed":
             code = 1
     audit["finished"] = _now()
