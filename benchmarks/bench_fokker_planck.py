@@ -13,7 +13,8 @@ solvers use the same points: fplanck's grid is centred on 0 with spacing ``resol
 equals SHLD's cell centres on the box when ``resolution = extent/n`` (checked). Potentials not
 centred on 0 (Müller–Brown) are shifted for fplanck.
 
-What is measured (each time is the minimum over repeats, contenders interleaved, so that load
+What is measured (each time is the minimum over repeats, contenders interleaved (sub-millisecond calls in warm
+   blocks of 10), so that load
 on the shared machine hits both alike; ratios are the figures, absolute times are noise):
 
 1. 1-D double well U = (x² − 1)², D = 0.1, box [−2, 2], 200 and 1000 cells:
@@ -62,15 +63,18 @@ def best_time(fn, repeats):
     return best, out
 
 
-def interleaved(fns, repeats):
-    """Run the contenders in turn ``repeats`` times; minimum time and last result of each."""
+def interleaved(fns, repeats, block=1):
+    """Run the contenders in turn, ``repeats`` rounds of ``block`` back-to-back calls each; the time
+    of a contender is its minimum over rounds of the per-call mean within a block (warm blocks
+    for sub-millisecond calls). Returns the times and the last result of each."""
     best = [math.inf] * len(fns)
     outs = [None] * len(fns)
     for _ in range(repeats):
         for k, fn in enumerate(fns):
             t0 = time.perf_counter()
-            outs[k] = fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
+            for _ in range(block):
+                outs[k] = fn()
+            best[k] = min(best[k], (time.perf_counter() - t0) / block)
     return best, outs
 
 
@@ -140,7 +144,7 @@ def bench_1d(n, D=0.1, t_final=10.0, reps=5):
     fns = [lambda: fokker_planck_operator(grid, L, D=D)]
     if fplanck:
         fns.append(lambda: fplanck_solver(L.u, bounds, (n,), D))
-    times, outs = interleaved(fns, 30)  # sub-millisecond calls: more repeats for a stable minimum
+    times, outs = interleaved(fns, 8, block=10)  # sub-millisecond calls: warm blocks of 10
     op = outs[0]
     sim = outs[1] if fplanck else None
     rows["build"] = times

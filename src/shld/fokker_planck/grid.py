@@ -47,6 +47,7 @@ class Grid:
         self.shape = shape
         self.dim = d
         self.spacing = (b[:, 1] - b[:, 0]) / np.asarray(shape, dtype=float)
+        self._size = int(np.prod(shape))
 
     # -- constructors ------------------------------------------------------------
     @classmethod
@@ -76,7 +77,7 @@ class Grid:
     @property
     def size(self) -> int:
         """Number of cells."""
-        return int(np.prod(self.shape))
+        return self._size
 
     @property
     def cell_volume(self) -> float:
