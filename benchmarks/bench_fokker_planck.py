@@ -13,9 +13,9 @@ solvers use the same points: fplanck's grid is centred on 0 with spacing ``resol
 equals SHLD's cell centres on the box when ``resolution = extent/n`` (checked). Potentials not
 centred on 0 (Müller–Brown) are shifted for fplanck.
 
-What is measured (each time is the minimum over repeats, contenders interleaved (sub-millisecond calls in warm
-   blocks of 10), so that load
-on the shared machine hits both alike; ratios are the figures, absolute times are noise):
+What is measured (each time is the minimum over repeats, contenders interleaved — sub-millisecond
+calls in warm blocks of 10 — so that load on the shared machine hits both alike; ratios are the
+figures, absolute times are noise):
 
 1. 1-D double well U = (x² − 1)², D = 0.1, box [−2, 2], 200 and 1000 cells:
    operator build; stationary state (time, L1 error vs the Gibbs law at the grid points);
