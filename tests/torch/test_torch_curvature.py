@@ -73,7 +73,7 @@ def test_monitor_curvature_record():
     lam_ref = torch.linalg.eigvalsh(H)[-1].item()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     mon = Monitor(model, opt, loss_fn=ce, schedule=1, curvature_schedule=1, lanczos_steps=30,
-                  lanczos_tol=1e-10)
+                  lanczos_tol=1e-10, lanczos_cold_steps=30)
     with mon.track(batch):
         ce(model, batch).backward()
     r = mon.last
@@ -86,6 +86,13 @@ def test_monitor_curvature_record():
     assert r["stability_limit"] == pytest.approx(2 / lam_ref, rel=1e-5)
     assert r["alpha_opt_seed"] == pytest.approx(2 * r["D_seed"] / lam_ref, rel=1e-5)
     assert r["n_hvp"] <= 31
+    # a second call is warm-started and limited to lanczos_steps products (+1 for gᵀHg)
+    mon.lanczos_steps = 4
+    with mon.track(batch):
+        ce(model, batch).backward()
+    model.zero_grad()
+    assert mon.last["n_hvp"] <= 5
+    assert mon.last["lambda_max"] == pytest.approx(lam_ref, rel=1e-5)  # same parameters: converged
 
 
 def test_curvature_quantities_formulas():
@@ -100,3 +107,23 @@ def test_curvature_quantities_formulas():
     q = curvature_quantities(lam_max=-1.0, gHg=-1.0, grad_sq_norm=1.0, lr=0.1, B_simple=1.0,
                              batch_size=1, D_seed=0.01)
     assert math.isnan(q["eps_max"]) and math.isnan(q["stability_limit"])
+
+
+def test_sum_loss_curvature_is_reported_in_the_mean_convention():
+    from _torch_models import ce_sum
+
+    model, batch = mlp(0), _batch()
+    lam_ref = torch.linalg.eigvalsh(full_hessian(model, ce, batch))[-1].item()
+    recs = []
+    for fn, red in ((ce, "mean"), (ce_sum, "sum")):
+        mon = Monitor(model, loss_fn=fn, schedule=1, curvature_schedule=1, lanczos_steps=30,
+                      lanczos_tol=1e-10, loss_reduction=red, lr=0.1)
+        with mon.track(batch):
+            fn(model, batch).backward()
+        model.zero_grad()
+        recs.append(mon.last)
+    assert recs[0]["lambda_max"] == pytest.approx(lam_ref, rel=1e-5)
+    assert recs[1]["lambda_max"] == pytest.approx(lam_ref, rel=1e-5)
+    assert recs[1]["batch_sharpness"] == pytest.approx(recs[0]["batch_sharpness"], rel=1e-4)
+    # a sum-loss step η acts as η·B on the mean loss
+    assert recs[1]["eos_ratio"] == pytest.approx(16 * recs[0]["eos_ratio"], rel=1e-5)

@@ -118,6 +118,9 @@ class Monitor:
     lanczos_steps, lanczos_tol : int, float
         Hessian-vector products per curvature step (at most) and the stopping tolerance;
         Lanczos is warm-started from the previous curvature step's Ritz vector.
+    lanczos_cold_steps : int
+        Products allowed on the first (cold) curvature step, so that the warm start begins from a
+        converged vector (default 32).
     batch_sharpness : bool
         Spend one more product on ``gᵀHg`` (batch sharpness, ε_opt).
     events : EventDetector | None
@@ -137,7 +140,8 @@ class Monitor:
     def __init__(self, model: nn.Module, optimizer=None, *, loss_fn=None, schedule=10,
                  curvature_schedule=None, curvature_batch=None, backend: str = "auto", microbatches: int = 4,
                  loss_reduction: str = "auto", groups="layer", lr=None, smoothing: float = 0.9,
-                 lanczos_steps: int = 8, lanczos_tol: float = 1e-4, batch_sharpness: bool = True,
+                 lanczos_steps: int = 8, lanczos_tol: float = 1e-4, lanczos_cold_steps: int = 32,
+                 batch_sharpness: bool = True,
                  events: EventDetector | None | str = "default", grad_scaler=None,
                  on_nonfinite: str = "record", out=None, tensorboard=None,
                  generator: torch.Generator | None = None, hvp_method: str = "double_backward"):
@@ -157,6 +161,7 @@ class Monitor:
         self.lr = None if lr is None else check_positive("lr", lr, allow_zero=True)
         self.lanczos_steps = check_int("lanczos_steps", lanczos_steps, minimum=1)
         self.lanczos_tol = check_positive("lanczos_tol", lanczos_tol)
+        self.lanczos_cold_steps = check_int("lanczos_cold_steps", lanczos_cold_steps, minimum=1)
         self.batch_sharpness = bool(batch_sharpness)
         self.grad_scaler = grad_scaler
         self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ("record", "raise"))
@@ -513,11 +518,23 @@ class Monitor:
     def _curvature(self, record, batch):
         model = _unwrap(self.model)
         with self._isolated():
-            hvp = HVP(model, self.loss_fn, batch, params=self.params, method=self.hvp_method)
-            v0 = self._ritz
-            if v0 is None or v0.numel() != hvp.dim:
-                v0 = torch.randn(hvp.dim, generator=self.generator, dtype=torch.float64).to(hvp.grad)
-            lam, self._ritz, info = lanczos(hvp, v0, max_iter=self.lanczos_steps, tol=self.lanczos_tol)
+            def run(method):
+                hvp = HVP(model, self.loss_fn, batch, params=self.params, method=method)
+                v0, steps = self._ritz, self.lanczos_steps
+                if v0 is None or v0.numel() != hvp.dim:
+                    v0 = torch.randn(hvp.dim, generator=self.generator, dtype=torch.float64).to(hvp.grad)
+                    steps = max(steps, self.lanczos_cold_steps)
+                return hvp, lanczos(hvp, v0, max_iter=steps, tol=self.lanczos_tol)
+
+            try:
+                hvp, (lam, self._ritz, info) = run(self.hvp_method)
+            except RuntimeError as exc:  # an op without double backward: torch.func fallback
+                if self.hvp_method != "double_backward":
+                    raise
+                warnings.warn(f"double-backward HVP failed ({exc}); falling back to hvp_method='func'",
+                              RuntimeWarning, stacklevel=4)
+                self.hvp_method = "func"
+                hvp, (lam, self._ritz, info) = run("func")
             gHg = math.nan
             g = hvp.grad
             g2 = float((g * g).sum())
@@ -534,9 +551,10 @@ class Monitor:
         Dseed = record["D_seed"]
         if not math.isfinite(Dseed) and self.records:
             Dseed = self.records[-1].get("D_seed", math.nan)
-        if self._reduction() == "sum" and B:
-            # curvature of the mean loss: H_mean = H_sum / B, g_mean = g_sum / B
-            lam, gHg, g2 = lam / B, gHg / B ** 3, g2 / B ** 2
+        Bc = bk.batch_size_of(batch) or B  # the batch the Hessian was taken on
+        if self._reduction() == "sum" and Bc:
+            # curvature of the mean loss: H_mean = H_sum / Bc, g_mean = g_sum / Bc
+            lam, gHg, g2 = lam / Bc, gHg / Bc ** 3, g2 / Bc ** 2
         lr = record["lr"]
         if lr is not None and self._reduction() == "sum" and B:
             lr = lr * B
