@@ -18,7 +18,7 @@ from shld.dynamics import (
 from shld.landscapes import DoubleWell, FunctionLandscape, Quadratic, Rosenbrock
 
 
-def test_zero_noise_is_gradient_descent_bit_for_bit():
+def test_zero_noise_is_gradient_descent():
     L = Rosenbrock(dim=3)
     theta = np.array([[-1.0, 0.5, 0.2], [0.3, 0.3, 0.3]])
     dt, steps = 1e-4, 300
@@ -26,7 +26,10 @@ def test_zero_noise_is_gradient_descent_bit_for_bit():
     x = theta.copy()
     for _ in range(steps):
         x = x - L.grad(x) * dt
-    assert np.array_equal(res.final_theta, x)
+    # the engine's update is a fused multiply-add (BLAS axpy: one rounding instead of two), so the two
+    # agree to rounding: ≤ 1 ulp per step, 300 steps → relative 300·2⁻⁵² ≈ 7e-14
+    assert np.allclose(res.final_theta, x, rtol=1e-13, atol=0)
+    assert not np.array_equal(res.final_theta, theta)
 
 
 def test_zero_gradient_and_zero_noise_do_not_move():

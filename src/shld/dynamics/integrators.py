@@ -63,6 +63,15 @@ class EulerMaruyama:
     def step(self, theta, grad, noise, D, dt, state):
         """Advance ``theta`` in place; ``noise`` is a standard-normal buffer (overwritten)."""
         sigma = np.sqrt(2.0 * D * dt) if np.ndim(D) else math.sqrt(2.0 * D * dt)
+        if self.preconditioner is None and np.ndim(D) == 0:
+            axpy = _AXPY.get(theta.dtype.type)
+            if axpy is not None and theta.flags.c_contiguous and grad.flags.c_contiguous:
+                # two fused passes y ← y + a·x (BLAS axpy, one rounding each) instead of four numpy passes
+                flat = theta.reshape(-1)
+                axpy(grad.reshape(-1), flat, a=-dt)
+                if sigma != 0.0:
+                    axpy(noise.reshape(-1), flat, a=sigma)
+                return
         if self.preconditioner is None:
             grad *= dt
             theta -= grad
@@ -101,6 +110,15 @@ class BAOAB:
 
 
 INTEGRATORS = {"euler": EulerMaruyama, "baoab": BAOAB}
+
+
+def _axpy_table():
+    from scipy.linalg import blas
+
+    return {np.float64: blas.daxpy, np.float32: blas.saxpy}
+
+
+_AXPY = _axpy_table()
 
 
 def make_integrator(name: str, *, friction: float = 1.0, preconditioner=None, divergence=None):
