@@ -492,7 +492,10 @@ class Monitor:
         """All-reduce sample counts and Σ b‖m‖²; ‖ḡ‖² from the synchronised ``.grad``."""
         dist = torch.distributed
         t = torch.cat([torch.tensor([float(B)], dtype=torch.float64), sq])
+        if dist.get_backend() == "nccl":  # NCCL reduces device tensors only
+            t = t.to(self.params[0].device)
         dist.all_reduce(t)
+        t = t.cpu()
         Bg = int(round(t[0].item()))
         with torch.no_grad():
             gsq = self._group_sum([(p.grad.double() ** 2).sum() if p.grad is not None else None
