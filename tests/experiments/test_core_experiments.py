@@ -24,7 +24,7 @@ def test_double_well_run_folder_and_numbers(tmp_path):
     mf = s["mfpt"]
     assert abs(mf["mean"] - s["mfpt_exact_quadrature"]) < 4 * mf["stderr"] + s["mfpt_crossing_bias"]
     assert s["ks_pvalue_vs_gibbs"] > 1e-3
-    assert {c["id"] for c in s["claims"]} == {"kramers-seed-form", "kramers-langer-form", "gibbs-double-well"}
+    assert {c["id"] for c in s["claims"]} == {"kramers-seed-form", "gibbs-double-well"}
     assert json.loads((run.path / "summary.json").read_text())["mfpt"]["n_hit"] == mf["n_hit"]
 
 
