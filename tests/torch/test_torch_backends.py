@@ -160,3 +160,16 @@ def test_weight_tying_warns():
     with pytest.warns(RuntimeWarning, match="weight sharing"):
         with mon.track():
             F.cross_entropy(model(x), y).backward()
+
+
+def test_norm_trick_with_inplace_activation():
+    # the output hook is registered before ReLU(inplace=True) rewrites the tensor: it must still see
+    # the gradient of the Linear layer's output
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(inplace=True), nn.Linear(8, 3))
+    _, batch = _data("mlp", B=16)
+    tr_ref, g2_ref = trace_sigma_ref(loop_per_sample_grads(model, ce, batch))
+    rec = _run(model, batch)
+    assert rec["backend"] == "norm_trick"
+    assert rec["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert rec["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)

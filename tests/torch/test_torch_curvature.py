@@ -127,3 +127,13 @@ def test_sum_loss_curvature_is_reported_in_the_mean_convention():
     assert recs[1]["batch_sharpness"] == pytest.approx(recs[0]["batch_sharpness"], rel=1e-4)
     # a sum-loss step η acts as η·B on the mean loss
     assert recs[1]["eos_ratio"] == pytest.approx(16 * recs[0]["eos_ratio"], rel=1e-5)
+
+
+def test_lambda_max_leaves_global_rng_mode_and_grad_alone():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 3))
+    batch = _batch()
+    state = torch.get_rng_state()
+    lambda_max(model, ce, batch, max_iter=5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model.training and all(p.grad is None for p in model.parameters())

@@ -160,12 +160,14 @@ def lambda_max(model, loss_fn, batch, *, v0=None, max_iter: int = 8, tol: float 
                generator: torch.Generator | None = None, method: str = "double_backward"):
     """λ_max of the Hessian of ``loss_fn(model, batch)``; returns ``(lam, ritz_vector, info)``.
 
-    A cold start draws ``v0`` from ``generator`` (never the global RNG).
+    A cold start draws ``v0`` from ``generator``; the global RNG is left as it was (the forward runs
+    under ``torch.random.fork_rng``). Model mode and ``.grad`` are not touched.
     """
-    hvp = HVP(model, loss_fn, batch, method=method)
-    if v0 is None:
-        v0 = torch.randn(hvp.dim, generator=generator, dtype=hvp.grad.dtype).to(hvp.grad.device)
-    lam, vec, info = lanczos(hvp, v0, max_iter=max_iter, tol=tol)
+    with torch.random.fork_rng(devices=[]):  # dropout in loss_fn must not move the global RNG
+        hvp = HVP(model, loss_fn, batch, method=method)
+        if v0 is None:
+            v0 = torch.randn(hvp.dim, generator=generator, dtype=hvp.grad.dtype).to(hvp.grad.device)
+        lam, vec, info = lanczos(hvp, v0, max_iter=max_iter, tol=tol)
     return lam, vec, info
 
 
