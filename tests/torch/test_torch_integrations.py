@@ -18,9 +18,8 @@ def _ce(m, b):
     return nn.functional.cross_entropy(m(b[0]), b[1])
 
 
-def test_lightning_callback_records_the_exact_trace_sigma(tmp_path):
+def _tiny_lightning():
     pl = pytest.importorskip("lightning.pytorch")
-    from shld.integrations.lightning import ShldCallback
 
     class Tiny(pl.LightningModule):
         def __init__(self):
@@ -36,6 +35,13 @@ def test_lightning_callback_records_the_exact_trace_sigma(tmp_path):
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return pl, Tiny
+
+
+def test_lightning_callback_records_the_exact_trace_sigma(tmp_path):
+    pl, Tiny = _tiny_lightning()
+    from shld.integrations.lightning import ShldCallback
 
     x, y = _data()
     module = Tiny()
@@ -54,6 +60,26 @@ def test_lightning_callback_records_the_exact_trace_sigma(tmp_path):
     assert (tmp_path / "monitor.csv").exists()
     assert "shld/C_smoothed" in trainer.callback_metrics
     assert module.training  # Lightning leaves it in train mode after fit; the monitor changed nothing
+
+
+def test_lightning_gradient_accumulation_is_one_step_of_all_micro_batches():
+    pl, Tiny = _tiny_lightning()
+    from shld.integrations.lightning import ShldCallback
+
+    x, y = _data()
+    module = Tiny()
+    # Lightning divides each micro-batch loss by 2: one optimizer step = mean loss over 16 samples
+    tr_ref, g2_ref = trace_sigma_ref(loop_per_sample_grads(module, _ce, (x[:16], y[:16])))
+    cb = ShldCallback(schedule=2)
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[cb],
+                         accumulate_grad_batches=2)
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8, shuffle=False))
+    recs = cb.monitor.records
+    assert [r["step"] for r in recs] == [0, 2]
+    assert recs[0]["batch_size"] == 16
+    assert recs[0]["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert recs[0]["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
 
 
 def test_huggingface_trainer_callback(tmp_path):
@@ -86,7 +112,6 @@ def test_huggingface_trainer_callback(tmp_path):
 
     x, y = _data()
     model = TinyHF()
-    tr_ref, g2_ref = trace_sigma_ref(loop_per_sample_grads(model.net, _ce, (x[:16], y[:16])))
     cb = ShldTrainerCallback(schedule=4)
     args = transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=16,
                                           max_steps=8, learning_rate=0.1, report_to=[], logging_steps=4,
