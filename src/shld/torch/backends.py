@@ -319,7 +319,7 @@ def microbatch_stats(model, loss_fn, batch, params, k: int, reduction: str):
     return wsq, mean_sq, B, len(subs)
 
 
-def per_sample_grads(model: nn.Module, loss_fn, batch, params=None, names=None):
+def per_sample_grads(model: nn.Module, loss_fn, batch, params=None):
     """Exact per-sample gradients ``g_i = ∇ℓ_i`` with ``torch.func`` (the reference backend).
 
     ``ℓ_i = loss_fn(model, sample_i)`` with ``sample_i`` the batch restricted to sample ``i``

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 
-from shld._validation import check_int, check_positive, check_real
+from shld._validation import check_int, check_real
 
 #: Names of the per-record quantities produced by :func:`noise_quantities`, in column order.
 NOISE_KEYS = (
@@ -183,7 +183,3 @@ class RatioSmoother:
         for k, v in state.items():
             setattr(self, k, float(v))
 
-
-def check_lr(lr):
-    """Validate an explicit learning rate (``None`` allowed)."""
-    return None if lr is None else check_positive("lr", lr, allow_zero=True)
