@@ -107,3 +107,37 @@ def test_noise_quantities_agree_with_core_definitions_and_edge_cases():
     assert q["D_sde"] == 0.0 and q["B_simple"] == math.inf           # ‖G‖²_unb = 0.1 − 0.5 < 0
     q = noise_quantities(float("nan"), 8.0, 16, 4)
     assert math.isnan(q["C_plugin"]) and math.isnan(q["D_sde"])
+
+
+@pytest.mark.slow
+def test_smoothed_band_has_nominal_coverage_over_replicas():
+    # R independent replicas of the fixed-parameter regression; C_smoothed after M records with β=0.9
+    # (n_eff ≈ 19). Over iid records the delta-method band should cover the truth ~95 % of the time at
+    # ±2 SE: P(coverage < 0.87 | p = 0.95, R = 100) ≈ 1e-3. Its width must match the spread across
+    # replicas within a factor 1.5.
+    R, Mr = 100, 60
+    gen = torch.Generator().manual_seed(11)
+    w_star = torch.randn(P, generator=gen)
+    delta = torch.randn(P, generator=gen)
+    delta = delta / delta.norm() * 0.2
+    tr, g2 = _truth(0.04)
+    C_true = 2 * B * g2 / tr
+    model = nn.Linear(P, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_((w_star + delta)[None])
+    cs, ses = [], []
+    for _ in range(R):
+        mon = Monitor(model, schedule=1, smoothing=0.9, events=None)
+        for _ in range(Mr):
+            x = torch.randn(B, P, generator=gen)
+            y = x @ w_star + S * torch.randn(B, generator=gen)
+            with mon.track():
+                (0.5 * (model(x).squeeze(1) - y) ** 2).mean().backward()
+            model.zero_grad()
+        cs.append(mon.last["C_smoothed"])
+        ses.append(mon.last["C_smoothed_se"])
+    cs, ses = np.array(cs), np.array(ses)
+    coverage = np.mean(np.abs(cs - C_true) < 2 * ses)
+    assert coverage >= 0.87, coverage
+    ratio = np.mean(ses) / np.std(cs, ddof=1)
+    assert 1 / 1.5 < ratio < 1.5, ratio
