@@ -19,7 +19,7 @@ a converged reference (cold Lanczos, 120 products) on the same batch; PyHessian'
 iteration with 20 products is measured at the same points.
 """
 
-from __future__ import annotations  # noqa: I001  (torch is third-party; see src/shld/torch/ruff.toml)
+from __future__ import annotations
 
 import argparse
 import itertools

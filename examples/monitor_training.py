@@ -19,7 +19,7 @@ import numpy as np
 
 
 def main(argv=None) -> Path:
-    import torch  # noqa: I001  (torch is third-party; ruff sees tests/torch as first-party)
+    import torch
     from torch import nn
 
     from shld.runs import MetricsWriter, RunFolder

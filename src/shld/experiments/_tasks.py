@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
 import torch
+from torch import nn
+
 from shld._validation import check_choice
 from shld.experiments._torch_train import Data, make_generator
-from torch import nn
 
 TASKS = ("digits-mlp", "digits-cnn", "modular")
 MODULAR_P = 23

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.nn.functional as F
-
 import torch
+import torch.nn.functional as F
+from torch import nn
+
 from shld._validation import check_int
 from shld.runs import RunFolder
-from torch import nn
 
 CHECKPOINT = "checkpoint.pt"
 

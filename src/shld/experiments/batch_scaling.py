@@ -168,9 +168,9 @@ def run_noise(job: dict) -> dict:
 
 
 def _run_noise(job: dict) -> dict:
+    import torch
     import torch.nn.functional as F
 
-    import torch
     from shld.experiments._tasks import make_task
     from shld.experiments._torch_monitor import ce_loss
     from shld.experiments._torch_train import make_generator

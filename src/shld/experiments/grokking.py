@@ -259,7 +259,8 @@ class GrokkingParams:
     weight_decay: float = field(default=1.0, metadata={"help": "weight decay (decoupled for adamw)"})
     batch_size: int = field(default=0, metadata={"help": "mini-batch size; 0 = full batch"})
     epochs: int = field(default=3000, metadata={"help": "maximum epochs"})
-    post_epochs: int = field(default=200, metadata={"help": "epochs to continue after test accuracy first reaches 0.95"})
+    post_epochs: int = field(default=200,
+                             metadata={"help": "epochs to continue after test accuracy first reaches 0.95"})
     n_seeds: int = field(default=3, metadata={"help": "independent seeds (≥ 3 for lead-time errors)"})
     control: bool = field(default=True, metadata={"help": "also run the random-label control"})
     lambda_every: int = field(default=0, metadata={"help": "λ_max (Lanczos) every k epochs; 0 = off"})
@@ -328,6 +329,7 @@ def run_member(task: dict) -> dict:
 
 def _run_member(task: dict) -> dict:
     import torch
+
     from shld.experiments._torch_train import Data, make_generator, train
     from shld.experiments.modular import make_model, modular_dataset, split_indices
 

@@ -128,6 +128,7 @@ def run_training(job: dict) -> dict:
 
 def _run_training(job: dict) -> dict:
     import torch
+
     from shld.experiments._tasks import make_task
     from shld.experiments._torch_train import evaluate, make_generator, train
 
@@ -179,9 +180,9 @@ def run_probe(job: dict) -> dict:
 
 
 def _run_probe(job: dict) -> dict:
+    import torch
     import torch.nn.functional as F
 
-    import torch
     from shld.experiments._tasks import make_task
     from shld.experiments._torch_monitor import ce_loss
     from shld.experiments._torch_train import make_generator

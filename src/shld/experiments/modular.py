@@ -31,8 +31,9 @@ from __future__ import annotations
 import math
 
 import torch
-from shld._validation import check_choice, check_int, check_real
 from torch import nn
+
+from shld._validation import check_choice, check_int, check_real
 
 OPERATIONS = ("add", "sub", "mul", "div")
 
