@@ -17,7 +17,8 @@ _REGIME_COLOURS = {"deterministic": "#d9ecff", "transitional": "#e8f5e0", "criti
                    "diffusive": "#fde0e0"}
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot``, switched to Agg unless an interactive/inline backend is already chosen."""
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
@@ -30,17 +31,19 @@ def _pyplot():
     return plt
 
 
-def _finish(fig, path):
-    fig.tight_layout()
+def save_figure(fig, path, *, tight: bool = True):
+    """Lay out ``fig`` and write it to ``path`` (parents created) when given; returns the figure."""
+    if tight:
+        fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
 
 
 def plot_consolidation(t, C, *, path=None, label="C(t)", xlabel="t", events=None, extra=None):
     """C(t) on a log axis with the regime bands of :data:`REGIME_CUTS` and the critical line C = 1."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     C = np.asarray(C, float)
     finite = C[np.isfinite(C) & (C > 0)]
@@ -64,12 +67,12 @@ def plot_consolidation(t, C, *, path=None, label="C(t)", xlabel="t", events=None
     ax.set_xlabel(xlabel)
     ax.set_ylabel("C = ‖∇L‖² / (D·d)")
     ax.legend(loc="upper left", fontsize=8)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(t, curves: dict, *, path=None, xlabel="t", ylabel="loss", logy=False, bands=None):
     """Several named curves on one axis; ``bands`` maps a name to (lower, upper) arrays."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, y in curves.items():
         tt, yy = y if isinstance(y, tuple) else (t, y)
@@ -82,12 +85,12 @@ def plot_curves(t, curves: dict, *, path=None, xlabel="t", ylabel="loss", logy=F
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_histogram_vs_density(samples, x, density, *, path=None, xlabel="θ", title=None, bins=60):
     """Normalised histogram of ``samples`` against a density on grid ``x``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.hist(samples, bins=bins, range=(x[0], x[-1]), density=True, alpha=0.5, label="ensemble")
     ax.plot(x, density, "k-", lw=1.5, label="Gibbs ∝ exp(−L/D)")
@@ -96,12 +99,12 @@ def plot_histogram_vs_density(samples, x, density, *, path=None, xlabel="θ", ti
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_trajectories_2d(landscape, paths, *, path=None, n_levels=30, title=None):
     """Walker paths (n_records, n_paths, 2) over the contours of a 2-D landscape."""
-    plt = _pyplot()
+    plt = pyplot()
     b = landscape.bounds
     gx, gy = np.meshgrid(np.linspace(*b[0], 200), np.linspace(*b[1], 200))
     z = landscape.value(np.stack([gx, gy], axis=-1))
@@ -117,20 +120,20 @@ def plot_trajectories_2d(landscape, paths, *, path=None, n_levels=30, title=None
     ax.set_ylabel("θ₁")
     if title:
         ax.set_title(title, fontsize=9)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_paths_1d(t, paths, *, path=None, barrier_x=None, ylabel="θ₀"):
     """A few walker paths θ(t) (n_records, n_paths) in 1-D."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.plot(t, paths, lw=0.7)
     if barrier_x is not None:
         ax.axhline(barrier_x, color="k", ls=":", lw=0.8)
     ax.set_xlabel("t")
     ax.set_ylabel(ylabel)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def close(fig) -> None:
-    _pyplot().close(fig)
+    pyplot().close(fig)

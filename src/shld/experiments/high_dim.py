@@ -109,7 +109,7 @@ def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, prog
         seed_bounds[d] = seed_bound
         plotting.close(plotting.plot_consolidation(t, m["C_ensemble"], path=run.figures / f"consolidation_d{d}.png"))
 
-    plt = plotting._pyplot()
+    plt = plotting.pyplot()
     fig, axes = plt.subplots(1, len(p.dims), figsize=(4.2 * len(p.dims), 3.6), squeeze=False)
     for ax, d in zip(axes[0], p.dims):
         t, loss, exact = curves[d]
@@ -122,7 +122,7 @@ def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, prog
         ax.set_xlabel("t")
     axes[0][0].set_ylabel("E[L(t)] − L*")
     axes[0][0].legend(fontsize=7)
-    plotting._finish(fig, run.figures / "theorem4.png")
+    plotting.save_figure(fig, run.figures / "theorem4.png")
     plotting.close(fig)
 
     below = all(v["floor_measured"] - 3 * v["floor_stderr"] <= v["floor_seed"] for v in per_dim.values())

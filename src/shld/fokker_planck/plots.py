@@ -11,26 +11,19 @@ and writes it to ``path`` when given).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 
 def _plt():
-    import matplotlib
+    from shld.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _finish(fig, path):
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
+    from shld.plotting import save_figure
+
+    return save_figure(fig, path, tight=False)
 
 
 def plot_density_evolution(grid, times, densities, *, reference=None, landscape=None, histograms=None,
