@@ -292,14 +292,11 @@ def run_theorems(params: TheoremsParams, run, *, resume: bool = False, progress:
 
 
 def _figures(run, t1_rows, t1_trans, t3, t4) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from shld import plotting
     from shld.landscapes import make_landscape
     from shld.theory import gibbs_density_1d
 
+    plt = plotting.pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     g = [r for r in t1_rows if r["kind"] == "gibbs"]
     a1.errorbar(range(len(g)), [r["product"] / r["D"] for r in g], yerr=[3 * r["se"] / r["D"] for r in g],
@@ -319,21 +316,13 @@ def _figures(run, t1_rows, t1_trans, t3, t4) -> None:
         a2.set_ylabel("product / D")
         a2.set_title("away from equilibrium (quadratic λ=1)")
         a2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run.figures / "theorem1.png", dpi=110)
-    plt.close(fig)
+    plotting.close(plotting.save_figure(fig, run.figures / "theorem1.png"))
 
     L = make_landscape("double-well", barrier=1.0)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(t3["x"], bins=80, density=True, alpha=0.5, label="ensemble at T")
     xs = np.linspace(-2.2, 2.2, 400)
-    ax.plot(xs, gibbs_density_1d(L, t3["D"], xs), "k", label="Gibbs ∝ exp(−L/D)")
-    ax.set_xlabel("θ")
-    ax.set_title(f"Theorem 3: KS p = {t3['ks_pvalue']:.3g}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run.figures / "theorem3.png", dpi=110)
-    plt.close(fig)
+    plotting.close(plotting.plot_histogram_vs_density(
+        t3["x"], xs, gibbs_density_1d(L, t3["D"], xs), path=run.figures / "theorem3.png", bins=80,
+        title=f"Theorem 3: KS p = {t3['ks_pvalue']:.3g}"))
 
     fig, axes = plt.subplots(1, len(t4), figsize=(5.5 * len(t4), 4), squeeze=False)
     for ax, (name, o) in zip(axes[0], t4.items()):
@@ -345,6 +334,4 @@ def _figures(run, t1_rows, t1_trans, t3, t4) -> None:
         ax.set_ylabel("E[L] − L*")
         ax.set_title(f"Theorem 4, {name}")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run.figures / "theorem4.png", dpi=110)
-    plt.close(fig)
+    plotting.close(plotting.save_figure(fig, run.figures / "theorem4.png"))
