@@ -8,6 +8,7 @@ from deep inside numpy.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -63,6 +64,60 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
+def check_names(name: str, value: Any, allowed: Iterable[str]) -> tuple[str, ...]:
+    """Return ``value`` as a tuple of names drawn from ``allowed``; a single string is one name
+    (never split into letters). Unknown names are refused with the allowed ones listed."""
+    allowed = list(allowed)
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a name or a sequence of names from {allowed}, "
+                        f"got {_short(value)}") from None
+    bad = [v for v in names if not isinstance(v, str) or v not in allowed]
+    if bad:
+        raise ValueError(f"`{name}` must be drawn from {allowed}, got {bad}")
+    return names
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the process can still allocate without swapping: psutil's ``available`` when psutil is
+    installed, else ``MemAvailable`` from /proc/meminfo, else free pages from ``os.sysconf``;
+    ``None`` when none of these can be read."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return int(psutil.virtual_memory().available)
+        except Exception:   # pragma: no cover - exotic platforms
+            pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):   # pragma: no cover - non-POSIX
+        return None
+
+
+def check_memory(what: str, n_bytes: float, *, available: int | None = None) -> None:
+    """Refuse, before anything is allocated, work whose arrays need more memory than is available.
+
+    ``what`` describes the request in the user's terms (naming the argument and its value and how
+    the bytes were counted); ``available`` defaults to :func:`available_memory_bytes`."""
+    avail = available_memory_bytes() if available is None else int(available)
+    if avail is not None and n_bytes > avail:
+        raise MemoryError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB, but only "
+                          f"{avail / 2**30:,.1f} GiB of memory is available")
+
+
 def check_finite_array(name: str, value: Any, *, dtype: Any = np.float64, ndim: int | None = None,
                        last_dim: int | None = None) -> np.ndarray:
     """Convert to an array of ``dtype`` and require finite entries and an expected shape.
@@ -70,6 +125,10 @@ def check_finite_array(name: str, value: Any, *, dtype: Any = np.float64, ndim: 
     ``ndim`` fixes the number of axes; ``last_dim`` fixes the size of the last axis
     (the parameter dimension ``d`` of a batch ``(..., d)``).
     """
+    if np.iscomplexobj(value):
+        raise TypeError(f"`{name}` must be real, got a complex array (dtype {np.asarray(value).dtype}): "
+                        f"{_short(np.asarray(value))}; pass its .real explicitly if the imaginary part "
+                        "is to be dropped")
     try:
         arr = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):

@@ -121,8 +121,14 @@ class _Callable(Schedule):
 
     def __call__(self, t):
         D = self.fn(t)
-        if not np.all(np.asarray(D) >= 0):
-            raise ValueError(f"`D` schedule returned a negative value {D!r} at t={t!r}")
+        if isinstance(D, (int, float)) and not isinstance(D, bool):
+            ok = 0.0 <= D < math.inf            # the engine's case: one scalar per step, no array made
+        else:
+            arr = np.asarray(D)
+            ok = arr.dtype.kind in "iuf" and bool(np.all((arr >= 0) & (arr < np.inf)))
+        if not ok:
+            raise ValueError(f"`D` (the schedule D(t)) returned {D!r} at t={t!r}; "
+                             "D(t) must be finite and >= 0")
         return D
 
     def describe(self):

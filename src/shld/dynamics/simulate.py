@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shld._validation import as_generator, check_choice, check_finite_array, check_int, check_positive
+from shld._validation import (
+    as_generator,
+    check_choice,
+    check_finite_array,
+    check_int,
+    check_memory,
+    check_names,
+    check_positive,
+)
 from shld.dynamics.controllers import AdaptiveNoise
 from shld.dynamics.integrators import BAOAB, make_integrator
 from shld.dynamics.schedules import as_schedule
@@ -32,6 +40,7 @@ from shld.landscapes.base import Landscape
 
 OBSERVABLES = ("loss", "C", "grad_norm2", "mean", "var", "D")
 STATUS_OK, STATUS_NONFINITE = 0, 1
+_INF = float("inf")
 
 
 class NonFiniteError(FloatingPointError):
@@ -135,10 +144,7 @@ class Simulation:
                                           divergence=divergence)
         self.record_every = None if record_every is None else check_int("record_every", record_every,
                                                                          minimum=1)
-        bad = [o for o in observables if o not in OBSERVABLES]
-        if bad:
-            raise ValueError(f"`observables` must be drawn from {list(OBSERVABLES)}, got {bad}")
-        self.observables = tuple(observables)
+        self.observables = check_names("observables", observables, OBSERVABLES)
         self.record_walkers = bool(record_walkers)
         self.store_trajectory = bool(store_trajectory)
         if target is not None and not callable(target):
@@ -159,25 +165,32 @@ class Simulation:
     def init_state(self, theta0, n_walkers: int | None = None, rng=None, seed=None) -> EnsembleState:
         d = self.landscape.dim
         theta = check_finite_array("theta0", theta0, dtype=self.dtype)
+        gen = as_generator(rng, seed)
         if theta.ndim == 1:
             if theta.shape[0] != d:
                 raise ValueError(f"`theta0` must have shape (d,) or (N, d) with d={d}, got {theta.shape}")
             n = 1 if n_walkers is None else check_int("n_walkers", n_walkers, minimum=1)
+            self._check_memory(f"`n_walkers`={n}", n, d)
             theta = np.tile(theta, (n, 1))
         elif theta.ndim == 2 and theta.shape[1] == d:
+            if theta.shape[0] == 0:
+                raise ValueError(f"`theta0` must hold at least one walker (shape (N, d) with N >= 1), "
+                                 f"got shape {theta.shape}")
             if n_walkers is not None and n_walkers != theta.shape[0]:
                 raise ValueError(f"`n_walkers`={n_walkers} does not match theta0 with {theta.shape[0]} rows")
+            self._check_memory(f"`theta0` of shape {theta.shape}", theta.shape[0], d)
         else:
             raise ValueError(f"`theta0` must have shape (d,) or (N, d) with d={d}, got {theta.shape}")
         theta = np.array(theta, order="C", copy=True)   # never move the caller's array
         n = theta.shape[0]
-        gen = as_generator(rng, seed)
         state = EnsembleState(theta=theta, step=0, rng=gen,
                               hit=np.zeros(n, bool), first_passage_time=np.full(n, np.inf),
                               status=np.zeros(n, np.int8), failure_step=np.full(n, -1, np.int64))
         if isinstance(self.integrator, BAOAB):
             # momenta start in equilibrium at the initial temperature
             D0 = float(self.schedule(0.0))
+            if not 0.0 <= D0 < _INF:
+                _bad_D(D0, 0, 0.0)
             state.momentum = np.sqrt(D0) * gen.standard_normal(theta.shape, dtype=self.dtype)
         if self.controller is not None:
             state.controller = self.controller.init_state(n)
@@ -186,6 +199,18 @@ class Simulation:
             state.hit |= inside
             state.first_passage_time[inside] = 0.0
         return state
+
+    def _check_memory(self, what: str, n: int, d: int) -> None:
+        """Refuse before allocating an ensemble whose working arrays do not fit in memory.
+
+        Counted: the arrays of shape (N, d) the engine holds at once (θ, noise, gradient and one
+        temporary of the step or of a record; BAOAB adds the momentum and its temporary, a
+        preconditioner two temporaries) plus about 64 bytes per walker of per-walker vectors
+        (status, first passage, C, loss). ``store_trajectory`` comes on top."""
+        arrays = 4 + (2 if isinstance(self.integrator, BAOAB) or self.integrator.preconditioner is not None
+                      else 0)
+        check_memory(f"{what} (d={d}, {self.dtype.name}; {arrays} working arrays of shape (N, d) "
+                     "plus per-walker vectors)", float(n) * (arrays * d * self.dtype.itemsize + 64))
 
     def _target(self, theta):
         mask = np.asarray(self.target(theta))
@@ -224,6 +249,8 @@ class Simulation:
                 s = state.step
                 t = s * dt
                 D_t = float(self.schedule(t))
+                if not 0.0 <= D_t < _INF:
+                    _bad_D(D_t, s, t)
                 D = D_t if ctrl is None else D_t * state.controller["multiplier"][:, None]
                 need_C = ctrl is not None
                 if s % k == 0 or need_C:
@@ -260,6 +287,8 @@ class Simulation:
                     break
             s = state.step
             D_t = float(self.schedule(s * dt))
+            if not 0.0 <= D_t < _INF:
+                _bad_D(D_t, s, s * dt)
             D = D_t if ctrl is None else D_t * state.controller["multiplier"][:, None]
             Cw = np.einsum("ij,ij->i", grad, grad) / (np.maximum(D if np.ndim(D) == 0 else D[:, 0],
                                                                  1e-300) * d)
@@ -287,6 +316,11 @@ class Simulation:
         if self.on_nonfinite == "raise":
             raise NonFiniteError(msg, recorder.result(state, interventions, float("nan")))
         return False
+
+
+def _bad_D(value, step, t):
+    raise ValueError(f"`D` (the schedule D(t)) returned {value!r} at step {step} (t = {t:g}); "
+                     "D(t) must be finite and >= 0")
 
 
 def _grad_fn(L, buf):

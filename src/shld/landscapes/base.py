@@ -8,6 +8,9 @@ Conventions used across SHLD
   raises ``NotImplementedError``.
 * L is in "loss units"; the diffusion coefficient D of the dynamics has the same units
   (the stationary law is ρ*(θ) ∝ exp(−L(θ)/D)).
+* The public methods check these shapes once per landscape instance, method and input shape (the
+  first call): an implementation that returns, say, shape ``(d,)`` or ``(N, 1)`` for N walkers raises
+  a ``ValueError`` naming the method and both shapes instead of being broadcast silently.
 * ``critical_points`` lists the known minima and saddles in closed form.
 * ``bounds`` is a box ((lo, hi) per axis) that holds the interesting region; plots and
   Fokker–Planck grids use it by default.
@@ -58,6 +61,9 @@ class Landscape:
     # -- public API (validates once at the boundary) ----------------------------------
     def _check(self, theta) -> np.ndarray:
         arr = np.asarray(theta)
+        if np.iscomplexobj(arr):
+            raise TypeError(f"`theta` must be real for landscape {self.name!r}, got dtype {arr.dtype} "
+                            "(the imaginary part would be dropped)")
         if not np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(np.float64)
         if arr.ndim == 0 or arr.shape[-1] != self.dim:
@@ -67,19 +73,66 @@ class Landscape:
             )
         return arr
 
+    def _contract(self, method: str, theta: np.ndarray, out, tail: tuple):
+        """Return ``out`` after checking, once per (method, input shape), that its shape is
+        ``theta.shape[:-1] + tail``; later calls with that input shape cost one set look-up."""
+        key = (method, theta.shape)
+        seen = self.__dict__.get("_shapes_checked")
+        if seen is not None and key in seen:
+            return out
+        expected = theta.shape[:-1] + tail
+        got = np.shape(out)
+        if got != expected:
+            raise ValueError(
+                f"`{type(self).__name__}.{method}` returned shape {got} for theta of shape {theta.shape}; "
+                f"expected {expected} (the Landscape contract: value -> theta.shape[:-1], grad -> "
+                "theta.shape, hessian -> theta.shape + (d,))"
+            )
+        if seen is None:
+            seen = set()
+            try:
+                object.__setattr__(self, "_shapes_checked", seen)
+            except AttributeError:   # __slots__ without a __dict__: check on every call instead
+                return out
+        if len(seen) < 256:          # bounded: a run whose batch shape keeps changing stays O(1) per call
+            seen.add(key)
+        return out
+
     def value(self, theta) -> np.ndarray:
         """L(θ), shape ``theta.shape[:-1]``."""
-        return self._value(self._check(theta))
+        theta = self._check(theta)
+        return self._contract("_value", theta, self._value(theta), ())
 
     def grad(self, theta) -> np.ndarray:
         """∇L(θ), same shape as ``theta``."""
-        return self._grad(self._check(theta))
+        theta = self._check(theta)
+        return self._contract("_grad", theta, self._grad(theta), (self.dim,))
 
     def grad_into(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """∇L(θ) written into ``out`` (no shape checks; the engine's hot path).
+        """∇L(θ) written into ``out`` (the engine's hot path: no conversion of ``theta``).
 
+        The first call for a given input shape checks that ``out`` and the gradient have the shape
+        of ``theta`` (the gradient before it is written into ``out``, where numpy would broadcast a
+        wrong shape silently); later calls with that shape go straight to ``_grad_into``.
         Subclasses override ``_grad_into`` to avoid temporaries."""
-        return self._grad_into(theta, out)
+        seen = self.__dict__.get("_shapes_checked")
+        if seen is not None and ("_grad_into", theta.shape) in seen:
+            return self._grad_into(theta, out)
+        return self._first_grad_into(theta, out)
+
+    def _first_grad_into(self, theta, out):
+        if np.shape(out) != theta.shape:
+            raise ValueError(f"`out` must have the shape of theta {theta.shape}, got {np.shape(out)}")
+        if type(self)._grad_into is Landscape._grad_into:
+            out[...] = self._contract("_grad", theta, self._grad(theta), (self.dim,))
+            res = out
+        else:
+            try:   # an overridden _grad_into may write a wrong-shaped _grad into out by broadcasting
+                self._contract("_grad", theta, self._grad(theta), (self.dim,))
+            except NotImplementedError:
+                pass
+            res = self._grad_into(theta, out)
+        return self._contract("_grad_into", theta, res, (self.dim,))
 
     def _grad_into(self, theta, out):
         out[...] = self._grad(theta)
@@ -87,11 +140,13 @@ class Landscape:
 
     def value_and_grad(self, theta) -> tuple[np.ndarray, np.ndarray]:
         theta = self._check(theta)
-        return self._value(theta), self._grad(theta)
+        return (self._contract("_value", theta, self._value(theta), ()),
+                self._contract("_grad", theta, self._grad(theta), (self.dim,)))
 
     def hessian(self, theta) -> np.ndarray:
         """∇²L(θ), shape ``theta.shape + (d,)``; ``NotImplementedError`` when not cheap."""
-        return self._hessian(self._check(theta))
+        theta = self._check(theta)
+        return self._contract("_hessian", theta, self._hessian(theta), (self.dim, self.dim))
 
     @property
     def critical_points(self) -> list[CriticalPoint]:

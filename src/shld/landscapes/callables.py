@@ -83,4 +83,7 @@ class FunctionLandscape(Landscape):
     def _hessian(self, theta):
         if self.hessian_fn is None:
             raise NotImplementedError("no `hessian_fn` was given")
-        return self._apply(self.hessian_fn, theta, (self.dim, self.dim))
+        h = self._apply(self.hessian_fn, theta, (self.dim, self.dim))
+        if h.shape != theta.shape + (self.dim,):
+            raise ValueError(f"`hessian_fn` must return shape {theta.shape + (self.dim,)}, got {h.shape}")
+        return h
