@@ -9,7 +9,8 @@ Langevin with friction γ (see :mod:`shld.dynamics.integrators`).
 
 What is kept: ensemble statistics every ``record_every`` steps (never the full trajectory unless
 ``store_trajectory=True``), per-walker first-passage times into ``target`` (``inf`` = censored),
-per-walker status (0 = ok, 1 = went non-finite) with the step where the failure was detected.
+per-walker status (0 = ok, 1 = went non-finite) with the step where the failure was detected: θ is
+checked every ``check_every`` steps, the loss and gradient of the live walkers at every record.
 Randomness: one ``numpy.random.Generator`` per run; the same seed gives the same bits.
 Resuming: ``SimulationResult.state`` can be saved (``state.to_arrays()``) and passed back as
 ``state=`` to continue exactly where the run stopped.
@@ -258,6 +259,8 @@ class Simulation:
                                                                          1e-300) * d)
                 if s % k == 0:
                     recorder.record(s, t, theta, grad, Cw, D, alive, all_alive, state, on_record)
+                    if recorder.flagged:
+                        alive, all_alive = self._fail_flagged(state, recorder, interventions)
                 if ctrl is not None:
                     fired = ctrl.update(state.controller, s, np.where(alive, Cw, np.inf))
                     if fired.size:
@@ -294,6 +297,8 @@ class Simulation:
                                                                  1e-300) * d)
             if not recorder.steps or recorder.steps[-1] != s:
                 recorder.record(s, s * dt, theta, grad, Cw, D, alive, all_alive, state, on_record)
+                if recorder.flagged:
+                    self._fail_flagged(state, recorder, interventions)
         if bar is not None:
             bar.close()
         res = recorder.result(state, interventions, _time.perf_counter() - t_wall)
@@ -307,15 +312,31 @@ class Simulation:
         if not newly_bad.any():
             return all_alive
         idx = np.flatnonzero(newly_bad)
+        window = f"between steps {max(0, state.step - self.check_every)} and {state.step}"
+        self._fail(state, idx, f"{idx.size} walker(s) went non-finite {window} (t ≤ {state.step * self.dt:g}); "
+                   f"first indices {idx[:10].tolist()}. Reduce dt or D, or check the gradient.",
+                   recorder, interventions)
+        return False
+
+    def _fail_flagged(self, state, recorder, interventions):
+        """Mark the walkers whose loss or gradient was non-finite at the record just made (at its
+        step) as failed, like a walker whose θ went non-finite; return the new (alive, all_alive)."""
+        flagged = np.unique(np.concatenate(recorder.flagged))
+        recorder.flagged.clear()
+        idx = flagged[state.status[flagged] == STATUS_OK]
+        if idx.size:
+            self._fail(state, idx, f"{idx.size} walker(s) have a non-finite θ, loss or gradient at step "
+                       f"{state.step} (t = {state.step * self.dt:g}); first indices {idx[:10].tolist()}. "
+                       "Check the landscape's value/grad there, or reduce dt or D.", recorder, interventions)
+        alive = state.status == STATUS_OK
+        return alive, bool(alive.all())
+
+    def _fail(self, state, idx, msg, recorder, interventions):
         state.status[idx] = STATUS_NONFINITE
         state.failure_step[idx] = state.step
-        window = f"between steps {max(0, state.step - self.check_every)} and {state.step}"
-        msg = (f"{idx.size} walker(s) went non-finite {window} (t ≤ {state.step * self.dt:g}); "
-               f"first indices {idx[:10].tolist()}. Reduce dt or D, or check the gradient.")
         recorder.messages.append(msg)
         if self.on_nonfinite == "raise":
             raise NonFiniteError(msg, recorder.result(state, interventions, float("nan")))
-        return False
 
 
 def _bad_D(value, step, t):
@@ -337,6 +358,15 @@ class _Recorder:
         self.traj: list[np.ndarray] = []
         self.D_hist: list[float] = []
         self.messages: list[str] = []
+        self.flagged: list[np.ndarray] = []   # walkers whose loss or gradient was non-finite at a record
+
+    def _finite(self, values, alive, all_alive) -> np.ndarray | None:
+        """``None`` when every value is finite, else the finite mask; flags the other walkers."""
+        ok = np.isfinite(values)
+        if ok.all():
+            return None
+        self.flagged.append(np.flatnonzero(~ok) if all_alive else np.flatnonzero(alive)[~ok])
+        return ok
 
     def _put(self, key, val):
         self.rows.setdefault(key, []).append(val)
@@ -354,11 +384,14 @@ class _Recorder:
             obs = sim.observables
             if "loss" in obs:
                 lv = sim.landscape.value(th)
-                row["loss_mean"] = float(np.mean(lv))
-                row["loss_std"] = float(np.std(lv))
+                ok = self._finite(lv, alive, all_alive)
+                lv_ok = lv if ok is None else lv[ok]
+                row["loss_mean"] = float(np.mean(lv_ok)) if lv_ok.size else float("nan")
+                row["loss_std"] = float(np.std(lv_ok)) if lv_ok.size else float("nan")
                 if sim.record_walkers:
                     self._put("loss_walkers", _pad(lv, alive, self.n))
             g2 = np.einsum("ij,ij->i", g, g)
+            self._finite(g2, alive, all_alive)
             if "grad_norm2" in obs:
                 row["grad_norm2_mean"] = float(np.mean(g2))
             if "C" in obs:
