@@ -360,14 +360,6 @@ class _Recorder:
         self.messages: list[str] = []
         self.flagged: list[np.ndarray] = []   # walkers whose loss or gradient was non-finite at a record
 
-    def _finite(self, values, alive, all_alive) -> np.ndarray | None:
-        """``None`` when every value is finite, else the finite mask; flags the other walkers."""
-        ok = np.isfinite(values)
-        if ok.all():
-            return None
-        self.flagged.append(np.flatnonzero(~ok) if all_alive else np.flatnonzero(alive)[~ok])
-        return ok
-
     def _put(self, key, val):
         self.rows.setdefault(key, []).append(val)
 
@@ -375,23 +367,30 @@ class _Recorder:
         sim = self.sim
         sel = slice(None) if all_alive else alive
         th, g, C = theta[sel], grad[sel], Cw[sel]
+        obs = sim.observables
+        lv = sim.landscape.value(th) if "loss" in obs and th.shape[0] else None
+        g2 = np.einsum("ij,ij->i", g, g)
+        ok = np.isfinite(g2) if lv is None else np.isfinite(g2) & np.isfinite(lv)
+        if not ok.all():
+            # these walkers fail at this step (Simulation._fail_flagged); the record leaves them out
+            idx = np.flatnonzero(alive)[~ok]
+            self.flagged.append(idx)
+            alive = alive.copy()
+            alive[idx] = False
+            sel = alive
+            th, g, C, g2 = th[ok], g[ok], C[ok], g2[ok]
+            lv = None if lv is None else lv[ok]
         D_mean = float(np.mean(D)) if np.ndim(D) else float(D)
         self.steps.append(step)
         self.times.append(t)
         self.D_hist.append(D_mean)
         row = {"step": step, "t": t}
         if th.shape[0]:
-            obs = sim.observables
             if "loss" in obs:
-                lv = sim.landscape.value(th)
-                ok = self._finite(lv, alive, all_alive)
-                lv_ok = lv if ok is None else lv[ok]
-                row["loss_mean"] = float(np.mean(lv_ok)) if lv_ok.size else float("nan")
-                row["loss_std"] = float(np.std(lv_ok)) if lv_ok.size else float("nan")
+                row["loss_mean"] = float(np.mean(lv))
+                row["loss_std"] = float(np.std(lv))
                 if sim.record_walkers:
                     self._put("loss_walkers", _pad(lv, alive, self.n))
-            g2 = np.einsum("ij,ij->i", g, g)
-            self._finite(g2, alive, all_alive)
             if "grad_norm2" in obs:
                 row["grad_norm2_mean"] = float(np.mean(g2))
             if "C" in obs:
