@@ -25,6 +25,21 @@ import numpy as np
 from shld._validation import check_finite_array
 
 
+def _remember(obj, attr: str, key) -> None:
+    """Add ``key`` to the per-instance set ``obj.<attr>`` (created on first use over the class-level
+    empty frozenset). Bounded, so that a run whose batch shape keeps changing stays O(1) per call;
+    an instance without a ``__dict__`` (``__slots__``) is simply checked on every call."""
+    seen = getattr(obj, attr)
+    if isinstance(seen, frozenset):
+        seen = set()
+        try:
+            object.__setattr__(obj, attr, seen)
+        except AttributeError:
+            return
+    if len(seen) < 256:
+        seen.add(key)
+
+
 @dataclass(frozen=True)
 class CriticalPoint:
     """A stationary point of a landscape: ``kind`` is ``"minimum"`` or ``"saddle"``."""
@@ -47,6 +62,10 @@ class Landscape:
 
     name: str = "landscape"
     dim: int
+    # (method, input shape) pairs whose output shape has been checked, and the input shapes for which
+    # grad_into has been; class-level empty defaults, replaced by a per-instance set at the first check
+    _shapes_checked: frozenset | set = frozenset()
+    _grad_into_shapes: frozenset | set = frozenset()
 
     # -- to implement ---------------------------------------------------------------
     def _value(self, theta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -77,8 +96,7 @@ class Landscape:
         """Return ``out`` after checking, once per (method, input shape), that its shape is
         ``theta.shape[:-1] + tail``; later calls with that input shape cost one set look-up."""
         key = (method, theta.shape)
-        seen = self.__dict__.get("_shapes_checked")
-        if seen is not None and key in seen:
+        if key in self._shapes_checked:
             return out
         expected = theta.shape[:-1] + tail
         got = np.shape(out)
@@ -88,14 +106,7 @@ class Landscape:
                 f"expected {expected} (the Landscape contract: value -> theta.shape[:-1], grad -> "
                 "theta.shape, hessian -> theta.shape + (d,))"
             )
-        if seen is None:
-            seen = set()
-            try:
-                object.__setattr__(self, "_shapes_checked", seen)
-            except AttributeError:   # __slots__ without a __dict__: check on every call instead
-                return out
-        if len(seen) < 256:          # bounded: a run whose batch shape keeps changing stays O(1) per call
-            seen.add(key)
+        _remember(self, "_shapes_checked", key)
         return out
 
     def value(self, theta) -> np.ndarray:
@@ -115,8 +126,7 @@ class Landscape:
         of ``theta`` (the gradient before it is written into ``out``, where numpy would broadcast a
         wrong shape silently); later calls with that shape go straight to ``_grad_into``.
         Subclasses override ``_grad_into`` to avoid temporaries."""
-        seen = self.__dict__.get("_shapes_checked")
-        if seen is not None and ("_grad_into", theta.shape) in seen:
+        if theta.shape in self._grad_into_shapes:       # one set look-up: the only cost after the first call
             return self._grad_into(theta, out)
         return self._first_grad_into(theta, out)
 
@@ -132,7 +142,9 @@ class Landscape:
             except NotImplementedError:
                 pass
             res = self._grad_into(theta, out)
-        return self._contract("_grad_into", theta, res, (self.dim,))
+        self._contract("_grad_into", theta, res, (self.dim,))
+        _remember(self, "_grad_into_shapes", theta.shape)
+        return res
 
     def _grad_into(self, theta, out):
         out[...] = self._grad(theta)
