@@ -5,7 +5,6 @@ import pytest
 
 from shld.fokker_planck import (
     Grid,
-    NonUniqueStationaryWarning,
     bernoulli,
     fokker_planck_operator,
     stationary_state,
@@ -133,12 +132,23 @@ def test_position_dependent_D_stationary_closed_form():
     assert abs(order - 2.0) < 0.3  # second order within the issue's ±0.3 band
 
 
-def test_disconnected_problem_warns_or_raises():
-    # D(θ) tiny on a middle band: numerically two disconnected halves → non-unique warning
+def test_a_tiny_D_band_is_a_bottleneck_not_a_split():
+    # D(θ) = 1e-300 on a middle band: every rate is still > 0, so the stationary state is unique,
+    # ρ ∝ 1/D there (f = 0: J = −(Dρ)' = 0 ⇒ Dρ constant); the subtraction-free solve resolves it
     g = Grid([[-2, 2]], 100)
-    with pytest.warns(NonUniqueStationaryWarning):
-        op = fokker_planck_operator(g, drift=lambda x: -x * 0.0, peclet_warn=None,
-                                    D=lambda x: np.where(np.abs(x[..., 0]) < 0.1, 1e-300, 1.0))
+    op = fokker_planck_operator(g, drift=lambda x: -x * 0.0, peclet_warn=None,
+                                D=lambda x: np.where(np.abs(x[..., 0]) < 0.1, 1e-300, 1.0))
+    rho = stationary_state(op)
+    D = op.D_field
+    np.testing.assert_allclose(rho * D, (rho * D).mean(), rtol=1e-12)
+
+
+def test_disconnected_problem_raises():
+    # an outward drift so strong that every inward rate underflows to exactly 0: two closed
+    # halves, each with its own stationary state → not unique, refused
+    g = Grid([[-2, 2]], 40)
+    op = fokker_planck_operator(g, drift=lambda x: 1e6 * np.sign(x), D=1e-3, peclet_warn=None)
+    with pytest.raises(ValueError, match="splits into 2 closed regions"):
         stationary_state(op)
 
 

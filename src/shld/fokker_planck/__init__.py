@@ -41,15 +41,14 @@ from shld.fokker_planck.operator import (
 from shld.fokker_planck.solvers import (
     METHODS,
     Evolution,
-    NonUniqueStationaryWarning,
     evolve,
     stationary_state,
 )
-from shld.fokker_planck.spectrum import Spectrum, relaxation_rates
+from shld.fokker_planck.spectrum import Spectrum, UnresolvedRateError, relaxation_rates
 
 __all__ = [
     "BOUNDARIES", "METHODS", "Grid", "FokkerPlanckOperator", "fokker_planck_operator", "bernoulli",
-    "CoarseGridWarning", "NonUniqueStationaryWarning", "parse_boundary",
+    "CoarseGridWarning", "UnresolvedRateError", "parse_boundary",
     "stationary_state", "evolve", "Evolution", "relaxation_rates", "Spectrum",
     "mean_first_passage_time", "FirstPassage", "escape_rate", "survival", "target_mask",
     "mass", "mean", "covariance", "variance", "probability", "relative_entropy", "free_energy",

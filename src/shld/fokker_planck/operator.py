@@ -255,6 +255,20 @@ class FokkerPlanckOperator:
                              np.concatenate([off, off]), self.matrix.diagonal())
         return self._sym
 
+    def transition_rates(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The chain behind A: ``(N, kill)`` with N_ij ≥ 0 the rate of a jump from cell i to
+        cell j (1/time; CSR, zero diagonal) and ``kill`` (n,) the absorption rate through
+        absorbing walls. A = Nᵀ − diag(N·1 + kill). Kept separate (never differenced) for the
+        subtraction-free solvers of :mod:`shld.fokker_planck.elimination`."""
+        i, j = self._faces[0], self._faces[1]
+        n = self.grid.size
+        rows, cols, vals = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([self._a, self._b])
+        N = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+        N.eliminate_zeros()
+        wc = self._walls[0]
+        kill = np.bincount(wc, weights=self._kill, minlength=n) if wc.size else np.zeros(n)
+        return N, kill
+
     def gibbs(self) -> np.ndarray:
         """The normalised discrete Gibbs density ∝ exp(−U_i/D) on the grid (closed form; the
         stationary state of a conservative gradient operator)."""

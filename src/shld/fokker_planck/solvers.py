@@ -21,81 +21,73 @@ factors are cached per distinct (D, Δt).
 from __future__ import annotations
 
 import math
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 
 from shld._validation import check_choice, check_finite_array, check_positive
+from shld.fokker_planck.elimination import Elimination, SingularGeneratorError, nested_dissection_rank
 
 METHODS = ("tr-bdf2", "crank-nicolson", "implicit-euler")
 _GAMMA = 2.0 - math.sqrt(2.0)
 
 
-class NonUniqueStationaryWarning(UserWarning):
-    """The second-slowest relaxation rate is numerically zero."""
-
-
 def stationary_state(op, *, check_unique: bool = True) -> np.ndarray:
     """The normalised stationary density (null vector of A), shape ``grid.shape``.
 
-    Solves A ρ = 0 with one equation replaced by ρ_k = 1 (k: the lowest-potential cell, or
-    the cell of largest density after a first solve), by sparse LU; then normalises the
-    mass to 1. The replaced equation is redundant because every column of A sums to zero.
-    With ``check_unique`` the two slowest relaxation rates are computed and a
-    :class:`NonUniqueStationaryWarning` is issued when λ₁ ≤ 1e-13·max|A_ii| (a reducible or
-    numerically disconnected problem); a structurally singular problem raises.
+    A gradient drift with constant D: the discrete Gibbs density ∝ e^{−U_i/D}, the exact null
+    vector of A (detailed balance holds face by face), computed in closed form. Otherwise the
+    subtraction-free elimination of :mod:`shld.fokker_planck.elimination` (GTH): every entry
+    keeps its relative accuracy even where ρ spans e^{ΔU/D} ≫ 1/ε, where a sparse LU of A would
+    return noise. With ``check_unique`` the chain's communicating classes are counted
+    (a graph computation, exact): more than one closed class means the stationary state is not
+    unique and raises ``ValueError``.
     """
     if not op.conservative:
         raise ValueError(f"`op` has an absorbing boundary {op.boundary}: its only stationary state is ρ = 0; "
                          "use shld.fokker_planck.mean_first_passage_time / escape_rate instead")
-    A = op.matrix.tocsr()
-    n = A.shape[0]
-    if op.potential is not None:
-        k = int(np.argmin(op.potential))
-    else:
-        k = int(np.argmin(np.abs(A.diagonal())))
-    rho = None
-    for _ in range(2):
-        rho = _pinned_null_vector(A, k)
-        k_new = int(np.argmax(rho))
-        if rho[k_new] <= 1e3 * rho[k]:
-            break
-        k = k_new
-    rho = rho / (np.sum(rho) * op.grid.cell_volume)
-    if check_unique and n > 2:
-        from shld.fokker_planck.spectrum import relaxation_rates
-
-        rates = relaxation_rates(op, k=2).rates
-        scale = float(np.max(np.abs(A.diagonal())))
-        if rates[1] <= 1e-13 * scale:
-            warnings.warn(f"stationary state may not be unique: second relaxation rate λ₁ = {rates[1]:.3g} "
-                          f"is ~0 relative to the operator scale {scale:.3g}", NonUniqueStationaryWarning,
-                          stacklevel=2)
-    return rho.reshape(op.grid.shape)
-
-
-def _pinned_null_vector(A, k: int) -> np.ndarray:
-    n = A.shape[0]
-    keep = np.ones(n)
-    keep[k] = 0.0
-    ek = sp.coo_matrix(([1.0], ([k], [k])), shape=(n, n))
-    M = (sp.diags(keep) @ A + ek).tocsc()
-    rhs = np.zeros(n)
-    rhs[k] = 1.0
+    N, _ = op.transition_rates()
+    if check_unique:
+        _check_one_closed_class(N)
+    if op.is_gradient:
+        return op.gibbs()
+    pin = int(np.argmax(_closed_class_mask(N)))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", spla.MatrixRankWarning)
-            rho = spla.splu(M, permc_spec="MMD_AT_PLUS_A").solve(rhs)
-    except (RuntimeError, spla.MatrixRankWarning) as exc:
-        raise ValueError("`op` has no unique stationary state (the operator is reducible: "
-                         f"disconnected regions); sparse LU failed: {exc}") from exc
-    if not np.all(np.isfinite(rho)):
-        raise ValueError("`op` has no unique stationary state (singular null-space system)")
-    return rho
+        rho = Elimination(N, np.zeros(op.grid.size), keep_last=pin,
+                          rank=nested_dissection_rank(op.grid.shape).reshape(-1)).stationary()
+    except SingularGeneratorError as exc:
+        raise ValueError(f"`op` has no unique stationary state: {exc}") from exc
+    return (rho / op.grid.cell_volume).reshape(op.grid.shape)
+
+
+def _closed_classes(N: sp.csr_matrix):
+    """Labels of the strongly connected components and a flag per component: closed (no rate
+    leaves it)."""
+    n_comp, label = csgraph.connected_components(N, directed=True, connection="strong")
+    coo = N.tocoo()
+    leaves = label[coo.row] != label[coo.col]
+    closed = np.ones(n_comp, dtype=bool)
+    closed[label[coo.row[leaves]]] = False
+    return label, closed
+
+
+def _closed_class_mask(N) -> np.ndarray:
+    label, closed = _closed_classes(N)
+    return closed[label]
+
+
+def _check_one_closed_class(N) -> None:
+    label, closed = _closed_classes(N)
+    if closed.sum() > 1:
+        sizes = np.bincount(label)[closed]
+        raise ValueError(f"`op` has no unique stationary state: the chain splits into {int(closed.sum())} "
+                         f"closed regions (cells: {sizes.tolist()}) that no rate connects (rates underflow "
+                         "to 0 across a region, e.g. D(θ) or the drift makes a wall); refine the grid, raise D "
+                         "or change the boundary")
 
 
 class _Stepper:

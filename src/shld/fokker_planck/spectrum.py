@@ -11,6 +11,13 @@ symmetric shift-invert Lanczos solver ``scipy.sparse.linalg.eigsh`` is used, wit
 σ slightly below 0 (S is singular at 0). Eigenvectors are mapped back to densities
 ρ_k = G^{1/2} v_k. A non-gradient drift or D(θ) uses ``eigs`` (Arnoldi) on A itself and
 returns the real parts (the imaginary parts are kept in ``imag``).
+
+Resolution: both solvers return eigenvalues with an absolute error of order ε·‖A‖, so a
+rate below ``resolution(A)`` = 1e4·ε·max|A_ii| (relative error possibly above ~1e-4) cannot be
+trusted — behind a barrier ΔE/D ≳ 30 the slowest rates are e^{−ΔE/D}-small and come out as
+noise, even negative. Such a rate raises :class:`UnresolvedRateError` naming the remedy; it is
+never returned. With reflecting or periodic walls λ₀ = 0 exactly (probability is conserved)
+and is returned as 0.
 """
 
 from __future__ import annotations
@@ -22,6 +29,33 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from shld._validation import check_int
+
+#: rates below RESOLUTION_EPS·ε·max|A_ii| are refused (see the module docstring)
+RESOLUTION_EPS = 1e4
+
+
+class UnresolvedRateError(ArithmeticError):
+    """A relaxation or escape rate is below the eigensolver's resolution (a result that cannot
+    be trusted); the message names the remedy."""
+
+
+def resolution(A) -> float:
+    """The smallest rate the shift-invert eigensolvers resolve for the operator ``A`` (1/time)."""
+    scale = float(np.max(np.abs(A.diagonal()))) if A.shape[0] else 0.0
+    return RESOLUTION_EPS * np.finfo(float).eps * scale
+
+
+def check_resolved(rates: np.ndarray, A, first: int = 0) -> None:
+    """Raise :class:`UnresolvedRateError` if any of ``rates[first:]`` is below ``resolution(A)``."""
+    res = resolution(A)
+    bad = np.flatnonzero(~(np.asarray(rates[first:]) >= res))
+    if bad.size:
+        i = first + int(bad[0])
+        raise UnresolvedRateError(
+            f"rate {i} = {rates[i]:.3g} is below the eigensolver's resolution {res:.3g} (= 1e4·ε·max|A_ii|): "
+            "it cannot be trusted (a barrier of ΔE/D ≳ 30 makes it e^{−ΔE/D}-small). Remedy: for a barrier "
+            "crossing use mean_first_passage_time(op, target) or escape_rate(op, target) with the target at "
+            "the other well (subtraction-free, accurate at any barrier); or raise D")
 
 
 @dataclass
@@ -78,8 +112,13 @@ def relaxation_rates(op, k: int = 4, *, sigma: float | None = None, return_modes
     k = check_int("k", k, minimum=1)
     if k >= n - 1:
         raise ValueError(f"`k` must be < grid size − 1 = {n - 1}, got {k}")
-    return _rates_of(op, op.matrix, op.symmetric_matrix() if op.is_gradient else None, k, sigma,
+    spec = _rates_of(op, op.matrix, op.symmetric_matrix() if op.is_gradient else None, k, sigma,
                      return_modes, None)
+    first = 0
+    if op.conservative:      # probability is conserved: λ₀ = 0 exactly (the computed one is noise)
+        spec.rates[0], spec.imag[0], first = 0.0, 0.0, 1
+    check_resolved(spec.rates, op.matrix, first=first)
+    return spec
 
 
 def _rates_of(op, A, S, k, sigma, return_modes, keep) -> Spectrum:
