@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 
 #: switch to the dense finish when at most this many cells remain and the graph is this dense
-_DENSE_CELLS, _DENSE_FILL = 2500, 0.01
+_DENSE_CELLS, _DENSE_FILL = 2500, 0.1
 #: cells per block of the dense finish (the block's own GTH loop is sequential; the update of
 #: the rest is one matrix product of non-negative numbers)
 _BLOCK = 96
