@@ -5,6 +5,7 @@ from shld.observables.consolidation import (
     REGIME_CUTS,
     REGIMES,
     consolidation_ratio,
+    consolidation_ratio_from_norm2,
     ensemble_consolidation_ratio,
     regime_label,
 )
@@ -21,7 +22,8 @@ from shld.observables.stats import Moments, binomial_ci, moments_with_stderr
 from shld.observables.uncertainty import UncertaintyProduct, uncertainty_product
 
 __all__ = [
-    "REGIME_CUTS", "REGIMES", "consolidation_ratio", "ensemble_consolidation_ratio", "regime_label",
+    "REGIME_CUTS", "REGIMES", "consolidation_ratio", "consolidation_ratio_from_norm2",
+    "ensemble_consolidation_ratio", "regime_label",
     "DiffusionEstimate", "d_eff_seed", "d_sde", "estimate_D_gradient_variance", "estimate_D_msd",
     "estimate_D_variance_seed",
     "MFPTEstimate", "mfpt_estimate", "survival_curve",

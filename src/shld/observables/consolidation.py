@@ -60,7 +60,17 @@ def consolidation_ratio(grad, D, axis=-1):
     D_arr = np.asarray(D, dtype=float)
     if np.any(~(D_arr > 0)):
         check_positive("D", D_arr.flat[int(np.argmin(D_arr))] if D_arr.size else D)
-    return np.sum(g * g, axis=axis) / (D_arr * d)
+    return consolidation_ratio_from_norm2(np.sum(g * g, axis=axis), D_arr, d)
+
+
+def consolidation_ratio_from_norm2(grad_norm2, D, dim, out=None):
+    """C = ‖∇L‖² / (D·d) from squared gradient norms ‖∇L‖² already at hand (the formula itself;
+    :func:`consolidation_ratio` and :func:`ensemble_consolidation_ratio` call it).
+
+    For hot loops that computed ‖∇L‖² once (the Langevin engine reuses it for several records):
+    no validation, D > 0 and ``dim`` = d are the caller's to guarantee; ``out`` receives the result.
+    """
+    return np.divide(grad_norm2, np.multiply(D, dim), out=out)
 
 
 def ensemble_consolidation_ratio(grad, D):
@@ -69,4 +79,4 @@ def ensemble_consolidation_ratio(grad, D):
     g = np.asarray(grad, dtype=float)
     d = g.shape[-1]
     D = check_positive("D", D)
-    return float(np.mean(np.sum(g * g, axis=-1)) / (D * d))
+    return float(consolidation_ratio_from_norm2(np.mean(np.sum(g * g, axis=-1)), D, d))
