@@ -7,7 +7,8 @@ time step ``dt`` (t = step·dt; an SGD step of learning rate η is dt = η). D i
 units: the stationary law is ρ*(θ) ∝ exp(−L(θ)/D). ``integrator="baoab"`` switches to underdamped
 Langevin with friction γ (see :mod:`shld.dynamics.integrators`).
 
-What is kept: ensemble statistics every ``record_every`` steps (never the full trajectory unless
+What is kept: ensemble statistics every ``record_every`` steps (by default about 50 records spread over
+the run, at most one every 20 steps, and one at the last step; never the full trajectory unless
 ``store_trajectory=True``), per-walker first-passage times into ``target`` (``inf`` = censored),
 per-walker status (0 = ok, 1 = went non-finite) with the step where the failure was detected: θ is
 checked every ``check_every`` steps, the loss and gradient of the live walkers at every record.
@@ -36,11 +37,19 @@ from shld._validation import (
 )
 from shld.dynamics.controllers import AdaptiveNoise
 from shld.dynamics.integrators import BAOAB, make_integrator
-from shld.dynamics.schedules import as_schedule
+from shld.dynamics.schedules import Constant, as_schedule
 from shld.landscapes.base import Landscape
+from shld.observables.consolidation import consolidation_ratio_from_norm2
 
 OBSERVABLES = ("loss", "C", "grad_norm2", "mean", "var", "D")
 STATUS_OK, STATUS_NONFINITE = 0, 1
+#: Default record schedule (``record_every=None``): about ``DEFAULT_RECORDS`` records spread over each
+#: :meth:`Simulation.advance` call (every ⌈n_steps/50⌉ steps), never more often than every
+#: ``MIN_RECORD_EVERY`` steps, plus one at the last step. A record costs one to two steps' worth of
+#: normals (the loss of every walker, the median of C), so recording stays within a few per cent of a
+#: run of any length (docs/benchmarks.md); ask for more with ``record_every``.
+DEFAULT_RECORDS = 50
+MIN_RECORD_EVERY = 20
 _INF = float("inf")
 
 
@@ -213,6 +222,15 @@ class Simulation:
         check_memory(f"{what} (d={d}, {self.dtype.name}; {arrays} working arrays of shape (N, d) "
                      "plus per-walker vectors)", float(n) * (arrays * d * self.dtype.itemsize + 64))
 
+    def record_interval(self, n_steps: int) -> int:
+        """Steps between records when :meth:`advance` moves ``n_steps`` steps: ``record_every`` when
+        given, else max(``MIN_RECORD_EVERY``, ⌈n_steps / ``DEFAULT_RECORDS``⌉). Records fall on the
+        steps that are multiples of it, and on the last step. The default depends on the length of
+        each call: a run advanced in pieces records on one grid only when ``record_every`` is set."""
+        if self.record_every is not None:
+            return self.record_every
+        return max(MIN_RECORD_EVERY, -(-n_steps // DEFAULT_RECORDS))
+
     def _target(self, theta):
         mask = np.asarray(self.target(theta))
         if mask.shape != (theta.shape[0],) or mask.dtype != bool:
@@ -229,7 +247,7 @@ class Simulation:
         L, dt, integ, rng = self.landscape, self.dt, self.integrator, state.rng
         theta = state.theta
         n, d = theta.shape
-        k = self.record_every or max(1, n_steps // 1000)
+        k = self.record_interval(n_steps)
         baoab = isinstance(integ, BAOAB)
         ctrl = self.controller
         recorder = _Recorder(self, n, d)
@@ -244,21 +262,22 @@ class Simulation:
         stopped_early = False
 
         grad_fn = _grad_fn(L, grad)
+        # a constant D is read once per call instead of through the schedule at every step
+        D_const = float(self.schedule.D) if type(self.schedule) is Constant else None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             L.grad_into(theta, grad)
             while state.step < end:
                 s = state.step
                 t = s * dt
-                D_t = float(self.schedule(t))
+                D_t = D_const if D_const is not None else float(self.schedule(t))
                 if not 0.0 <= D_t < _INF:
                     _bad_D(D_t, s, t)
                 D = D_t if ctrl is None else D_t * state.controller["multiplier"][:, None]
-                need_C = ctrl is not None
-                if s % k == 0 or need_C:
-                    Cw = np.einsum("ij,ij->i", grad, grad) / (np.maximum(D if np.ndim(D) == 0 else D[:, 0],
-                                                                         1e-300) * d)
-                if s % k == 0:
-                    recorder.record(s, t, theta, grad, Cw, D, alive, all_alive, state, on_record)
+                at_record = s % k == 0
+                if at_record or ctrl is not None:
+                    g2, Cw = recorder.walker_C(grad, D)
+                if at_record:
+                    recorder.record(s, t, theta, g2, Cw, D, alive, all_alive, state, on_record)
                     if recorder.flagged:
                         alive, all_alive = self._fail_flagged(state, recorder, interventions)
                 if ctrl is not None:
@@ -293,10 +312,9 @@ class Simulation:
             if not 0.0 <= D_t < _INF:
                 _bad_D(D_t, s, s * dt)
             D = D_t if ctrl is None else D_t * state.controller["multiplier"][:, None]
-            Cw = np.einsum("ij,ij->i", grad, grad) / (np.maximum(D if np.ndim(D) == 0 else D[:, 0],
-                                                                 1e-300) * d)
             if not recorder.steps or recorder.steps[-1] != s:
-                recorder.record(s, s * dt, theta, grad, Cw, D, alive, all_alive, state, on_record)
+                g2, Cw = recorder.walker_C(grad, D)
+                recorder.record(s, s * dt, theta, g2, Cw, D, alive, all_alive, state, on_record)
                 if recorder.flagged:
                     self._fail_flagged(state, recorder, interventions)
         if bar is not None:
@@ -359,44 +377,75 @@ class _Recorder:
         self.D_hist: list[float] = []
         self.messages: list[str] = []
         self.flagged: list[np.ndarray] = []   # walkers whose loss or gradient was non-finite at a record
+        self._g2 = self._C = self._scratch = None
+
+    def walker_C(self, grad, D):
+        """‖∇L‖² and C per walker (every walker), made once per record or controller step into reused
+        buffers (overwritten by the next call). C comes from the one definition,
+        :func:`shld.observables.consolidation_ratio_from_norm2`, with D clamped at 1e-300 so that D = 0
+        gives a huge C instead of 0/0."""
+        if self._g2 is None:
+            self._g2 = np.empty(grad.shape[0], grad.dtype)
+            self._C = np.empty(grad.shape[0])
+        np.einsum("ij,ij->i", grad, grad, out=self._g2)
+        Dw = D if np.ndim(D) == 0 else D[:, 0]
+        consolidation_ratio_from_norm2(self._g2, np.maximum(Dw, 1e-300), self.d, out=self._C)
+        return self._g2, self._C
+
+    def _scratch_like(self, x):
+        """A reused work array of x's shape and dtype (statistics without a fresh temporary)."""
+        s = self._scratch
+        if s is None or s.shape != x.shape or s.dtype != x.dtype:
+            s = self._scratch = np.empty_like(x)
+        return s
 
     def _put(self, key, val):
         self.rows.setdefault(key, []).append(val)
 
-    def record(self, step, t, theta, grad, Cw, D, alive, all_alive, state, on_record):
+    def record(self, step, t, theta, g2, Cw, D, alive, all_alive, state, on_record):
+        """One record row from θ and the per-walker ‖∇L‖² and C that :meth:`walker_C` made at this step.
+
+        The finite check rides on the sums the statistics need anyway: a finite sum of the ‖∇L‖²
+        (all ≥ 0) and of the losses means every term is finite; the per-walker mask is built only
+        when a sum is not finite."""
         sim = self.sim
         sel = slice(None) if all_alive else alive
-        th, g, C = theta[sel], grad[sel], Cw[sel]
+        th, g2, C = theta[sel], g2[sel], Cw[sel]
         obs = sim.observables
         lv = sim.landscape.value(th) if "loss" in obs and th.shape[0] else None
-        g2 = np.einsum("ij,ij->i", g, g)
-        ok = np.isfinite(g2) if lv is None else np.isfinite(g2) & np.isfinite(lv)
-        if not ok.all():
-            # these walkers fail at this step (Simulation._fail_flagged); the record leaves them out
-            idx = np.flatnonzero(alive)[~ok]
-            self.flagged.append(idx)
-            alive = alive.copy()
-            alive[idx] = False
-            sel = alive
-            th, g, C, g2 = th[ok], g[ok], C[ok], g2[ok]
-            lv = None if lv is None else lv[ok]
-        D_mean = float(np.mean(D)) if np.ndim(D) else float(D)
+        sum_g2 = np.add.reduce(g2)
+        sum_lv = None if lv is None else np.add.reduce(lv)
+        if not (np.isfinite(sum_g2) and (lv is None or np.isfinite(sum_lv))):
+            ok = np.isfinite(g2) if lv is None else np.isfinite(g2) & np.isfinite(lv)
+            if not ok.all():
+                # these walkers fail at this step (Simulation._fail_flagged); the record leaves them out
+                idx = np.flatnonzero(alive)[~ok]
+                self.flagged.append(idx)
+                alive = alive.copy()
+                alive[idx] = False
+                sel = alive
+                th, C, g2 = th[ok], C[ok], g2[ok]
+                lv = None if lv is None else lv[ok]
+                sum_g2 = np.add.reduce(g2)
+                sum_lv = None if lv is None else np.add.reduce(lv)
+        scalar_D = np.ndim(D) == 0
+        D_mean = float(D) if scalar_D else float(np.mean(D))
         self.steps.append(step)
         self.times.append(t)
         self.D_hist.append(D_mean)
         row = {"step": step, "t": t}
         if th.shape[0]:
             if "loss" in obs:
-                row["loss_mean"] = float(np.mean(lv))
-                row["loss_std"] = float(np.std(lv))
+                row["loss_mean"], row["loss_std"] = _mean_std(lv, sum_lv, self._scratch_like(lv))
                 if sim.record_walkers:
                     self._put("loss_walkers", _pad(lv, alive, self.n))
+            mean_g2 = sum_g2 / g2.shape[0]                     # = np.mean(g2), bit for bit
             if "grad_norm2" in obs:
-                row["grad_norm2_mean"] = float(np.mean(g2))
+                row["grad_norm2_mean"] = float(mean_g2)
             if "C" in obs:
-                Dw = D if np.ndim(D) == 0 else np.asarray(D)[sel, 0]
-                row["C_ensemble"] = float(np.mean(g2) / (np.mean(Dw) * self.d))
-                row["C_median"] = float(np.median(C))
+                D_ens = D_mean if scalar_D else np.mean(np.asarray(D)[sel, 0])
+                row["C_ensemble"] = float(consolidation_ratio_from_norm2(mean_g2, D_ens, self.d))
+                row["C_median"] = _median(C, self._scratch_like(C))
                 if sim.record_walkers:
                     self._put("C_walkers", _pad(C, alive, self.n))
             if "mean" in obs:
@@ -427,6 +476,36 @@ class _Recorder:
             D_history=np.asarray(self.D_hist), interventions=interventions, state=state,
             dt=self.sim.dt, wall_time=wall,
             trajectory=np.stack(self.traj) if self.traj else None, messages=list(self.messages))
+
+
+def _mean_std(x, total, scratch):
+    """``(np.mean(x), np.std(x))`` of a 1-D array as floats, equal bit for bit, given
+    ``total = np.add.reduce(x)`` and with the centred squares in ``scratch`` (x's shape and dtype)
+    instead of a fresh temporary."""
+    if x.dtype.kind != "f":
+        return float(np.mean(x)), float(np.std(x))
+    n = x.shape[0]
+    mean = total / n
+    np.subtract(x, mean, out=scratch)
+    np.multiply(scratch, scratch, out=scratch)
+    return float(mean), float(np.sqrt(np.add.reduce(scratch) / n))
+
+
+def _median(x, scratch):
+    """``np.median(x)`` of a 1-D float array as a float, equal bit for bit, using ``scratch``.
+
+    One partition at the upper middle, then a max over each half (the upper one to detect NaN, which
+    partitions sort last); numpy's median partitions at two or three places at once (the middle
+    pair and the last element), which measured 4–5× slower on 10⁴ and 10⁵ values."""
+    n = x.shape[0]
+    np.copyto(scratch, x)
+    h = n // 2
+    scratch.partition(h)
+    if np.isnan(np.max(scratch[h:])):
+        return float("nan")
+    if n % 2:
+        return float(scratch[h])
+    return float((np.max(scratch[:h]) + scratch[h]) / 2)
 
 
 def _pad(values, alive, n):
@@ -469,8 +548,10 @@ def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int
         Continue a previous run (``result.state``) instead of starting from ``theta0``.
     **options
         ``integrator`` ("euler" | "baoab"), ``friction``, ``preconditioner``, ``divergence``,
-        ``record_every``, ``observables``, ``record_walkers``, ``store_trajectory``, ``target``,
-        ``stop_when_all_hit``, ``controller`` (:class:`AdaptiveNoise`), ``dtype``,
+        ``record_every`` (default: every max(20, ⌈n_steps/50⌉) steps and at the last step, see
+        :meth:`Simulation.record_interval`), ``observables``, ``record_walkers``,
+        ``store_trajectory``, ``target``, ``stop_when_all_hit``, ``controller``
+        (:class:`AdaptiveNoise`), ``dtype``,
         ``on_nonfinite`` ("record" | "raise"), ``check_every``, ``track_walkers`` (positions of the
         first k walkers added to each record row as ``w{i}_{j}``).
     """

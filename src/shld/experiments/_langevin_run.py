@@ -3,6 +3,8 @@ metrics as it goes and an interrupted run resumes exactly (bit for bit) from its
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from shld.dynamics import EnsembleState, Simulation
@@ -41,7 +43,10 @@ def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, 
         state = sim.init_state(theta0, seed=seed)
         if (run.path / metrics_name).exists():
             (run.path / metrics_name).unlink()
-    rec = sim.record_every or max(1, n_steps // 1000)
+    rec = sim.record_interval(n_steps)
+    if sim.record_every is None:          # the chunks must share the whole run's record grid
+        sim = copy.copy(sim)
+        sim.record_every = rec
     chunk = max(rec, int(np.ceil(n_steps / n_chunks / rec)) * rec)
     bar = None
     if progress:

@@ -1,0 +1,99 @@
+"""What the engine records by default, and that what it records is what shld.observables defines."""
+
+import numpy as np
+import pytest
+
+from shld.dynamics import CosineAnnealing, Simulation, simulate
+from shld.dynamics.simulate import DEFAULT_RECORDS, MIN_RECORD_EVERY, _mean_std, _median
+from shld.landscapes import DoubleWell, Quadratic
+from shld.observables import consolidation_ratio, ensemble_consolidation_ratio
+
+
+@pytest.mark.parametrize("n_steps,expected", [
+    (400, list(range(0, 401, 20))),                    # short run: at most one record every 20 steps
+    (2000, list(range(0, 2001, 40))),                  # ⌈2000/50⌉ = 40
+    (10_000, list(range(0, 10_001, 200))),             # long run: still 51 records
+    (101, [0, 20, 40, 60, 80, 100, 101]),              # plus the last step when it is off the grid
+    (5, [0, 5]),
+    (0, [0]),
+])
+def test_default_record_schedule(n_steps, expected):
+    assert (DEFAULT_RECORDS, MIN_RECORD_EVERY) == (50, 20)
+    dt = 1e-3
+    res = simulate(Quadratic(eigenvalues=[1.0]), np.zeros(1), n_walkers=3, D=0.1, dt=dt, n_steps=n_steps,
+                   seed=0)
+    assert res.steps.tolist() == expected
+    assert np.array_equal(res.times, np.asarray(expected) * dt)
+    assert len(res.records["loss_mean"]) == len(res.records["C_ensemble"]) == len(expected)
+
+
+def test_record_every_overrides_the_default_schedule():
+    sim = Simulation(Quadratic(eigenvalues=[1.0]), D=0.1, dt=1e-2, record_every=7)
+    assert sim.record_interval(10) == sim.record_interval(10_000) == 7
+    default = Simulation(Quadratic(eigenvalues=[1.0]), D=0.1, dt=1e-2)
+    assert [default.record_interval(n) for n in (1, 1000, 1001, 50_000)] == [20, 20, 21, 1000]
+    res = sim.advance(sim.init_state(np.zeros(1), n_walkers=2, seed=0), 30)
+    assert res.steps.tolist() == [0, 7, 14, 21, 28, 30]
+
+
+def test_recorded_C_is_the_observables_C_of_the_recorded_state():
+    # d = 2 and a time-dependent D: every record must use the walkers' gradient and D(t) at its own step
+    L = DoubleWell(barrier=1.0, dim=2, tilt=0.1)
+    D = CosineAnnealing(D_max=0.5, D_min=0.05, T=2.0)
+    rng = np.random.default_rng(5)
+    theta0 = rng.standard_normal((301, 2))                 # odd N: the median is one walker's C
+    res = simulate(L, theta0, D=D, dt=2e-3, n_steps=1000, seed=6, record_every=100, store_trajectory=True,
+                   record_walkers=True, observables=("loss", "C", "grad_norm2"))
+    assert res.trajectory.shape == (11, 301, 2) and res.ok.all()
+    for i, t in enumerate(res.times):
+        g = L.grad(res.trajectory[i])
+        D_t = D(t)
+        assert res.D_history[i] == D_t
+        C = consolidation_ratio(g, D_t)
+        # einsum (engine) and sum (observables) may round the 2-term ‖g‖² differently: 1 ulp, 2e-16 relative
+        np.testing.assert_allclose(res.records["C_walkers"][i], C, rtol=1e-15, atol=0)
+        assert res.records["C_median"][i] == pytest.approx(np.median(C), rel=1e-15)
+        assert res.records["C_ensemble"][i] == pytest.approx(ensemble_consolidation_ratio(g, D_t), rel=1e-15)
+        assert res.records["grad_norm2_mean"][i] == pytest.approx(np.mean(np.sum(g * g, axis=1)), rel=1e-15)
+        loss = L.value(res.trajectory[i])
+        assert np.array_equal(res.records["loss_walkers"][i], loss)
+        assert res.records["loss_mean"][i] == np.mean(loss) and res.records["loss_std"][i] == np.std(loss)
+    assert np.ptp(res.records["C_ensemble"]) > 1.0         # the records differ: not one value repeated
+
+
+def test_recorded_C_with_a_per_walker_D_from_the_controller():
+    from shld.dynamics import AdaptiveNoise
+
+    L = Quadratic(eigenvalues=[1.0, 4.0])
+    ctrl = AdaptiveNoise(threshold=3.0, factor=10.0, hold_steps=5, min_step=0)
+    res = simulate(L, np.full(2, 0.3), n_walkers=40, D=0.05, dt=1e-2, n_steps=60, seed=2, controller=ctrl,
+                   record_every=1, store_trajectory=True, record_walkers=True)
+    boosted = [i for i in range(len(res.steps)) if res.D_history[i] > 0.05 * 1.0001]
+    assert boosted                                            # some records see a per-walker D
+    for i in range(len(res.steps)):
+        C = res.records["C_walkers"][i]
+        g2 = np.sum(L.grad(res.trajectory[i]) ** 2, axis=1)
+        D_w = g2 / (C * 2)                                    # the D each walker's C was divided by
+        assert set(np.round(D_w / 0.05, 9)) <= {1.0, 10.0}
+        assert np.mean(D_w) == pytest.approx(res.D_history[i], rel=1e-12)
+        np.testing.assert_allclose(C, consolidation_ratio(L.grad(res.trajectory[i]), D_w), rtol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 1000, 1001])
+def test_record_statistics_equal_numpy_bit_for_bit(n):
+    rng = np.random.default_rng(n)
+    cases = [rng.standard_normal(n) ** 2, np.round(rng.standard_normal(n), 1),   # ties
+             (rng.standard_normal(n) ** 2).astype(np.float32)]
+    if n > 2:
+        x = rng.standard_normal(n)
+        x[::3] = np.inf
+        cases.append(x)
+        y = rng.standard_normal(n)
+        y[n // 2] = np.nan
+        cases.append(y)
+    for x in cases:
+        scratch = np.empty_like(x)
+        with np.errstate(invalid="ignore"):
+            assert np.array_equal(_median(x, scratch), np.median(x), equal_nan=True)
+            m, s = _mean_std(x, np.add.reduce(x), scratch)
+            assert np.array_equal([m, s], [np.mean(x), np.std(x)], equal_nan=True)
