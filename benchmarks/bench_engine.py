@@ -9,10 +9,16 @@ interleaved in blocks so that load on the shared machine hits all contenders ali
 * seed    — the seed's ``StochasticHarmonicLearning.step`` verbatim, one walker at a time (timed on a
             few thousand steps and expressed per walker-step).
 
+A second table times what a user gets without choosing anything: whole ``simulate(...)`` calls with
+the default recording (10⁴ walkers × 2000 steps and 10⁵ walkers × 400 steps), against the floor (the
+same number of normals drawn alone) and against the same call recording only at its start and end
+(``record_every=n_steps``); the three run in turn in each round, and the ratio is taken within a round.
+
 Ratios are the figures (absolute times on this machine are noise):
 
-    python benchmarks/bench_engine.py                 # N = 1e4 and 1e5, 1e4 steps
+    python benchmarks/bench_engine.py                 # N = 1e4 and 1e5, 1e4 steps; then the defaults
     python benchmarks/bench_engine.py --steps 2000    # quicker
+    python benchmarks/bench_engine.py --only defaults # the default-recording table alone
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 
 import numpy as np
 
-from shld.dynamics import Simulation
+from shld.dynamics import Simulation, simulate
 from shld.landscapes import DoubleWell
 
 
@@ -88,6 +94,36 @@ def bench_torch(n_walkers: int, n_steps: int, block: int) -> dict | None:
             "engine_over_floor": e / f, "engine_per_walker_step_s": e / n_walkers}
 
 
+def bench_defaults(n_walkers: int, n_steps: int, rounds: int, D: float = 0.2, dt: float = 1e-3) -> dict:
+    """``simulate`` with its default recording, whole runs, against the floor and records at the end."""
+    L = DoubleWell(barrier=1.0)
+    start = np.array([-1.0])
+    buf = np.empty((n_walkers, 1))
+    t = {"floor": [], "end": [], "default": []}
+    n_records = 0
+    for r in range(rounds + 1):                          # round 0 warms up and is not counted
+        rng = np.random.default_rng(100 + r)
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            rng.standard_normal(out=buf)
+        t1 = time.perf_counter()
+        simulate(L, start, D=D, dt=dt, n_steps=n_steps, n_walkers=n_walkers, seed=r, record_every=n_steps)
+        t2 = time.perf_counter()
+        res = simulate(L, start, D=D, dt=dt, n_steps=n_steps, n_walkers=n_walkers, seed=r)
+        t3 = time.perf_counter()
+        if r:
+            t["floor"].append(t1 - t0)
+            t["end"].append(t2 - t1)
+            t["default"].append(t3 - t2)
+        n_records = len(res.steps)
+    f, e, d = (np.array(t[k]) for k in ("floor", "end", "default"))
+    return {"N": n_walkers, "steps": n_steps, "records": n_records, "rounds": rounds,
+            "floor_step_s": float(np.median(f)) / n_steps,
+            "end_over_floor": float(np.median(e / f)), "end_fastest": float(e.min() / f.min()),
+            "default_over_floor": float(np.median(d / f)), "default_fastest": float(d.min() / f.min()),
+            "default_over_end": float(np.median(d / e))}
+
+
 def bench_seed(n_steps: int = 3000, repeats: int = 5) -> float:
     """Fastest of ``repeats`` timings (the most favourable figure for the seed's code)."""
     ref = SeedReference(lambda th: 4 * th * (th**2 - 1), 1, lr=1e-3, noise_scale=0.25,
@@ -107,7 +143,29 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--block", type=int, default=500)
     ap.add_argument("--walkers", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of the default-recording table")
+    ap.add_argument("--only", choices=["all", "engine", "defaults"], default="all")
     args = ap.parse_args(argv)
+    if args.only != "defaults":
+        engine_table(args)
+    if args.only != "engine":
+        defaults_table(args.rounds)
+
+
+def defaults_table(rounds: int):
+    print(f"\ndefault recording: whole simulate() calls, double well D = 0.2, dt = 1e-3, float64, "
+          f"{rounds} rounds; ratio = median over rounds of the within-round ratio [ratio of fastest runs]")
+    print(f"{'N':>8} {'steps':>6} {'records':>8} {'floor µs/step':>14} {'records at end / floor':>23} "
+          f"{'defaults / floor':>17} {'defaults / end':>15}")
+    for n, steps in ((10_000, 2000), (100_000, 400)):
+        r = bench_defaults(n, steps, rounds)
+        end = f"{r['end_over_floor']:.2f} [{r['end_fastest']:.2f}]"
+        dflt = f"{r['default_over_floor']:.2f} [{r['default_fastest']:.2f}]"
+        print(f"{n:>8} {steps:>6} {r['records']:>8} {r['floor_step_s'] * 1e6:>14.1f} {end:>23} {dflt:>17} "
+              f"{r['default_over_end']:>15.2f}")
+
+
+def engine_table(args):
     seed_step = bench_seed()
     print(f"seed reference: {seed_step * 1e6:.2f} µs per walker-step (one walker at a time, best of 5)")
     print(f"{'N':>8} {'dtype':>8} {'floor µs/step':>14} {'engine µs/step':>15} {'engine/floor':>13} "
