@@ -17,6 +17,7 @@ import sys
 import typing
 
 from shld.experiments.registry import available_experiments, get_experiment, run_experiment
+from shld.runs import RunFolderError
 
 
 def _parse_bool(text: str) -> bool:
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run, summary = run_experiment(args.experiment, args.out, resume=args.resume,
                                           progress=not args.no_progress, **opts)
-        except (ValueError, TypeError, FileExistsError) as exc:
+        except (ValueError, TypeError, FileExistsError, RunFolderError) as exc:
+            # bad parameters, or a run folder that cannot be used (busy, foreign, corrupt, not writable)
             print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
             return 2
         print(f"\nrun folder: {run.path}")

@@ -73,7 +73,7 @@ def test_cli_help_list_and_errors(capsys, tmp_path):
         main(["run", "double-well", "--help"])
     assert "--n-walkers" in capsys.readouterr().out
     assert main(["run", "double-well", "--D=-1", "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
-    assert "`D` must be >= 0, got -1.0" in capsys.readouterr().err
+    assert "`D` must be > 0, got -1.0" in capsys.readouterr().err     # double-well needs D > 0
     assert not (tmp_path / "bad").exists()          # no half-made run folder is left behind
     assert main(["run", "double-well", "--n-steps", "2000", "--n-walkers", "20", "--out",
                  str(tmp_path / "ok"), "--no-progress"]) == 0

@@ -8,18 +8,20 @@ import copy
 import numpy as np
 
 from shld.dynamics import EnsembleState, Simulation
-from shld.runs import RunFolder
+from shld.runs import CorruptFileError, RunFolder, RunFolderError
 
 
 class _Writer:
     def __init__(self, writer, skip_first: bool):
         self.writer, self.skip = writer, skip_first
+        self.written = 0
 
     def __call__(self, row):
         if self.skip:
             self.skip = False
             return
         self.writer.write(row)
+        self.written += 1
 
 
 def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, resume: bool,
@@ -29,20 +31,34 @@ def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, 
 
     Returns the final state and the checkpoint's extra arrays. On ``resume`` the state, the RNG and
     the metrics rows up to the checkpoint are restored, so the finished run equals an uninterrupted one.
+    The checkpoint records how many metrics rows precede it; a resume that finds fewer (the CSV
+    emptied, cut or deleted) raises :class:`~shld.runs.RunFolderError` instead of losing them.
     """
     ck = run.load_checkpoint() if resume else None
     writer = run.metrics(metrics_name)
     extra = dict(checkpoint_extra or {})
     if ck is not None and metrics_name.replace(".csv", "") == str(ck.get("metrics_name", "metrics")):
-        state = EnsembleState.from_arrays(ck)
+        try:
+            state = EnsembleState.from_arrays(ck)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptFileError(f"{run.path / 'checkpoint.npz'}: not a checkpoint of this run's simulation "
+                                   f"({type(exc).__name__}: {exc})") from None
         extra.update({k[len("extra__"):]: v for k, v in ck.items() if k.startswith("extra__")})
-        writer.truncate_after("step", state.step)
+        kept = writer.truncate_after("step", state.step)
         if state.step == 0:
-            writer.truncate_after("step", -1)
+            kept = writer.truncate_after("step", -1)
+        expected = int(ck["metrics_rows"]) if "metrics_rows" in ck else 0
+        if kept < expected:
+            raise RunFolderError(
+                f"{run.path / metrics_name} holds {kept} of the {expected} rows written before the checkpoint "
+                f"at step {state.step} (emptied, cut or deleted); resuming would lose them: remove "
+                f"{run.path / 'checkpoint.npz'} to restart this run from the beginning, or use another --out")
+        rows = kept
     else:
         state = sim.init_state(theta0, seed=seed)
         if (run.path / metrics_name).exists():
             (run.path / metrics_name).unlink()
+        rows = 0
     rec = sim.record_interval(n_steps)
     if sim.record_every is None:          # the chunks must share the whole run's record grid
         sim = copy.copy(sim)
@@ -58,11 +74,14 @@ def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, 
         while state.step < n_steps:
             todo = min(chunk, n_steps - state.step)
             # the chunk's first record repeats the previous chunk's last one: skip it
-            sim.advance(state, todo, on_record=_Writer(writer, skip_first=not first))
+            on_record = _Writer(writer, skip_first=not first)
+            sim.advance(state, todo, on_record=on_record)
+            rows += on_record.written
             first = False
             arrays = state.to_arrays()
             arrays.update({"extra__" + k: np.asarray(v) for k, v in extra.items()})
             arrays["metrics_name"] = np.array(metrics_name.replace(".csv", ""))
+            arrays["metrics_rows"] = np.array(rows)
             run.save_checkpoint(**arrays)
             if bar is not None:
                 bar.update(todo)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shld._validation import check_int
-from shld.runs import RunFolder
+from shld.runs import CorruptFileError, RunFolder, RunFolderError, _tmp_name, check_identity
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -130,9 +130,30 @@ class MonitorHook:
 
 
 def _save_torch(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)          # unique to this process: two writers never share a temporary
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _load_torch(path: Path, run: RunFolder) -> dict:
+    try:
+        state = torch.load(path, weights_only=False)
+        if not isinstance(state, dict) or "model" not in state or "next_epoch" not in state:
+            raise ValueError("it is not a training checkpoint")
+    except Exception as exc:
+        raise CorruptFileError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}); remove it to restart the "
+                               "run from the beginning") from None
+    if run.identity is not None:
+        check_identity(run.identity, state.get("identity"), str(path))
+    return state
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epochs: int,
@@ -161,13 +182,18 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
     start = 0
     step = 0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = _load_torch(ckpt_path, run)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         monitor.load_state_dict(state["monitor"])
         start, step = int(state["next_epoch"]), int(state["step"])
-        writer.truncate_after("epoch", start - 1)
+        kept = writer.truncate_after("epoch", start - 1)
+        if kept < start:   # one row per epoch before the checkpoint
+            raise RunFolderError(
+                f"{writer.path} holds {kept} of the {start} rows written before the checkpoint at epoch {start} "
+                f"(emptied, cut or deleted); resuming would lose them: remove {ckpt_path} to restart this run "
+                "from the beginning, or use another --out")
         if stop is not None and start > 0:  # replay the kept rows so a stateful stop rule catches up
             kept = run.read_metrics()
             for i in range(len(kept.get("epoch", []))):
@@ -180,7 +206,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
     def checkpoint(next_epoch: int, stopped: bool = False) -> None:
         _save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "generator": generator.get_state(), "monitor": monitor.state_dict(),
-                                "next_epoch": next_epoch, "step": step, "stopped": stopped})
+                                "next_epoch": next_epoch, "step": step, "stopped": stopped,
+                                "identity": run.identity})
 
     bar = None
     if progress:

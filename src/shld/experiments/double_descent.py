@@ -52,7 +52,6 @@ import csv
 import functools
 import io
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,12 +256,14 @@ def _read_complete_rows(path: Path, fields: list[str]) -> list[dict]:
 
 
 def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
+    from shld.runs import atomic_write
+
+    def write(fh):
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+
+    atomic_write(path, write)
 
 
 def _key(row) -> tuple:

@@ -33,19 +33,19 @@ AUDIT = {"quick": {"n_walkers": 1000, "n_steps": 60_000}, "full": {"n_walkers": 
 
 @dataclass
 class DoubleWellParams:
-    barrier: float = field(default=1.0, metadata={"help": "barrier height h (loss units)"})
-    a: float = field(default=1.0, metadata={"help": "well position ±a"})
+    barrier: float = field(default=1.0, metadata={"help": "barrier height h (loss units)", "gt": 0})
+    a: float = field(default=1.0, metadata={"help": "well position ±a", "gt": 0})
     tilt: float = field(default=0.0, metadata={"help": "linear tilt c in U + c·x (c < 0 deepens the right well)"})
-    dim: int = field(default=1, metadata={"help": "dimension (extra axes are harmonic)"})
-    D: float = field(default=0.4, metadata={"help": "diffusion coefficient (temperature, loss units)"})
-    dt: float = field(default=2e-3, metadata={"help": "time step (t = step·dt)"})
-    n_steps: int = field(default=50_000, metadata={"help": "number of steps"})
-    n_walkers: int = field(default=2000, metadata={"help": "ensemble size"})
-    record_every: int = field(default=100, metadata={"help": "steps between records"})
+    dim: int = field(default=1, metadata={"help": "dimension (extra axes are harmonic)", "min": 1})
+    D: float = field(default=0.4, metadata={"help": "diffusion coefficient (temperature, loss units)", "gt": 0})
+    dt: float = field(default=2e-3, metadata={"help": "time step (t = step·dt)", "gt": 0})
+    n_steps: int = field(default=50_000, metadata={"help": "number of steps", "min": 1})
+    n_walkers: int = field(default=2000, metadata={"help": "ensemble size", "min": 1})
+    record_every: int = field(default=100, metadata={"help": "steps between records", "min": 1})
     integrator: str = field(default="euler", metadata={"help": "euler or baoab", "choices": ["euler", "baoab"]})
     adaptive: bool = field(default=False, metadata={"help": "the seed's C-triggered noise boost (restored)"})
-    threshold: float = field(default=0.5, metadata={"help": "C threshold of the adaptive boost"})
-    factor: float = field(default=5.0, metadata={"help": "D multiplier of the adaptive boost"})
+    threshold: float = field(default=0.5, metadata={"help": "C threshold of the adaptive boost", "min": 0})
+    factor: float = field(default=5.0, metadata={"help": "D multiplier of the adaptive boost", "gt": 0})
     seed: int = field(default=0, metadata={"help": "root seed"})
 
 

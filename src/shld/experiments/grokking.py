@@ -493,7 +493,7 @@ def _fmt_lead(m, s):
 
 @register_experiment("grokking", GrokkingParams,
                      help="Grokking on (a∘b) mod p: C(t) early-warning rules vs baselines over seeds, "
-                          "with a random-label control.")
+                          "with a random-label control.", validate=_check)
 def grokking(params: GrokkingParams, run: RunFolder, *, resume: bool = False, progress: bool = True) -> dict:
     _check(params)
     t0 = time.perf_counter()

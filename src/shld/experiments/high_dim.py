@@ -39,19 +39,24 @@ AUDIT = {"quick": {"dims": [10, 100], "n_walkers": 100, "n_steps": 3000},
 
 @dataclass
 class HighDimParams:
-    dims: list[int] = field(default_factory=lambda: [10, 100, 400], metadata={"help": "dimensions d to run"})
-    lambda_min: float = field(default=0.5, metadata={"help": "smallest Hessian eigenvalue"})
-    lambda_max: float = field(default=10.0, metadata={"help": "largest Hessian eigenvalue"})
-    D: float = field(default=0.01, metadata={"help": "diffusion coefficient (temperature)"})
-    dt: float = field(default=0.01, metadata={"help": "time step (stable below 2/λ_max)"})
-    n_steps: int = field(default=6000, metadata={"help": "steps per dimension"})
-    n_walkers: int = field(default=300, metadata={"help": "ensemble size"})
-    start_radius: float = field(default=3.0, metadata={"help": "|θ₀| of the common start point"})
-    record_every: int = field(default=20, metadata={"help": "steps between records"})
+    dims: list[int] = field(default_factory=lambda: [10, 100, 400], metadata={"help": "dimensions d to run", "min": 1})
+    lambda_min: float = field(default=0.5, metadata={"help": "smallest Hessian eigenvalue", "gt": 0})
+    lambda_max: float = field(default=10.0, metadata={"help": "largest Hessian eigenvalue", "gt": 0})
+    D: float = field(default=0.01, metadata={"help": "diffusion coefficient (temperature)", "gt": 0})
+    dt: float = field(default=0.01, metadata={"help": "time step (stable below 2/λ_max)", "gt": 0})
+    n_steps: int = field(default=6000, metadata={"help": "steps per dimension", "min": 1})
+    n_walkers: int = field(default=300, metadata={"help": "ensemble size", "min": 1})
+    start_radius: float = field(default=3.0, metadata={"help": "|θ₀| of the common start point", "min": 0})
+    record_every: int = field(default=20, metadata={"help": "steps between records", "min": 1})
     seed: int = field(default=0, metadata={"help": "root seed"})
 
 
-@register_experiment("high-dim", HighDimParams,
+def _validate(p: HighDimParams) -> None:
+    if 2.0 / p.lambda_max <= p.dt:
+        raise ValueError(f"`dt`={p.dt} is above the stability limit 2/λ_max = {2 / p.lambda_max:g}")
+
+
+@register_experiment("high-dim", HighDimParams, validate=_validate,
                      help="Seed example 2: a high-dimensional quadratic; E[L(t)] vs the exact OU/EM curve and "
                           "the seed's Theorem 4 bound, stationary C, D from the MSD slope, scaling with d.")
 def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, progress: bool = True) -> dict:
@@ -59,8 +64,7 @@ def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, prog
     from shld.observables import estimate_D_msd
     from shld.theory import em_expected_loss, theorem4_bound_seed
 
-    if 2.0 / p.lambda_max <= p.dt:
-        raise ValueError(f"`dt`={p.dt} is above the stability limit 2/λ_max = {2 / p.lambda_max:g}")
+    _validate(p)
     seeds = np.random.SeedSequence(p.seed).spawn(len(p.dims))
     per_dim = {}
     curves, seed_bounds = {}, {}

@@ -34,6 +34,7 @@ import numpy as np
 from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
 from shld.experiments.verdicts import FAILS, HOLDS, PARTLY, claim_row
+from shld.runs import read_json, write_text
 
 SEED_THEOREM2 = "Γ = (ω₀/2π)·exp(−ΔE/D), ω₀ = curvature at the minimum"
 SEED_MASTER = "∂ρ/∂t = ∇·(∇ℒ·ρ) + D∇²ρ, exact for SGD with Gaussian noise (continuous time)"
@@ -165,33 +166,40 @@ def _fmt(x, se=None):
     return f"{x:.4g}" if se is None else f"{x:.4g} ± {se:.2g}"
 
 
-@register_experiment("kramers", KramersParams,
-                     "Theorem 2: escape rate by the seed's form, Kramers–Langer, exact quadrature, the "
-                     "Fokker–Planck solver and the Langevin ensemble, over a sweep of ΔE/D")
-def run_kramers(params: KramersParams, run, *, resume: bool = False, progress: bool = False) -> dict:
+def _validate(params: KramersParams) -> list[float]:
+    """Check the parameters (before the run folder exists); returns the parsed ratios."""
     from shld._validation import check_int, check_positive
-    from shld.fokker_planck.plots import plot_rate_vs_inverse_D, plot_spectrum
 
     ratios = _parse_ratios(params.ratios)
     check_int("n_walkers", params.n_walkers, minimum=10)
     check_positive("dt", params.dt)
     check_positive("horizon", params.horizon)
     check_int("n_cells", params.n_cells, minimum=50)
+    _landscape({k: getattr(params, k) for k in ("landscape", "dim", "barrier")})
+    return ratios
+
+
+@register_experiment("kramers", KramersParams,
+                     "Theorem 2: escape rate by the seed's form, Kramers–Langer, exact quadrature, the "
+                     "Fokker–Planck solver and the Langevin ensemble, over a sweep of ΔE/D", validate=_validate)
+def run_kramers(params: KramersParams, run, *, resume: bool = False, progress: bool = False) -> dict:
+    from shld.fokker_planck.plots import plot_rate_vs_inverse_D, plot_spectrum
+
+    ratios = _validate(params)
     p = {k: getattr(params, k) for k in ("seed", "landscape", "dim", "barrier", "n_walkers", "dt", "horizon",
                                          "n_cells", "n_perp")}
-    _landscape(p)  # validate before any work
 
     done_path = run.path / "rows.json"
     done = {}
     if resume and done_path.exists():
-        done = {float(r["ratio"]): r for r in json.loads(done_path.read_text())}
+        done = {float(r["ratio"]): r for r in read_json(done_path)}
     todo = [{"params": p, "ratio": r, "index": k} for k, r in enumerate(ratios) if r not in done]
     rows = dict(done)
     with run.metrics() as writer:
         for row in sweep_map(_one_ratio, todo):
             rows[row["ratio"]] = row
             writer.write({k: v for k, v in row.items() if k != "rates"})
-            done_path.write_text(json.dumps(list(rows.values()), indent=1))
+            write_text(done_path, json.dumps(list(rows.values()), indent=1))
             if progress:
                 print(f"ΔE/D={row['ratio']:g}: T_exact={row['T_exact']:.4g} T_FP={row['T_fp']:.4g} "
                       f"T_Langevin={row['T_langevin']:.4g}±{row['T_langevin_se']:.2g}")
