@@ -51,7 +51,11 @@ class SerialExecutor:
 
 class ProcessExecutor:
     """``concurrent.futures.ProcessPoolExecutor`` with ``jobs`` workers ("spawn" start method,
-    safe with threads and torch). ``fn`` must be a module-level function and items picklable."""
+    safe with threads and torch). ``fn`` must be a module-level function and items picklable.
+
+    Workers die with the process that started them (SIGKILL included,
+    :func:`shld._process.die_with_parent`), and leaving ``map`` early for any reason (an error, an
+    interrupt, the caller dropping the iterator) terminates them instead of waiting for their tasks."""
 
     def __init__(self, jobs: int):
         self.jobs = check_int("jobs", jobs, minimum=1)
@@ -64,9 +68,30 @@ class ProcessExecutor:
         if self.jobs == 1 or len(items) <= 1:
             yield from SerialExecutor().map(fn, items)
             return
-        with ProcessPoolExecutor(max_workers=min(self.jobs, len(items)),
-                                 mp_context=mp.get_context("spawn")) as pool:
+        from shld._process import die_with_parent
+
+        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), mp_context=mp.get_context("spawn"),
+                                   initializer=die_with_parent)
+        try:
             yield from pool.map(fn, items)
+        except BaseException:
+            _terminate(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate(pool) -> None:
+    """Stop a pool's workers now (their running tasks are abandoned)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
 
 
 def make_executor(jobs: int | Executor | None = None) -> Executor:

@@ -1,12 +1,14 @@
 """Run one audited experiment in its own process (used by :func:`shld.reporting.audit.reproduce`).
 
     python -m shld.reporting._child --name NAME --out RUN_DIR --mode quick --seed 0 [--resume]
-        [--overrides JSON] --status STATUS_JSON
+        [--overrides JSON] --status STATUS_JSON [--parent PID]
 
 Writes ``STATUS_JSON`` = {"status": "done" | "not run" | "failed", "reason": ...}. Exit codes:
 0 done, 3 not run (module, optional dependency or AUDIT missing), 1 failed. Running each
 experiment in a fresh process gives a clean per-experiment peak memory (``wait4`` rusage) and
-keeps one experiment's crash from taking the audit down.
+keeps one experiment's crash from taking the audit down. With ``--parent PID`` the process exits
+as soon as that parent dies (SIGKILL included; :func:`shld._process.die_with_parent`), so it never
+keeps writing into a run folder that a later ``--resume`` will use.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from shld.runs import write_json
+from shld.runs import RunFolderError, write_json, write_text
 
 
 def module_name(name: str) -> str:
@@ -35,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overrides", default="{}")
     ap.add_argument("--status", required=True)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--parent", type=int, default=None, help="exit when this process dies")
     args = ap.parse_args(argv)
+    if args.parent is not None:
+        from shld._process import die_with_parent
+
+        die_with_parent(args.parent)
     status = Path(args.status)
 
     def done(state: str, reason: str = "", code: int = 0) -> int:
@@ -64,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         run_experiment(args.name, args.out, resume=args.resume, progress=not args.no_progress, **overrides)
     except KeyboardInterrupt:
         return done("interrupted", "interrupted", 130)
+    except RunFolderError as exc:
+        # an unusable folder (busy, foreign, corrupt): one line, and nothing written into it
+        print(f"{args.name}: error: {exc}", file=sys.stderr)
+        return done("failed", f"{type(exc).__name__}: {exc}", 1)
     except Exception as exc:
         tb = traceback.format_exc()
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "error.txt").write_text(tb)
+        if Path(args.out).is_dir():
+            write_text(Path(args.out) / "error.txt", tb)
         print(tb, file=sys.stderr)
         return done("failed", f"{type(exc).__name__}: {exc}", 1)
     return done("done")

@@ -14,8 +14,13 @@ overrides in its module's ``AUDIT[mode]`` and the audit's seed; its wall time an
 resident memory come from ``os.wait4``. ``--jobs N`` reaches the experiment's sweeps through
 ``SHLD_JOBS`` (:mod:`shld.experiments.executor`).
 
+The audit folder is locked for the whole run (:func:`shld.runs.lock_folder`), and each experiment's
+folder by its own process. The children run in their own process group and die with this process,
+SIGKILL included (:func:`shld._process.die_with_parent`); an interrupt is forwarded to them.
+
 Resuming: experiments whose ``summary.json`` exists are skipped; a partial one continues with
-its own ``--resume``. Nothing in ``report.md`` above its "Run time" section depends on timing,
+its own ``--resume``. Every existing experiment folder must have been run with the audit's seed.
+Nothing in ``report.md`` above its "Run time" section depends on timing,
 so a killed-and-resumed audit writes the same report as an uninterrupted one apart from timings.
 ``shld report RUN_DIR`` (:func:`rebuild_report`) rebuilds both files from the folders alone.
 """
@@ -25,12 +30,23 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from shld.runs import read_json, write_json
+from shld._process import kill_group
+from shld.runs import (
+    CorruptFileError,
+    RunFolderError,
+    check_out,
+    lock_folder,
+    read_config,
+    read_json,
+    write_json,
+    write_text,
+)
 
 #: the audited experiments, in report order
 AUDIT_ORDER = ("double-well", "high-dim", "kramers", "grokking", "double-descent", "lr-selection", "escape",
@@ -64,23 +80,38 @@ def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int, resume: bo
     if status_path.exists():
         status_path.unlink()
     cmd = [sys.executable, "-m", "shld.reporting._child", "--name", name, "--out", str(run_dir), "--mode", mode,
-           "--seed", str(seed), "--status", str(status_path), "--overrides", json.dumps(overrides)]
+           "--seed", str(seed), "--status", str(status_path), "--overrides", json.dumps(overrides),
+           "--parent", str(os.getpid())]
     if resume and run_dir.exists():
         cmd.append("--resume")
     if not progress:
         cmd.append("--no-progress")
     env = dict(os.environ, SHLD_JOBS=str(jobs), MPLBACKEND="Agg")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env)
+    # its own process group (a terminal's Ctrl-C reaches this process only, which forwards it); the child
+    # arms its death signal against this pid, so it cannot outlive us
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         _, wstatus, ru = os.wait4(proc.pid, 0)
     except KeyboardInterrupt:
+        kill_group(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except BaseException:
+            kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+    except BaseException:
+        kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     proc.returncode = os.waitstatus_to_exitcode(wstatus)
     wall = time.perf_counter() - t0
-    st = read_json(status_path) if status_path.exists() else {
-        "status": "failed", "reason": f"process ended with exit code {proc.returncode} without a status"}
+    try:
+        st = read_json(status_path) if status_path.exists() else {
+            "status": "failed", "reason": f"process ended with exit code {proc.returncode} without a status"}
+    except CorruptFileError as exc:
+        st = {"status": "failed", "reason": str(exc)}
     return {"status": st["status"], "reason": st.get("reason", ""), "exit_code": proc.returncode,
             "wall_s": round(wall, 2), "user_s": round(ru.ru_utime, 2), "sys_s": round(ru.ru_stime, 2),
             "peak_rss_mb": round(ru.ru_maxrss / 1024.0, 1), "resumed": bool(resume and run_dir.exists())}
@@ -106,19 +137,49 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
         print(f"shld reproduce: error: {exc}", file=sys.stderr)
         return 2
     overrides = overrides or {}
-    out = Path(out)
-    audit_path = out / "audit.json"
-    if out.exists() and any(out.iterdir()) and not resume:
-        print(f"shld reproduce: error: `out` folder {str(out)!r} exists and is not empty; pass --resume to "
-              "continue it or choose another --out", file=sys.stderr)
+    try:
+        out = check_out(out)
+        if out.exists() and [p for p in out.iterdir() if not p.name.startswith(".shld.lock")] and not resume:
+            raise RunFolderError(f"`out` folder {str(out)!r} exists and is not empty; pass --resume to continue "
+                                 "it or choose another --out")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"`out` folder {str(out)!r} cannot be created ({type(exc).__name__}: "
+                                 f"{exc.strerror or exc})") from None
+        with lock_folder(out):
+            return _reproduce(mode, out, resume, jobs, seed, names, overrides, progress)
+    except RunFolderError as exc:
+        print(f"shld reproduce: error: {exc}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _check_resumed_seeds(out: Path, names: list[str], seed: int) -> None:
+    """Every experiment folder already in ``out`` must have been run with ``seed`` (a resume must not
+    label results of another seed with this one, even when audit.json is missing)."""
+    for name in names:
+        if not (out / name / "config.json").exists():
+            continue
+        doc = read_config(out / name)
+        ident = doc.get("identity") if isinstance(doc.get("identity"), dict) else {}
+        found = ident.get("seed", doc["config"].get("seed"))
+        if found != seed:
+            raise RunFolderError(f"--resume --seed {seed}, but {out / name / 'config.json'} was run with seed "
+                                 f"{found}; resume with --seed {found} or choose another --out")
+
+
+def _reproduce(mode: str, out: Path, resume: bool, jobs: int, seed: int, names: list[str], overrides: dict,
+               progress: bool) -> int:
+    audit_path = out / "audit.json"
+    if resume:
+        _check_resumed_seeds(out, names, seed)
     if resume and audit_path.exists():
         audit = read_json(audit_path)
+        if not isinstance(audit, dict) or not isinstance(audit.get("experiments"), dict):
+            raise CorruptFileError(f"{audit_path}: is not an audit record (no \"experiments\" object)")
         if audit.get("mode") != mode or audit.get("seed") != seed:
-            print(f"shld reproduce: error: --resume with mode={mode!r}, seed={seed} but {out} holds an audit "
-                  f"with mode={audit.get('mode')!r}, seed={audit.get('seed')}", file=sys.stderr)
-            return 2
+            raise RunFolderError(f"--resume with mode={mode!r}, seed={seed} but {out} holds an audit "
+                                 f"with mode={audit.get('mode')!r}, seed={audit.get('seed')}")
     else:
         audit = {"mode": mode, "seed": seed, "started": _now(), "experiments": {}}
     audit["environment"] = _environment()
@@ -173,7 +234,9 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
 
 def rebuild_report(run_dir: str | Path, *, quiet: bool = False) -> int:
     """Rebuild ``report.md`` and ``report.html`` in ``run_dir`` from the folders alone (an audit
-    folder, or a single run folder). Returns 0, or 2 when ``run_dir`` holds no runs."""
+    folder, or a single run folder). Returns 0; 1 when some file could not be read (the report is
+    written with what could, and each unreadable one is listed, in it and on stderr); 2 when
+    ``run_dir`` holds no runs."""
     from shld.reporting.render import collect, render_html, render_markdown
 
     run_dir = Path(run_dir)
@@ -182,8 +245,10 @@ def rebuild_report(run_dir: str | Path, *, quiet: bool = False) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"shld report: error: {exc}", file=sys.stderr)
         return 2
-    (run_dir / "report.md").write_text(render_markdown(data))
-    (run_dir / "report.html").write_text(render_html(data))
+    write_text(run_dir / "report.md", render_markdown(data))
+    write_text(run_dir / "report.html", render_html(data))
+    for where, why in data.get("unreadable", []):
+        print(f"shld report: could not read {where}: {why}", file=sys.stderr)
     if not quiet:
         print(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
-    return 0
+    return 1 if data.get("unreadable") else 0

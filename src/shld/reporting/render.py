@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 
 from shld.experiments.verdicts import CLAIM_KEYS, VERDICTS, validate_claims
-from shld.runs import read_json
+from shld.runs import CorruptFileError, read_config, read_json
 
 RUN_TIME_HEADING = "## Run time"
 
@@ -28,10 +28,23 @@ def collect(run_dir: Path | str) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"`run_dir` {str(run_dir)!r} is not a folder")
-    audit = read_json(run_dir / "audit.json") if (run_dir / "audit.json").exists() else None
+    unreadable: list[tuple[str, str]] = []       # (folder or file, what is wrong): listed, not fatal
+    audit = None
+    if (run_dir / "audit.json").exists():
+        try:
+            audit = read_json(run_dir / "audit.json")
+            if not isinstance(audit, dict):
+                raise CorruptFileError(f"{run_dir / 'audit.json'}: is not a JSON object")
+        except CorruptFileError as exc:
+            audit = None
+            unreadable.append((str(run_dir / "audit.json"), str(exc)))
     single = _is_run(run_dir) and audit is None
     if single:
-        folders = {read_json(run_dir / "config.json")["config"].get("experiment", run_dir.name): run_dir}
+        try:
+            study = read_config(run_dir)["config"].get("experiment", run_dir.name)
+        except CorruptFileError:
+            study = run_dir.name
+        folders = {study: run_dir}
         names = list(folders)
     else:
         found = {p.name: p for p in sorted(run_dir.iterdir()) if p.is_dir() and _is_run(p)}
@@ -51,13 +64,27 @@ def collect(run_dir: Path | str) -> dict:
         rec = (audit or {}).get("experiments", {}).get(name, {})
         item = {"name": name, "folder": folder, "rel": "." if single else name, "timing": rec, "notes": [],
                 "claims": [], "figures": [], "status": None, "reason": ""}
+        bad = None
         if _is_run(folder):
-            cfg = read_json(folder / "config.json")
-            env = {**(cfg.get("environment") or {}), **(env or {})}   # union; first run's value wins
-            seeds.add(cfg.get("config", {}).get("seed"))
+            try:
+                cfg = read_config(folder)
+                env = {**(cfg.get("environment") or {}), **(env or {})}   # union; first run's value wins
+                seeds.add(cfg["config"].get("seed"))
+            except CorruptFileError as exc:
+                bad = str(exc)
         summ = folder / "summary.json"
-        if summ.exists():
-            s = read_json(summ)
+        s = None
+        if bad is None and summ.exists():
+            try:
+                s = read_json(summ)
+                if not isinstance(s, dict):
+                    raise CorruptFileError(f"{summ}: is not a JSON object")
+            except CorruptFileError as exc:
+                bad = str(exc)
+        if bad is not None:
+            item["status"], item["reason"] = "unreadable", bad
+            unreadable.append((str(folder), bad))
+        elif s is not None:
             item["status"] = "done"
             try:
                 item["claims"] = validate_claims(s.get("claims", []))
@@ -85,7 +112,7 @@ def collect(run_dir: Path | str) -> dict:
         env = {**(env or {}), **(audit.get("environment") or {})}
         modes.add(audit.get("mode"))
         seeds = {audit.get("seed")}
-    return {"root": run_dir, "single": single, "audit": audit, "experiments": experiments,
+    return {"root": run_dir, "single": single, "audit": audit, "experiments": experiments, "unreadable": unreadable,
             "environment": env or {}, "seeds": sorted(s for s in seeds if s is not None),
             "mode": next(iter(modes)) if modes else None}
 
@@ -152,6 +179,9 @@ def render_markdown(data: dict) -> str:
     if notes:
         L += ["", "## Notes", ""]
         L += [f"- {name}: {n}" for name, n in notes]
+    if data.get("unreadable"):
+        L += ["", "## Could not be read", ""]
+        L += [f"- `{_md_cell(where)}`: {_md_cell(why)}" for where, why in data["unreadable"]]
     L += ["", "## Figures", ""]
     for e in data["experiments"]:
         for f in e["figures"]:
@@ -224,6 +254,9 @@ def render_html(data: dict) -> str:
     notes = [(e["name"], n) for e in data["experiments"] for n in e["notes"]]
     if notes:
         H.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e_(a)}: {e_(b)}</li>" for a, b in notes) + "</ul>")
+    if data.get("unreadable"):
+        H.append("<h2>Could not be read</h2><ul>" + "".join(f"<li><code>{e_(a)}</code>: {e_(b)}</li>"
+                                                            for a, b in data["unreadable"]) + "</ul>")
     H.append("<h2>Figures</h2>")
     for e in data["experiments"]:
         for f in e["figures"]:
