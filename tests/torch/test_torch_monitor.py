@@ -37,9 +37,7 @@ def test_no_side_effects(backend):
     ce(model, batch).backward()
     opt.step()
     opt.zero_grad()
-    kw = {"backend": backend} if backend != "microbatch" else {}
-    with pytest.warns(RuntimeWarning) if backend == "microbatch" else _null():
-        mon = Monitor(model, opt, loss_fn=ce, schedule=1, curvature_schedule=1, **kw)
+    mon = Monitor(model, opt, loss_fn=ce, schedule=1, curvature_schedule=1, backend=backend)
     for mode in (True, False):
         model.train(mode)
         before = [b.clone() for b in model.buffers()]
@@ -71,14 +69,6 @@ def test_no_side_effects(backend):
             if torch.is_tensor(v):
                 assert torch.equal(v, want_opt[k])
         model.zero_grad()
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def test_schedule_every_and_log_and_untracked_steps_add_no_hooks():

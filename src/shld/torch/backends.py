@@ -9,12 +9,13 @@ groups ``k`` and the total sample count ``B``. ``‖g_B‖²`` comes from the pa
 ``norm_trick``
     Exact per-sample squared gradient norms from module hooks: for ``nn.Linear`` the per-sample
     weight gradient is ``Σ_t b_t a_tᵀ`` (``a`` input activation, ``b`` output gradient), so
-    ``‖·‖² = Σ_{t,s} (a_t·a_s)(b_t·b_s)`` — with no sequence axis simply ``‖a‖²‖b‖²``. Conv1d/2d
-    (via ``unfold``), Embedding (token-equality mask) and LayerNorm (normalised input) likewise.
-    Per-sample gradient tensors are never stored; for a layer with a sequence/spatial axis of
-    length ``T`` the cheaper of the ``T×T`` Gram form and the per-sample gradient of *that layer*
-    (``out × in`` per sample, freed at once) is used. Any other module that owns trainable
-    parameters is unsupported.
+    ``‖·‖² = Σ_{t,s} (a_t·a_s)(b_t·b_s)`` — with no sequence axis simply ``‖a‖²‖b‖²``. Hugging
+    Face Conv1D, Conv1d/2d/3d (any groups, stride, dilation, padding), Embedding (token-equality
+    mask), the affine parameters of LayerNorm/GroupNorm/RMSNorm/BatchNorm likewise: the rules are
+    in :mod:`shld.torch.layer_rules`. Per-sample gradient tensors are never stored; for a layer
+    with a sequence/spatial axis of length ``T`` the cheaper of the ``T×T`` Gram form and the
+    per-sample gradient of *that layer* (``out × in`` per sample, freed at once) is used. Any
+    other module that owns trainable parameters is unsupported.
 ``microbatch``
     Split the batch into ``k`` sub-batches, compute each sub-batch gradient with
     ``torch.autograd.grad`` (one extra forward/backward of the batch in total, ``.grad`` is not
@@ -29,135 +30,53 @@ groups ``k`` and the total sample count ``B``. ``‖g_B‖²`` comes from the pa
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+
+from . import layer_rules as lr
 
 BACKENDS = ("auto", "norm_trick", "microbatch", "accumulation", "ddp", "vmap")
 
 
 # ---------------------------------------------------------------------------------------------
-# per-sample squared norms for one module call (inputs detached; grad_out of the loss as given)
+# the norm trick: per-layer rules live in layer_rules; here coverage and the hooks
 # ---------------------------------------------------------------------------------------------
-def _gram_or_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Σ_i-wise ‖b_i a_iᵀ‖² for a: (B, T, p), b: (B, T, q) -> (B,)."""
-    T, p, q = a.shape[1], a.shape[2], b.shape[2]
-    if T == 1:
-        a, b = a[:, 0], b[:, 0]
-        return torch.linalg.vecdot(a, a) * torch.linalg.vecdot(b, b)
-    if T * T <= p * q:
-        return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(b, b.transpose(1, 2))).sum((1, 2))
-    gi = torch.bmm(b.transpose(1, 2), a)  # one layer's per-sample gradient, freed on return
-    return (gi * gi).sum((1, 2))
+_gram_or_direct = lr.gram_or_direct
+_norm_trick_rule = lr.norm_trick_rule
 
 
-def _linear(mod, x, g):
-    B = x.shape[0]
-    if x.dim() == 2:  # fast path: ‖b aᵀ‖² = ‖a‖²‖b‖², bias ‖b‖²
-        bn = torch.linalg.vecdot(g, g)
-        out = {}
-        if mod.weight.requires_grad:
-            out[mod.weight] = torch.linalg.vecdot(x, x) * bn
-        if mod.bias is not None and mod.bias.requires_grad:
-            out[mod.bias] = bn
-        return out
-    a = x.reshape(B, -1, x.shape[-1])
-    b = g.reshape(B, -1, g.shape[-1])
-    out = {}
-    if mod.weight.requires_grad:
-        out[mod.weight] = _gram_or_direct(a, b)
-    if mod.bias is not None and mod.bias.requires_grad:
-        bs = b.sum(1)
-        out[mod.bias] = (bs * bs).sum(1)
-    return out
+def _tie(mods) -> tuple[nn.Module, nn.Module] | None:
+    """``(embedding, linear)`` when the modules sharing one parameter are an ``nn.Embedding`` and an
+    ``nn.Linear`` head tied on their weight (input/output embeddings), else None."""
+    if len(mods) != 2:
+        return None
+    emb = [m for m in mods if type(m) is nn.Embedding]
+    lin = [m for m in mods if type(m) is nn.Linear]
+    if len(emb) == 1 and len(lin) == 1 and emb[0].weight is lin[0].weight:
+        return emb[0], lin[0]
+    return None
 
 
-def _conv(mod, x, g):
-    """Per-sample weight gradients of one conv layer via a grouped weight-gradient convolution
-    (the batch as ``groups``): ``B × Cout × Cin × k`` numbers, the size of B copies of the weight."""
-    B, Cin = x.shape[0], x.shape[1]
-    Cout = g.shape[1]
-    out = {}
-    if mod.weight.requires_grad:
-        xi = x.reshape(1, B * Cin, *x.shape[2:])
-        go = g.reshape(1, B * Cout, *g.shape[2:])
-        w = mod.weight.detach()
-        ww = w.expand(B, *w.shape).reshape(B * Cout, *w.shape[1:])
-        _, gw, _ = torch.ops.aten.convolution_backward(
-            go, xi, ww, None, list(mod.stride), list(_pad(mod)), list(mod.dilation), False,
-            [0] * len(mod.stride), B, [False, True, False])
-        gw = gw.reshape(B, -1)
-        out[mod.weight] = torch.linalg.vecdot(gw, gw)
-    if mod.bias is not None and mod.bias.requires_grad:
-        bs = g.reshape(B, Cout, -1).sum(2)
-        out[mod.bias] = torch.linalg.vecdot(bs, bs)
-    return out
-
-
-def _pad(mod):
-    p = mod.padding
-    if p == "valid":
-        return (0,) * len(mod.kernel_size)
-    return p
-
-
-def _embedding(mod, idx, g):
-    B = idx.shape[0]
-    i = idx.reshape(B, -1)
-    b = g.reshape(B, i.shape[1], -1)
-    if mod.padding_idx is not None:
-        b = b * (i != mod.padding_idx).unsqueeze(-1)
-    if i.shape[1] == 1:
-        return {mod.weight: (b * b).sum((1, 2))}
-    eq = (i.unsqueeze(2) == i.unsqueeze(1)).to(b.dtype)
-    return {mod.weight: (eq * torch.bmm(b, b.transpose(1, 2))).sum((1, 2))}
-
-
-def _layernorm(mod, x, g):
-    B = x.shape[0]
-    n = math.prod(mod.normalized_shape)
-    xhat = F.layer_norm(x, mod.normalized_shape, eps=mod.eps)
-    b = g.reshape(B, -1, n)
-    out = {}
-    if mod.weight is not None and mod.weight.requires_grad:
-        w = (b * xhat.reshape(B, -1, n)).sum(1)
-        out[mod.weight] = (w * w).sum(1)
-    if mod.bias is not None and mod.bias.requires_grad:
-        bs = b.sum(1)
-        out[mod.bias] = (bs * bs).sum(1)
-    return out
-
-
-def _norm_trick_rule(mod: nn.Module):
-    """The per-sample rule for ``mod``, or None with a reason string when unsupported."""
-    if type(mod) is nn.Linear:
-        return _linear, None
-    if type(mod) in (nn.Conv1d, nn.Conv2d):
-        if mod.groups != 1:
-            return None, f"groups={mod.groups}"
-        if mod.padding_mode != "zeros":
-            return None, f"padding_mode={mod.padding_mode!r}"
-        if isinstance(mod.padding, str) and mod.padding != "valid":
-            return None, f"padding={mod.padding!r}"
-        return _conv, None
-    if type(mod) is nn.Embedding:
-        if mod.scale_grad_by_freq:
-            return None, "scale_grad_by_freq=True"
-        return _embedding, None
-    if type(mod) is nn.LayerNorm:
-        return _layernorm, None
-    return None, "no per-sample rule for this layer type"
+def _shared(modules) -> dict[int, list[tuple[str, nn.Module]]]:
+    """Parameters (by id) owned by more than one of ``modules`` -> their owners."""
+    owners: dict[int, list] = {}
+    for name, mod in modules:
+        for p in mod.parameters(recurse=False):
+            owners.setdefault(id(p), []).append((name, mod))
+    return {k: v for k, v in owners.items() if len(v) > 1}
 
 
 def norm_trick_coverage(model: nn.Module, params) -> tuple[list[tuple[str, nn.Module]], list[str]]:
-    """(supported modules that own trainable parameters, descriptions of unsupported ones)."""
+    """(supported modules that own trainable parameters, descriptions of unsupported ones).
+
+    A parameter shared by several modules (weight tying) is supported only for an ``nn.Embedding``
+    tied to an ``nn.Linear`` head (the cross term of the two contributions is added exactly);
+    other sharing makes both owners unsupported."""
     wanted = {id(p) for p in params}
     supported, unsupported = [], []
-    covered = set()
     for name, mod in model.named_modules():
         own = [p for p in mod.parameters(recurse=False) if id(p) in wanted]
         if not own:
@@ -167,7 +86,16 @@ def norm_trick_coverage(model: nn.Module, params) -> tuple[list[tuple[str, nn.Mo
             unsupported.append(f"{name or '<root>'} ({type(mod).__name__}: {why})")
         else:
             supported.append((name, mod))
-            covered.update(id(p) for p in own)
+    bad = set()
+    for pid, owners in _shared(supported).items():
+        if pid in wanted and _tie([m for _, m in owners]) is None:
+            names = [n or "<root>" for n, _ in owners]
+            for n, m in owners:
+                if n not in bad:
+                    bad.add(n)
+                    others = ", ".join(o for o in names if o != (n or "<root>"))
+                    unsupported.append(f"{n or '<root>'} ({type(m).__name__}: parameter shared with {others})")
+    supported = [(n, m) for n, m in supported if n not in bad]
     return supported, unsupported
 
 
@@ -176,6 +104,12 @@ class NormTrickHooks:
 
     ``c_i`` is sample ``i``'s contribution to the gradient of the loss as back-propagated (for a
     mean loss ``c_i = g_i / B``). Hooks exist only between :meth:`attach` and :meth:`detach`.
+
+    Two cases beyond one rule per call: an ``nn.Embedding`` whose weight is tied to an
+    ``nn.Linear`` head gets the cross term ``2⟨E_i, H_i⟩`` of the two contributions (paired by call
+    order), and an ``nn.Embedding`` called with a leading dimension of 1 inside a larger batch
+    (positions broadcast over the batch, as in GPT-2) has its output expanded to the batch, so
+    that its output gradient is seen per sample (values downstream are unchanged).
     """
 
     def __init__(self, modules: list[tuple[str, nn.Module]]):
@@ -184,28 +118,80 @@ class NormTrickHooks:
         self.sq: dict[int, torch.Tensor] = {}
         self.calls: dict[str, int] = {}
         self.samples: dict[str, int] = {}
+        self._ties = {}
+        for owners in _shared(modules).values():
+            pair = _tie([m for _, m in owners])
+            if pair is not None:
+                self._ties[id(pair[0])] = ("emb", pair)
+                self._ties[id(pair[1])] = ("lin", pair)
+        self._warned: set[str] = set()
 
     def attach(self) -> None:
         self.sq, self.calls, self.samples = {}, {}, {}
+        self._pending: dict[tuple, dict] = {}
+        self._first, self._batch, self._unexpanded = None, None, None
         for name, mod in self.modules:
             rule, _ = _norm_trick_rule(mod)
             self.handles.append(mod.register_forward_hook(self._make_hook(name, rule)))
 
+    def _add(self, p, v) -> None:
+        s = v.sum()
+        self.sq[id(p)] = self.sq[id(p)] + s if id(p) in self.sq else s
+
     def _make_hook(self, name, rule):
+        tie = self._ties.get(id(dict(self.modules)[name]))
+
         def hook(mod, inputs, output):
             if not (torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad):
-                return
+                return None
             x = inputs[0].detach()
-            self.calls[name] = self.calls.get(name, 0) + 1
+            if self._first is None:
+                self._first = name
+            if name == self._first:  # a new forward pass begins: its batch size
+                self._batch, self._unexpanded = x.shape[0], None
+            new_out = None
+            if rule is lr.embedding and x.shape[0] == 1 and (self._batch or 1) > 1:
+                x = x.expand(self._batch, *x.shape[1:])
+                output = new_out = output.expand(self._batch, *output.shape[1:])
+            elif rule is lr.embedding and x.shape[0] == 1:
+                self._unexpanded = name
+            elif self._unexpanded is not None and x.shape[0] > 1:
+                self._warn("broadcast", f"norm trick: embedding {self._unexpanded} was called with a leading "
+                           f"dimension of 1 before the batch (of {x.shape[0]}) was seen: its per-sample norms "
+                           "are those of one sample; use backend='microbatch'")
+            if rule is lr.batchnorm and lr.is_batchnorm_training(mod):
+                self._warn("batchnorm", f"norm trick: BatchNorm layer {name or '<root>'} normalises with "
+                           "the batch's statistics (train mode), which couple the samples; the record uses "
+                           "the row decomposition of the batch gradient: exact per-sample gradients for its "
+                           "affine parameters and the layers after it, while layers before it also carry "
+                           "the statistics' terms (see shld.torch.layer_rules)")
+            k = self.calls.get(name, 0)
+            self.calls[name] = k + 1
             self.samples[name] = self.samples.get(name, 0) + int(x.shape[0])
 
             def on_grad(g):
                 with torch.no_grad():
-                    for p, v in rule(mod, x, g.detach()).items():
-                        s = v.sum()
-                        self.sq[id(p)] = self.sq[id(p)] + s if id(p) in self.sq else s
+                    g = g.detach()
+                    for p, v in rule(mod, x, g).items():
+                        self._add(p, v)
+                    if tie is not None:
+                        self._tie_grad(tie, k, x, g)
             output.register_hook(on_grad)
+            return new_out
         return hook
+
+    def _tie_grad(self, tie, k, x, g) -> None:
+        role, (emb, lin) = tie
+        got = self._pending.setdefault((id(emb), k), {})
+        got[role] = (x, g)
+        if len(got) == 2:
+            del self._pending[(id(emb), k)]
+            self._add(emb.weight, 2.0 * lr.tied_embedding_linear_cross(emb, *got["emb"], *got["lin"]))
+
+    def _warn(self, key: str, msg: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     def detach(self) -> None:
         for h in self.handles:

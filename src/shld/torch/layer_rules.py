@@ -1,0 +1,293 @@
+"""Per-layer rules of the norm trick: ``‖c_i‖²`` of each sample's gradient contribution, per layer.
+
+A rule is ``rule(mod, x, g) -> {param: (B,) tensor}``: ``x`` is the layer's (detached) input of one
+call, ``g`` the gradient of the loss with respect to its output, both with the batch as leading
+dimension; the value for a parameter is the squared norm of each sample's contribution to that
+parameter's gradient. No rule loops over samples, and no rule stores a per-sample gradient beyond
+one layer's, freed at once.
+
+For a layer that is linear in its weight with a sequence/spatial axis of length ``T`` (input rows
+``a_t`` of width ``p``, output-gradient rows ``b_t`` of width ``q``) the per-sample weight gradient
+is ``Σ_t b_t a_tᵀ`` and its squared norm is computed in the cheaper of two forms
+(:func:`gram_or_direct`, "ghost norm", Li et al. 2022, arXiv:2110.05679; Bu et al. 2023):
+
+* Gram form ``Σ_{t,s} (a_t·a_s)(b_t·b_s)``: cost ``T²(p + q)`` per sample;
+* direct form: the ``q × p`` per-sample gradient itself, cost ``T p q``;
+
+the Gram form is used when ``T² ≤ p q``.
+
+Covered layers
+    ``nn.Linear``, Hugging Face ``Conv1D`` (GPT-2: ``y = x W + b`` with ``W`` of shape (in, out)),
+    ``nn.Conv1d/2d/3d`` (any groups, stride, dilation, numeric or string padding, every padding
+    mode), ``nn.Embedding`` (padding_idx: the padding row gets no gradient; not
+    ``scale_grad_by_freq``), the affine parameters of ``nn.LayerNorm``, ``nn.GroupNorm``,
+    ``nn.RMSNorm`` and ``nn.BatchNorm1d/2d/3d``.
+
+BatchNorm in train mode
+    The batch statistics couple the samples. The record then uses the **row decomposition** of the
+    batch gradient: ``c_i`` is the part of the batch gradient that flows through sample ``i``'s
+    row of each layer's input (``Σ_i c_i`` is the batch gradient exactly). For BatchNorm's own
+    affine parameters and for every layer after the last train-mode BatchNorm this equals
+    ``∇_θ ℓ_i`` — the gradient of sample ``i``'s own loss term with the batch (and so its
+    statistics) fixed as it was in the forward pass (γ and β do not enter the statistics). For a
+    layer *before* a train-mode BatchNorm, ``c_i`` also carries the statistics' terms of the other
+    samples' losses. Eval mode (running statistics) has no coupling: exact per-sample gradients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["gram_or_direct", "norm_trick_rule", "is_batchnorm_training"]
+
+
+#: None: the cheaper form per layer; "gram" or "direct" force one (for tests).
+FORCE_FORM: str | None = None
+
+
+def use_gram(T: int, p: int, q: int) -> bool:
+    """The ghost-norm choice: the ``T × T`` Gram form when ``T² ≤ p q``, else the outer product."""
+    if FORCE_FORM is not None:
+        return FORCE_FORM == "gram"
+    return T * T <= p * q
+
+
+def gram_or_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``‖b_iᵀ a_i‖²`` (Frobenius) for a: (N, T, p), b: (N, T, q) -> (N,), by the cheaper
+    of the ``T × T`` Gram form and the ``q × p`` outer-product (per-sample gradient) form."""
+    T, p, q = a.shape[1], a.shape[2], b.shape[2]
+    if T == 1:
+        a, b = a[:, 0], b[:, 0]
+        return torch.linalg.vecdot(a, a) * torch.linalg.vecdot(b, b)
+    if use_gram(T, p, q):
+        return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(b, b.transpose(1, 2))).sum((1, 2))
+    gi = torch.bmm(b.transpose(1, 2), a)  # one layer's per-sample gradient, freed on return
+    return (gi * gi).sum((1, 2))
+
+
+def _wants(p) -> bool:
+    return p is not None and p.requires_grad
+
+
+def _bias_sq(b: torch.Tensor) -> torch.Tensor:
+    """b: (B, q, T) output gradient with the sequence/spatial axis last -> ‖Σ_t b_t‖² per sample."""
+    s = b.sum(2)
+    return torch.linalg.vecdot(s, s)
+
+
+# ---------------------------------------------------------------------------------------------
+# linear layers
+# ---------------------------------------------------------------------------------------------
+def linear(mod, x, g):
+    """``nn.Linear`` and Hugging Face ``Conv1D`` (the same map with the weight transposed; the
+    squared norm does not see the transpose). Any number of leading axes after the batch."""
+    B = x.shape[0]
+    out = {}
+    if x.dim() == 2:  # fast path: ‖b aᵀ‖² = ‖a‖²‖b‖², bias ‖b‖²
+        bn = torch.linalg.vecdot(g, g)
+        if _wants(mod.weight):
+            out[mod.weight] = torch.linalg.vecdot(x, x) * bn
+        if _wants(mod.bias):
+            out[mod.bias] = bn
+        return out
+    a = x.reshape(B, -1, x.shape[-1])
+    b = g.reshape(B, -1, g.shape[-1])
+    if _wants(mod.weight):
+        out[mod.weight] = gram_or_direct(a, b)
+    if _wants(mod.bias):
+        out[mod.bias] = _bias_sq(b.transpose(1, 2))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# convolutions
+# ---------------------------------------------------------------------------------------------
+def _conv_input(mod, x):
+    """(input padded as the layer pads it, padding still to apply inside the convolution)."""
+    n = len(mod.kernel_size)
+    if mod.padding_mode != "zeros":
+        return F.pad(x, mod._reversed_padding_repeated_twice, mode=mod.padding_mode), (0,) * n
+    if isinstance(mod.padding, str):  # 'valid' -> nothing, 'same' -> possibly asymmetric zeros
+        rp = mod._reversed_padding_repeated_twice
+        return (F.pad(x, rp) if any(rp) else x), (0,) * n
+    return x, tuple(mod.padding)
+
+
+def _patches(x, kernel, stride, dilation):
+    """Unfold an already padded (B, C, *S) input into (B, C, T, K) patches, T output positions and
+    K = prod(kernel), for any number of spatial dimensions (dilation by slicing the windows)."""
+    n = len(kernel)
+    for d in range(n):
+        span = (kernel[d] - 1) * dilation[d] + 1
+        x = x.unfold(2 + d, span, stride[d])
+        if dilation[d] > 1:
+            x = x[..., ::dilation[d]]
+    # (B, C, O_1..O_n, K_1..K_n)
+    B, C = x.shape[:2]
+    T = math.prod(x.shape[2:2 + n])
+    return x.reshape(B, C, T, -1)
+
+
+def conv(mod, x, g):
+    """``nn.Conv1d/2d/3d`` with any groups, stride, dilation, padding and padding mode.
+
+    Per group the layer is linear in its weight with input rows = patches (``p = C_in/groups · K``)
+    and output rows ``q = C_out/groups`` over ``T`` output positions. Gram form (patches unfolded,
+    ``T²`` per sample and group) when ``T² ≤ p q``; otherwise the per-sample weight gradient by one
+    weight-gradient convolution with the batch folded into the groups (no patches stored).
+    """
+    B, Cout, G = x.shape[0], g.shape[1], mod.groups
+    k = tuple(mod.kernel_size)
+    out = {}
+    if _wants(mod.weight):
+        xp, pad = _conv_input(mod, x)
+        T = math.prod(g.shape[2:])
+        p = (x.shape[1] // G) * math.prod(k)
+        q = Cout // G
+        if use_gram(T, p, q):
+            if any(pad):
+                xp = F.pad(xp, [v for d in reversed(pad) for v in (d, d)])
+            a = _patches(xp, k, mod.stride, mod.dilation)                      # (B, Cin, T, K)
+            a = a.reshape(B, G, -1, T, a.shape[-1]).permute(0, 1, 3, 2, 4).reshape(B * G, T, p)
+            b = g.reshape(B * G, q, T).transpose(1, 2)
+            out[mod.weight] = gram_or_direct(a, b).reshape(B, G).sum(1)
+        else:
+            w = mod.weight.detach()
+            ww = w.expand(B, *w.shape).reshape(B * Cout, *w.shape[1:])
+            _, gw, _ = torch.ops.aten.convolution_backward(
+                g.reshape(1, B * Cout, *g.shape[2:]), xp.reshape(1, -1, *xp.shape[2:]), ww, None,
+                list(mod.stride), list(pad), list(mod.dilation), False, [0] * len(k), B * G,
+                [False, True, False])
+            gw = gw.reshape(B, -1)
+            out[mod.weight] = torch.linalg.vecdot(gw, gw)
+    if _wants(mod.bias):
+        out[mod.bias] = _bias_sq(g.reshape(B, Cout, -1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# embeddings
+# ---------------------------------------------------------------------------------------------
+def embedding_rows(mod, idx, g):
+    """(token ids (B, T), output gradients (B, T, d) with padding rows zeroed)."""
+    B = idx.shape[0]
+    i = idx.reshape(B, -1)
+    b = g.reshape(B, i.shape[1], -1)
+    if mod.padding_idx is not None:
+        b = b * (i != mod.padding_idx).unsqueeze(-1)
+    return i, b
+
+
+def embedding(mod, idx, g):
+    """``nn.Embedding``: per-sample gradient ``Σ_t e_{i_t} b_tᵀ``, squared norm
+    ``Σ_{t,s} [i_t = i_s] (b_t·b_s)``; the padding row receives no gradient."""
+    i, b = embedding_rows(mod, idx, g)
+    if i.shape[1] == 1:
+        return {mod.weight: (b * b).sum((1, 2))}
+    eq = (i.unsqueeze(2) == i.unsqueeze(1)).to(b.dtype)
+    return {mod.weight: (eq * torch.bmm(b, b.transpose(1, 2))).sum((1, 2))}
+
+
+def tied_embedding_linear_cross(emb, idx, g_emb, x_lin, g_lin) -> torch.Tensor:
+    """Per-sample ``⟨E_i, H_i⟩`` for a weight shared by an ``nn.Embedding`` (``E_i = Σ_t e_{i_t} b_tᵀ``)
+    and an ``nn.Linear`` head (``H_i = Σ_s G_s a_sᵀ``): ``Σ_{t,s} G_s[i_t] (b_t·a_s)``."""
+    i, b = embedding_rows(emb, idx, g_emb)                       # (B, T), (B, T, d)
+    B = i.shape[0]
+    a = x_lin.reshape(B, -1, x_lin.shape[-1])                    # (B, S, d)
+    G = g_lin.reshape(B, a.shape[1], -1)                         # (B, S, V)
+    sel = torch.gather(G, 2, i.unsqueeze(1).expand(B, G.shape[1], i.shape[1]))  # (B, S, T): G_s[i_t]
+    return (sel * torch.bmm(a, b.transpose(1, 2))).sum((1, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# normalisation layers: y = w ⊙ x̂ + b with x̂ independent of (w, b)
+# ---------------------------------------------------------------------------------------------
+def _affine(mod, xhat, b, axis):
+    """Per-sample ``‖Σ b ⊙ x̂‖²`` (weight) and ``‖Σ b‖²`` (bias); x̂ and b are (B, ·, ·) with the
+    parameter's elements on one axis, summed over the other (``axis``)."""
+    out = {}
+    if _wants(getattr(mod, "weight", None)):
+        w = (b * xhat).sum(axis)
+        out[mod.weight] = torch.linalg.vecdot(w, w)
+    if _wants(getattr(mod, "bias", None)):
+        s = b.sum(axis)
+        out[mod.bias] = torch.linalg.vecdot(s, s)
+    return out
+
+
+def layernorm(mod, x, g):
+    """``nn.LayerNorm`` (elementwise_affine and bias optional): x̂ = layer_norm(x) without affine."""
+    B, n = x.shape[0], math.prod(mod.normalized_shape)
+    xhat = F.layer_norm(x, mod.normalized_shape, eps=mod.eps)
+    return _affine(mod, xhat.reshape(B, -1, n), g.reshape(B, -1, n), 1)
+
+
+def rmsnorm(mod, x, g):
+    """``nn.RMSNorm``: x̂ = x / rms(x) (weight only)."""
+    B, n = x.shape[0], math.prod(mod.normalized_shape)
+    xhat = F.rms_norm(x, mod.normalized_shape, eps=mod.eps)
+    return _affine(mod, xhat.reshape(B, -1, n), g.reshape(B, -1, n), 1)
+
+
+def groupnorm(mod, x, g):
+    """``nn.GroupNorm``: per-channel affine over x̂ = group_norm(x) without affine."""
+    B, C = x.shape[0], x.shape[1]
+    xhat = F.group_norm(x, mod.num_groups, eps=mod.eps)
+    return _affine(mod, xhat.reshape(B, C, -1), g.reshape(B, C, -1), 2)
+
+
+def is_batchnorm_training(mod) -> bool:
+    """Whether this BatchNorm call normalises with the batch's statistics (``F.batch_norm``'s rule)."""
+    return mod.training or (mod.running_mean is None and mod.running_var is None)
+
+
+def batchnorm(mod, x, g):
+    C = x.shape[1]
+    if is_batchnorm_training(mod):
+        dims = [0] + list(range(2, x.dim()))
+        mean = x.mean(dims, keepdim=True)
+        var = x.var(dims, unbiased=False, keepdim=True)
+    else:
+        view = (1, C) + (1,) * (x.dim() - 2)
+        mean, var = mod.running_mean.reshape(view), mod.running_var.reshape(view)
+    xhat = (x - mean) * torch.rsqrt(var + mod.eps)
+    B = x.shape[0]
+    return _affine(mod, xhat.reshape(B, C, -1), g.reshape(B, C, -1), 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# lookup
+# ---------------------------------------------------------------------------------------------
+def _is_hf_conv1d(mod) -> bool:
+    t = type(mod)
+    return t.__name__ == "Conv1D" and t.__module__.startswith("transformers")
+
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def norm_trick_rule(mod: nn.Module):
+    """``(rule, None)`` for a supported layer, ``(None, reason)`` otherwise (exact types only: a
+    subclass may change ``forward``)."""
+    t = type(mod)
+    if t is nn.Linear or _is_hf_conv1d(mod):
+        return linear, None
+    if t in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        return conv, None
+    if t is nn.Embedding:
+        if mod.scale_grad_by_freq:
+            return None, "scale_grad_by_freq=True"
+        return embedding, None
+    if t is nn.LayerNorm:
+        return layernorm, None
+    if t is nn.RMSNorm:
+        return rmsnorm, None
+    if t is nn.GroupNorm:
+        return groupnorm, None
+    if t in _BATCHNORMS:
+        return batchnorm, None
+    return None, "no per-sample rule for this layer type"

@@ -1,0 +1,399 @@
+"""The norm trick's per-layer rules (shld.torch.layer_rules) against torch.func per-sample gradients.
+
+Everything runs in float64, where the rules and ``torch.func`` differ only by rounding (measured
+≤ 1e-15 relative); RTOL = 1e-5 is the issue's bound. Each layer is checked twice: the rule's
+per-sample squared norms against ``‖g_i‖²`` from :func:`shld.torch.per_sample_grads`, and the
+monitor's ``trace_sigma`` and ``grad_sq_norm`` (backend ``norm_trick``) against the same
+gradients. Both ghost-norm forms (Gram and outer product) are forced in turn as well as the
+automatic choice.
+"""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from _torch_models import SmallResNet, lm_loss, randomise_batchnorm, tiny_gpt2, trace_sigma_ref
+from torch import nn
+
+from shld.torch import Monitor, layer_rules, per_sample_grads
+from shld.torch.backends import norm_trick_coverage
+
+RTOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture(params=[None, "gram", "direct"], ids=["auto", "gram", "direct"])
+def form(request, monkeypatch):
+    monkeypatch.setattr(layer_rules, "FORCE_FORM", request.param)
+    return request.param
+
+
+class Probe(nn.Module):
+    """One layer; the loss of sample i is ⟨layer(x_i), r_i⟩, so the output gradient is r / B."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+def probe_loss(model, batch):
+    x, r = batch
+    return (model(x) * r).flatten(1).sum(1).mean()
+
+
+def _randomise(layer, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return layer
+
+
+def _reference(model, loss_fn, batch):
+    grads = per_sample_grads(model, loss_fn, batch)
+    return grads, trace_sigma_ref(torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1))
+
+
+def _monitor(model, loss_fn, batch, **kw):
+    mon = Monitor(model, loss_fn=loss_fn, schedule=1, **kw)
+    model.zero_grad()
+    with mon.track(batch):
+        loss_fn(model, batch).backward()
+    model.zero_grad()
+    return mon
+
+
+def check_layer(layer, x, seed=0):
+    """Rule vs torch.func per sample, and the monitor's tr Σ, ‖G‖² vs torch.func; returns the
+    largest relative error seen."""
+    model = Probe(_randomise(layer, seed))
+    with torch.no_grad():
+        out = model(x)
+    r = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1))
+    batch = (x, r)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads, (tr_ref, g2_ref) = _reference(model, probe_loss, batch)
+    rule, why = layer_rules.norm_trick_rule(layer)
+    assert rule is not None, why
+    got = rule(layer, x, r)                           # gradient of Σ_i ⟨out_i, r_i⟩ is r
+    assert set(got) == {p for p in layer.parameters() if p.requires_grad}
+    err = 0.0
+    for p, g in zip(params, grads):
+        ref = g.reshape(g.shape[0], -1).pow(2).sum(1)
+        assert ref.min() > 0
+        err = max(err, float(((got[p] - ref).abs() / ref).max()))
+    mon = _monitor(model, probe_loss, batch, backend="norm_trick")
+    err = max(err, abs(mon.last["trace_sigma"] / tr_ref - 1), abs(mon.last["grad_sq_norm"] / g2_ref - 1))
+    assert err < RTOL
+    return err
+
+
+def _x(*shape, seed=3):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# convolutions
+# ---------------------------------------------------------------------------------------------
+CONVS = [
+    (nn.Conv1d, dict(in_channels=4, out_channels=6, kernel_size=3), (11,)),
+    (nn.Conv1d, dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, stride=2, padding=1), (12,)),
+    (nn.Conv1d, dict(in_channels=4, out_channels=8, kernel_size=2, groups=4, dilation=3, padding="same",
+                     padding_mode="reflect"), (10,)),
+    (nn.Conv1d, dict(in_channels=3, out_channels=6, kernel_size=3, padding=2, padding_mode="circular",
+                     bias=False), (9,)),
+    (nn.Conv1d, dict(in_channels=4, out_channels=2, kernel_size=4, padding="valid", stride=3), (13,)),
+    (nn.Conv2d, dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, stride=(2, 1), dilation=(1, 2),
+                     padding=(1, 2)), (7, 8)),
+    (nn.Conv2d, dict(in_channels=4, out_channels=4, kernel_size=(2, 3), padding="same"), (6, 5)),
+    (nn.Conv2d, dict(in_channels=4, out_channels=8, kernel_size=3, groups=4, padding=1, padding_mode="replicate",
+                     bias=False), (5, 6)),
+    (nn.Conv2d, dict(in_channels=2, out_channels=3, kernel_size=1, stride=2), (7, 7)),
+    (nn.Conv3d, dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, stride=2, padding=1), (5, 6, 5)),
+    (nn.Conv3d, dict(in_channels=2, out_channels=4, kernel_size=2, dilation=2, padding="same",
+                     padding_mode="circular"), (4, 5, 4)),
+    (nn.Conv3d, dict(in_channels=3, out_channels=3, kernel_size=(1, 3, 3), groups=3, padding=(0, 1, 1),
+                     padding_mode="reflect"), (3, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("cls,kw,spatial", CONVS, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(CONVS)])
+def test_conv_rule_matches_torch_func(cls, kw, spatial, form):
+    layer = cls(**kw)
+    check_layer(layer, _x(5, kw["in_channels"], *spatial))
+
+
+def test_conv_choice_follows_the_cheaper_form(monkeypatch):
+    # T = 4 output positions, p = 2·9, q = 3: T² = 16 ≤ 54 -> Gram; T = 64: 4096 > 54 -> outer product
+    assert layer_rules.use_gram(4, 18, 3) and not layer_rules.use_gram(64, 18, 3)
+    seen = []
+    real = layer_rules.gram_or_direct
+    monkeypatch.setattr(layer_rules, "gram_or_direct", lambda a, b: seen.append(a.shape) or real(a, b))
+    layer = nn.Conv2d(2, 3, 3)
+    layer_rules.conv(layer, _x(2, 2, 4, 4), _x(2, 3, 2, 2))     # T = 4: Gram, through patches
+    layer_rules.conv(layer, _x(2, 2, 10, 10), _x(2, 3, 8, 8))   # T = 64: weight-gradient convolution
+    assert seen == [(2, 4, 18)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face Conv1D (GPT-2's linear layers, weight (in, out))
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(6, 5), (6, 4, 5), (6, 3, 2, 5)], ids=["flat", "seq", "seq2"])
+def test_hf_conv1d_rule_matches_torch_func(shape, form):
+    from transformers.pytorch_utils import Conv1D
+
+    check_layer(Conv1D(7, 5), _x(*shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(8,), (8, 6), (8, 3, 4)], ids=["one", "seq", "seq2"])
+@pytest.mark.parametrize("padding_idx", [None, 0, 2])
+def test_embedding_rule_matches_torch_func(shape, padding_idx):
+    # few tokens so that most samples repeat a token and hit the padding row
+    idx = torch.randint(0, 4, shape, generator=torch.Generator().manual_seed(1))
+    if len(shape) > 1:
+        idx[0] = 1                      # one sample without padding, one made only of padding
+        idx[1] = 0 if padding_idx is None else padding_idx
+    layer = nn.Embedding(4, 5, padding_idx=padding_idx)
+    model = Probe(_randomise(layer))
+    r = _x(*shape, 5)
+    grads, (tr_ref, g2_ref) = _reference(model, probe_loss, (idx, r))
+    if padding_idx is not None:
+        assert float(grads[0][:, padding_idx].abs().max()) == 0.0   # the padding row gets no gradient
+    got = layer_rules.embedding(layer, idx, r)[layer.weight]
+    torch.testing.assert_close(got, grads[0].reshape(len(idx), -1).pow(2).sum(1), rtol=RTOL, atol=1e-300)
+    mon = _monitor(model, probe_loss, (idx, r), backend="norm_trick")
+    assert mon.last["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# normalisation layers
+# ---------------------------------------------------------------------------------------------
+NORMS = [
+    (lambda: nn.LayerNorm(5), (6, 4, 5)),
+    (lambda: nn.LayerNorm(5), (6, 5)),
+    (lambda: nn.LayerNorm((4, 5), bias=False), (6, 3, 4, 5)),
+    (lambda: nn.RMSNorm(5), (6, 4, 5)),
+    (lambda: nn.RMSNorm((4, 5), eps=1e-3), (6, 2, 4, 5)),
+    (lambda: nn.GroupNorm(2, 6), (6, 6, 4, 3)),
+    (lambda: nn.GroupNorm(3, 6, bias=False), (6, 6, 5)),
+    (lambda: nn.GroupNorm(1, 4), (6, 4)),
+    (lambda: nn.BatchNorm1d(4).eval(), (6, 4)),
+    (lambda: nn.BatchNorm1d(4).eval(), (6, 4, 5)),
+    (lambda: nn.BatchNorm2d(3).eval(), (6, 3, 4, 5)),
+    (lambda: nn.BatchNorm3d(3).eval(), (6, 3, 2, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("make,shape", NORMS, ids=[f"{i}" for i in range(len(NORMS))])
+def test_norm_layer_rule_matches_torch_func(make, shape):
+    layer = make()
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        randomise_batchnorm(layer)
+    check_layer(layer, _x(*shape))
+
+
+def test_frozen_affine_parameters_are_left_out():
+    layer = nn.LayerNorm(5)
+    layer.bias.requires_grad_(False)
+    got = layer_rules.layernorm(layer, _x(3, 5), _x(3, 5, seed=4))
+    assert set(got) == {layer.weight}
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchNorm in train mode: the row decomposition of the batch gradient
+# ---------------------------------------------------------------------------------------------
+class BNNet(nn.Module):
+    """fc1 -> BatchNorm (train: batch statistics) -> tanh -> fc2."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1, self.bn, self.fc2 = nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)
+        randomise_batchnorm(self)
+
+    def forward(self, x, w1=None, b1=None):
+        if w1 is None:
+            h = self.fc1(x)
+        else:  # per-sample copies of fc1's parameters (the reference for the row decomposition)
+            h = torch.einsum("boi,bi->bo", w1, x) + b1
+        return self.fc2(torch.tanh(self.bn(h)))
+
+
+def _ce(model, batch):
+    return F.cross_entropy(model(batch[0]), batch[1])
+
+
+def _own_loss_grads(model, batch):
+    """∇_θ ℓ_i with the whole batch in the forward (its statistics fixed as the batch makes them):
+    torch.func.jacrev of the vector of per-sample losses."""
+    from torch.func import functional_call, jacrev
+
+    x, y = batch
+    names = [n for n, p in model.named_parameters()]
+    ps = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}   # the forward updates running stats
+
+    def losses(ps, buffers):
+        return F.cross_entropy(functional_call(model, (ps, buffers), (x,)), y, reduction="none")
+
+    J = jacrev(losses)(ps, buffers)
+    return {n: J[n] for n in names}
+
+
+def _row_decomposition_fc1(model, batch):
+    """Per-sample c_i of fc1 by autograd through per-sample copies of its weight and bias:
+    B ∂L/∂W_i with L the batch (mean) loss."""
+    x, y = batch
+    B = x.shape[0]
+    w = model.fc1.weight.detach().expand(B, -1, -1).clone().requires_grad_()
+    b = model.fc1.bias.detach().expand(B, -1).clone().requires_grad_()
+    gw, gb = torch.autograd.grad(F.cross_entropy(model(x, w, b), y), (w, b))
+    return gw * B, gb * B
+
+
+def _tr(*grads):
+    return trace_sigma_ref(torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1))
+
+
+def test_batchnorm_train_mode_is_the_row_decomposition_and_warns_once():
+    model = BNNet().train()
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(8, 5, generator=g), torch.randint(0, 3, (8,), generator=g))
+    own = _own_loss_grads(model, batch)
+    w1, b1 = _row_decomposition_fc1(model, batch)
+    mon = Monitor(model, schedule=1)
+    assert mon.backend == "norm_trick"
+    with pytest.warns(RuntimeWarning, match=r"BatchNorm layer bn .*train mode") as caught:
+        for _ in range(2):
+            with mon.track(batch):
+                _ce(model, batch).backward()
+            model.zero_grad()
+    assert sum("BatchNorm" in str(w.message) for w in caught) == 1
+    rec = mon.last
+    # BatchNorm's affine parameters and the layer after it: the sample's own loss term, exactly
+    for name in ("bn", "fc2"):
+        tr, g2 = _tr(own[f"{name}.weight"], own[f"{name}.bias"])
+        assert rec[f"trace_sigma/{name}"] == pytest.approx(tr, rel=RTOL)
+    # the layer before it: the row decomposition (per-sample copies of its parameters) ...
+    tr_rows, _ = _tr(w1, b1)
+    assert rec["trace_sigma/fc1"] == pytest.approx(tr_rows, rel=RTOL)
+    # ... which is not ∇ℓ_i there: the statistics carry the other samples' loss terms
+    tr_own, _ = _tr(own["fc1.weight"], own["fc1.bias"])
+    assert abs(tr_rows / tr_own - 1) > 1e-2
+    # both decompositions add up to the batch gradient
+    torch.testing.assert_close(w1.mean(0), own["fc1.weight"].mean(0), rtol=1e-10, atol=1e-12)
+    all_rows = [w1, b1] + [own[n] for n in ("bn.weight", "bn.bias", "fc2.weight", "fc2.bias")]
+    _, g2 = _tr(*all_rows)
+    assert rec["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
+def test_batchnorm_without_running_stats_uses_batch_statistics_in_eval_mode():
+    layer = nn.BatchNorm2d(3, track_running_stats=False).eval()
+    assert layer_rules.is_batchnorm_training(layer)
+    model = nn.Sequential(layer, nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(6, 3, 4, 4, generator=g), torch.randint(0, 2, (6,), generator=g))
+    own = _own_loss_grads(model, batch)
+    with pytest.warns(RuntimeWarning, match="BatchNorm layer 0"):
+        mon = _monitor(model, _ce, batch)
+    # nothing trainable before the BatchNorm: every per-sample gradient is the sample's own
+    tr, g2 = _tr(*own.values())
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# whole models stay on the exact path
+# ---------------------------------------------------------------------------------------------
+def _no_fallback(model, loss_fn, batch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mon = _monitor(model, loss_fn, batch)
+    assert mon.backend == "norm_trick"
+    return mon
+
+
+def test_small_resnet_in_eval_mode_is_exact():
+    torch.manual_seed(0)
+    model = randomise_batchnorm(SmallResNet()).eval()
+    assert norm_trick_coverage(model, list(model.parameters()))[1] == []
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(6, 2, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g))
+    _, (tr, g2) = _reference(model, _ce, batch)
+    mon = _no_fallback(model, _ce, batch)
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
+def test_small_resnet_in_train_mode_stays_exact_path_with_one_warning():
+    torch.manual_seed(0)
+    model = SmallResNet().train()
+    batch = (_x(6, 2, 8, 8), torch.randint(0, 3, (6,), generator=torch.Generator().manual_seed(0)))
+    with pytest.warns(RuntimeWarning) as caught:
+        mon = _monitor(model, _ce, batch)
+    assert [str(w.message)[:29] for w in caught] == ["norm trick: BatchNorm layer s"]
+    assert mon.backend == "norm_trick"
+
+
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+def test_tiny_gpt2_is_exact(tie):
+    # GPT-2 = Embedding (tokens; positions broadcast over the batch) + LayerNorm + HF Conv1D + an
+    # lm_head tied to the token embedding; its attention has no parameters of its own
+    model = tiny_gpt2(tie=tie).double()
+    assert (model.lm_head.weight is model.transformer.wte.weight) is tie
+    batch = (torch.randint(0, 50, (6, 10), generator=torch.Generator().manual_seed(0)),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch.func: no batching rule for CPU flash attention
+        _, (tr, g2) = _reference(model, lm_loss, batch)
+    mon = _no_fallback(model, lm_loss, batch)
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
+def test_shared_weight_other_than_embedding_head_falls_back_naming_it():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(x)))
+
+    model = TwoHeads()
+    supported, unsupported = norm_trick_coverage(model, list(model.parameters()))
+    assert supported == [] and len(unsupported) == 2
+    assert unsupported[0] == "a (Linear: parameter shared with b)"
+    with pytest.warns(RuntimeWarning, match=r"layer a \(Linear: parameter shared with b\)"):
+        Monitor(model, loss_fn=lambda m, b: m(b[0]).pow(2).mean(), schedule=1)
+
+
+def test_broadcast_embedding_before_the_batch_is_seen_warns():
+    class PosFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos, self.fc = nn.Embedding(5, 3), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x + self.pos(torch.arange(5).unsqueeze(0)))
+
+    model = PosFirst()
+    mon = Monitor(model, schedule=1)
+    with pytest.warns(RuntimeWarning, match="embedding pos was called with a leading dimension of 1"):
+        with mon.track(batch_size=4):
+            model(_x(4, 5, 3)).pow(2).mean().backward()
