@@ -21,7 +21,8 @@ scalars, time ``t = step·η`` for ``D_sde``) and the plug-in bias: :mod:`shld.t
 
 Each record (a dict; also a CSV row / JSON line) holds ``step``, ``lr``, ``backend``, the keys of
 :data:`shld.torch.stats.NOISE_KEYS`, ``C_smoothed`` and ``C_smoothed_se`` (the regime labels use
-``C_smoothed``), ``B_simple_smoothed``, ``regime``, ``nonfinite``, per-group ``C/<group>`` and
+``C_smoothed``), ``B_simple_smoothed``, ``regime``, ``nonfinite``, ``reason`` (empty, or why the
+step's statistics are NaN: see "Misuse" below), per-group ``C/<group>`` and
 ``trace_sigma/<group>`` (unbiased, unsmoothed), and — on curvature steps — ``lambda_max``,
 ``batch_sharpness``, ``eos_ratio``, ``stability_limit``, ``eps_max``, ``eps_opt``,
 ``eps_opt_capped``, ``alpha_opt_seed``, ``n_hvp``, ``lanczos_error``.
@@ -29,6 +30,16 @@ Each record (a dict; also a CSV row / JSON line) holds ``step``, ``lr``, ``backe
 Side effects: none on model mode, ``.grad``, optimizer state, buffers or the global RNG. Extra
 forward passes (``microbatch``/``vmap`` backends, curvature) run under ``torch.random.fork_rng``
 and restore the model's buffers (BatchNorm running statistics) afterwards.
+
+Misuse (docs/torch.md, "Misuse the monitor refuses"): a step whose gradients the hooks cannot
+attribute to it — ``.grad`` non-zero when its first backward pass begins (a missing
+``zero_grad()``, a ``backward()`` outside and before ``track()``), or no backward pass inside
+``track()`` — records NaN for every gradient statistic with a ``reason`` and warns once
+(:class:`MonitorMisuseWarning`); parameters added, removed, replaced, frozen or unfrozen after
+construction are noticed at the next tracked step: one warning, a ``params_changed`` event, and
+the monitor rebuilds on the new parameters; a batch of size 1 records ``‖g_B‖²`` and NaN for
+everything that needs a variance, with a reason (not "non-finite"); an ``out`` folder that holds a
+monitor log is refused (``FileExistsError``) unless the monitor resumes after its last step.
 """
 
 from __future__ import annotations
@@ -49,13 +60,44 @@ from . import backends as bk
 from .curvature import HVP, curvature_quantities, lanczos
 from .events import EventDetector
 from .schedule import as_schedule
-from .sinks import CSVSink, JSONLSink, make_tensorboard
+from .sinks import LOG_FILES, CSVSink, JSONLSink, existing_logs, make_tensorboard
 from .stats import NOISE_KEYS, RatioSmoother, noise_quantities, trace_sigma_from_groups
 
 CURVATURE_KEYS = ("lambda_max", "batch_sharpness", "gHg", "eos_ratio", "stability_limit", "eps_max",
                   "eps_opt", "eps_opt_capped", "alpha_opt_seed", "n_hvp", "lanczos_error")
 
 _REDUCTIONS = {0: "none", 1: "mean", 2: "sum"}
+
+#: The reason recorded (and warned once) when a step has a single sample or group.
+NO_VARIANCE = "batch of size 1 has no sample variance"
+
+
+class MonitorMisuseWarning(RuntimeWarning):
+    """The monitor met a misuse (see docs/torch.md, "Misuse the monitor refuses"): it records NaN
+    with a ``reason`` or rebuilds, and warns once per cause. ``warnings.simplefilter("error",
+    MonitorMisuseWarning)`` turns these into exceptions."""
+
+
+class _CheckedParamGradHooks(bk.ParamGradHooks):
+    """:class:`~shld.torch.backends.ParamGradHooks` that also keep, per parameter, ``‖p.grad‖²`` as
+    found by the step's *first* backward pass (before anything of this step is accumulated), so that
+    gradients left over from earlier (a missing ``zero_grad()``, a ``backward()`` outside
+    ``track()``) are detected. Later passes of the same step (gradient accumulation) are not checked."""
+
+    def attach(self) -> None:
+        self.initial_sq = [None] * len(self.params)
+        super().attach()
+
+    def _make_hook(self, k, p):
+        inner = super()._make_hook(k, p)
+
+        def hook(g):
+            if self.passes[k] == 0 and p.grad is not None:
+                with torch.no_grad():
+                    pg = p.grad.reshape(-1)
+                    self.initial_sq[k] = torch.dot(pg, pg)
+            return inner(g)
+        return hook
 
 
 def detect_reduction(loss) -> str | None:
@@ -80,6 +122,40 @@ def detect_reduction(loss) -> str | None:
 
 def _unwrap(model):
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _describe_param_changes(old, new) -> str:
+    """How the trainable parameters of snapshot ``new`` differ from those of ``old`` (snapshots are
+    lists of ``(name, parameter, requires_grad, shape)``), e.g. ``"replaced: fc.weight, fc.bias"``."""
+    old_by_name = {n: rg for n, _, rg, _ in old}
+    new_by_name = {n: rg for n, _, rg, _ in new}
+    old_by_id = {id(p): (n, rg, sh) for n, p, rg, sh in old}
+    new_by_id = {id(p): rg for _, p, rg, _ in new}
+    kinds = {k: [] for k in ("added", "removed", "replaced", "renamed", "resized", "frozen", "unfrozen")}
+    for n, p, rg, sh in new:
+        if not rg:
+            continue
+        if id(p) in old_by_id:
+            m, was_rg, old_sh = old_by_id[id(p)]
+            if not was_rg:
+                kinds["unfrozen"].append(n)
+            elif m != n:
+                kinds["renamed"].append(f"{m} -> {n}")
+            elif sh != old_sh:
+                kinds["resized"].append(f"{n} {list(old_sh)} -> {list(sh)}")
+        elif old_by_name.get(n, False):
+            kinds["replaced"].append(n)
+        else:
+            kinds["added"].append(n)
+    for n, p, rg, _ in old:
+        if not rg:
+            continue
+        if id(p) in new_by_id:
+            if not new_by_id[id(p)]:
+                kinds["frozen"].append(n)
+        elif not new_by_name.get(n, False):
+            kinds["removed"].append(n)
+    return "; ".join(f"{k}: {', '.join(v)}" for k, v in kinds.items() if v) or "order changed"
 
 
 class Monitor:
@@ -130,7 +206,10 @@ class Monitor:
     on_nonfinite : "record" | "raise"
         NaN/inf gradients are recorded (``nonfinite=True``, an event) or raise FloatingPointError.
     out : path, optional
-        Folder for ``monitor.csv`` and ``monitor.jsonl`` (records and events).
+        Folder for ``monitor.csv`` and ``monitor.jsonl`` (records and events), opened at the first
+        :meth:`begin`. A folder that already holds either file is refused (``FileExistsError``
+        naming it) unless :meth:`load_state_dict` resumed this monitor at a step after the log's last
+        record; the log is then continued.
     tensorboard : path, optional
         TensorBoard log dir (skipped with a warning if tensorboard is missing).
     generator : torch.Generator, optional
@@ -168,15 +247,9 @@ class Monitor:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.hvp_method = check_choice("hvp_method", hvp_method, ("double_backward", "func"))
 
-        inner = _unwrap(model)
-        named = [(n, p) for n, p in inner.named_parameters() if p.requires_grad]
-        if not named:
-            raise ValueError("`model` has no parameters with requires_grad=True; nothing to monitor")
-        self.names = [n for n, _ in named]
-        self.params = [p for _, p in named]
-        self.dim = sum(p.numel() for p in self.params)
-        self.group_names, self.group_of = self._make_groups(groups, named)
+        self._groups = groups
         self._dist = None
+        self._setup_params()
 
         if (self.curvature_schedule is not None) and loss_fn is None:
             raise ValueError("`curvature_schedule` needs `loss_fn` (a callable (model, batch) -> loss)")
@@ -184,10 +257,11 @@ class Monitor:
         self.smoother = RatioSmoother(smoothing)
         self.events_detector = EventDetector() if events == "default" else events
         self.sinks = []
-        if out is not None:
-            out = Path(out)
-            out.mkdir(parents=True, exist_ok=True)
-            self.sinks += [CSVSink(out / "monitor.csv"), JSONLSink(out / "monitor.jsonl")]
+        self.out = None if out is None else Path(out)
+        self._log_opened = False  # monitor.csv/.jsonl open at the first begin(), see _open_log
+        self._resumed = False
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
         if tensorboard is not None:
             tb = make_tensorboard(tensorboard)
             if tb is not None:
@@ -200,10 +274,62 @@ class Monitor:
         self._active = None
         self._warned = set()
         self._dist = None
-        self._hooks_norm = bk.NormTrickHooks(self._nt_modules) if self.backend == "norm_trick" else None
-        self._hooks_param = bk.ParamGradHooks(self.params)
+        self._make_hooks()
 
     # ----------------------------------------------------------------------------------------
+    def _make_hooks(self) -> None:
+        self._hooks_norm = bk.NormTrickHooks(self._nt_modules) if self.backend == "norm_trick" else None
+        self._hooks_param = _CheckedParamGradHooks(self.params)
+
+    def _param_snapshot(self) -> list[tuple]:
+        """``(name, parameter, requires_grad, shape)`` of every parameter of the model, now (the
+        parameters themselves are held, so that their ``id`` cannot be reused while compared)."""
+        return [(n, p, p.requires_grad, tuple(p.shape)) for n, p in _unwrap(self.model).named_parameters()]
+
+    @staticmethod
+    def _trainable_key(snapshot) -> list[tuple]:
+        return [(n, id(p), shape) for n, p, rg, shape in snapshot if rg]
+
+    def _setup_params(self) -> None:
+        """The monitored parameters (those with ``requires_grad=True`` now), d and the groups."""
+        snapshot = self._param_snapshot()
+        named = [(n, p) for n, p, rg, _ in snapshot if rg]
+        if not named:
+            raise ValueError("`model` has no parameters with requires_grad=True; nothing to monitor")
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.dim = sum(p.numel() for p in self.params)
+        self.group_names, self.group_of = self._make_groups(self._groups, named)
+        self._snapshot = snapshot
+        self._key = self._trainable_key(snapshot)
+
+    def _check_params(self) -> None:
+        """Parameters added, removed, replaced, resized, renamed, frozen or unfrozen since the
+        monitor was built (or last rebuilt): warn once for the change, emit a ``params_changed``
+        event and rebuild (parameters, d, groups, backend, hooks); the running averages and the
+        Lanczos vector restart, since they belong to the old parameter space."""
+        snapshot = self._param_snapshot()
+        if self._trainable_key(snapshot) == self._key:
+            return
+        changes = _describe_param_changes(self._snapshot, snapshot)
+        d_old = self.dim
+        self._setup_params()
+        self._dist = None
+        try:
+            self.backend = self._choose_backend()
+        except ValueError:  # e.g. backend='norm_trick' and a new layer it cannot cover
+            self._key = None  # not rebuilt: check (and raise) again at the next tracked step
+            raise
+        self._make_hooks()
+        self.smoother.reset()
+        self._ritz = None
+        msg = (f"the model's trainable parameters changed after the Monitor was built ({changes}; "
+               f"d = {d_old} -> {self.dim}), seen at step {self.step}: the monitor now follows the new "
+               f"parameters (backend {self.backend!r}); C_smoothed and the Lanczos warm start restart")
+        warnings.warn(msg, MonitorMisuseWarning, stacklevel=4)
+        self._event({"step": self.step, "kind": "params_changed", "key": "dim", "value": self.dim,
+                     "dim": self.dim, "dim_before": d_old, "changes": changes})
+
     def _make_groups(self, groups, named):
         if isinstance(groups, dict):
             ids = {}
@@ -276,7 +402,11 @@ class Monitor:
         """
         if self._active is not None:
             raise RuntimeError("Monitor.begin() called twice without end()")
+        if self.out is not None and not self._log_opened:
+            self._open_log()
         noise, curv = self.will_track()
+        if noise or curv:
+            self._check_params()
         self._active = {"noise": noise, "curv": curv, "batch": batch, "batch_size": batch_size}
         if not (noise or curv):
             return False
@@ -304,7 +434,8 @@ class Monitor:
             record = {"step": self.step, "lr": self._lr(), "backend": self.backend}
             record.update(dict.fromkeys(NOISE_KEYS, math.nan))
             record.update({"C_smoothed": math.nan, "C_smoothed_se": math.nan,
-                           "B_simple_smoothed": math.nan, "regime": "undefined", "nonfinite": False})
+                           "B_simple_smoothed": math.nan, "regime": "undefined", "nonfinite": False,
+                           "reason": ""})
             for g in self.group_names:
                 record[f"C/{g}"] = math.nan
                 record[f"trace_sigma/{g}"] = math.nan
@@ -399,6 +530,11 @@ class Monitor:
         red = self._reduction()
         be = self.backend
         s2 = self._scale2()
+        if be in ("norm_trick", "accumulation", "ddp"):  # read the step's backward through hooks
+            why = self._gradient_misuse()
+            if why is not None:
+                self._refuse(record, act, why)
+                return
         if be == "norm_trick":
             h = self._hooks_norm
             B = act["batch_size"] or h.batch_size()
@@ -463,8 +599,15 @@ class Monitor:
             lr = lr * B  # a step η·Σ_i g_i is a step η·B on the mean loss
         q = noise_quantities(g2, tr, int(B), self.dim, lr)
         record.update(q)
-        nonfinite = not (math.isfinite(g2) and math.isfinite(tr))
+        no_variance = k < 2  # one sample (or one group): tr Σ̂ and all that needs it are NaN
+        nonfinite = not math.isfinite(g2) or (not no_variance and not math.isfinite(tr))
         record["nonfinite"] = nonfinite
+        if no_variance:
+            why = NO_VARIANCE if int(B) == 1 else f"{k} sample group: no variance between groups"
+            record["reason"] = why
+            self._warn_once("no_variance", f"step {self.step}: {why}; trace_sigma, B_simple, D_seed and "
+                            "the C values are NaN (not 'non-finite'), grad_sq_norm is recorded, and "
+                            "C_smoothed keeps its running average")
         if nonfinite and self.on_nonfinite == "raise":
             raise FloatingPointError(f"non-finite gradient statistics at step {self.step}: "
                                      f"‖g‖²={g2}, tr Σ={tr} (on_nonfinite='raise')")
@@ -478,6 +621,49 @@ class Monitor:
         record["C_smoothed"], record["C_smoothed_se"] = c, se
         record["B_simple_smoothed"] = 2.0 * B / c if (math.isfinite(c) and c > 0) else math.inf
         record["regime"] = regime_label(c)
+
+    def _gradient_misuse(self) -> str | None:
+        """Why the hooks' view of this step's gradient cannot be trusted, or None.
+
+        * No parameter hook fired: the backward ran outside ``track()`` (after ``end()``), so the
+          step's gradient was never seen (the hooks would report 0).
+        * A parameter's ``.grad`` was non-zero when the step's *first* backward pass reached it:
+          gradients from before the step (a missing ``zero_grad()``, a ``backward()`` outside and
+          before ``track()``) would be counted as this step's. Later passes of the same step
+          (gradient accumulation inside one ``track()``) are legitimate and not checked.
+        """
+        hp = self._hooks_param
+        if not any(hp.passes):
+            self._warn_once("no_backward", f"step {self.step}: no backward pass inside track(): the step's "
+                            "gradient was never seen (call loss.backward() inside track() or between "
+                            "begin() and end()); its gradient statistics are recorded as NaN")
+            return "no backward pass inside track()"
+        init = [(k, v) for k, v in enumerate(hp.initial_sq) if v is not None]
+        if not init:
+            return None
+        ts = [v for _, v in init]
+        vals = (torch.stack(ts).tolist() if len({(v.dtype, v.device) for v in ts}) == 1
+                else [float(v) for v in ts])
+        stale = [(self.names[k], v) for (k, _), v in zip(init, vals) if not v == 0.0]
+        if not stale:
+            return None
+        (name, v), more = stale[0], len(stale) - 1
+        self._warn_once("stale_grad", (
+            f"step {self.step}: parameter {name!r}{f' (and {more} more)' if more else ''} had a non-zero "
+            f".grad (‖grad‖² = {v:.3g}) when the step's first backward pass reached it: gradients from "
+            "before the step (a missing optimizer.zero_grad(), or a backward() outside track()) would be "
+            "counted as this step's. Its gradient statistics are recorded as NaN; call zero_grad() "
+            "before every tracked step and put all micro-batches of a step inside one track()"))
+        return "non-zero .grad before the step's backward (missing zero_grad() or backward() outside track())"
+
+    def _refuse(self, record, act, why: str) -> None:
+        """A step whose gradient statistics would be wrong: NaN for all of them (C_smoothed too),
+        with ``reason``; batch size and d are kept. The running averages are not touched."""
+        h = self._hooks_norm
+        B = act["batch_size"] or (h.batch_size() if h is not None else None) or bk.batch_size_of(act["batch"])
+        record["batch_size"] = int(B) if B else math.nan
+        record["dim"] = self.dim
+        record["reason"] = why
 
     def _check_calls(self, h):
         counts = set(h.calls.values())
@@ -571,11 +757,40 @@ class Monitor:
         for s in self.sinks:
             s.write(record)
         for e in evs:
-            self.events.append(e)
-            for s in self.sinks:
-                s.event(e)
-            for fn in self._callbacks:
-                fn(e)
+            self._event(e)
+
+    def _event(self, e):
+        self.events.append(e)
+        for s in self.sinks:
+            s.event(e)
+        for fn in self._callbacks:
+            fn(e)
+
+    def _warn_once(self, cause: str, message: str) -> None:
+        if cause not in self._warned:
+            self._warned.add(cause)
+            warnings.warn(message, MonitorMisuseWarning, stacklevel=5)
+
+    def _open_log(self) -> None:
+        """Open ``monitor.csv``/``monitor.jsonl`` in ``out`` (at the first :meth:`begin`, so that a
+        :meth:`load_state_dict` after construction is known). A log already there is refused unless
+        this monitor was resumed from a state whose step lies beyond the log's last record; then
+        the log is continued. Steps are never interleaved or repeated."""
+        for path, last in existing_logs(self.out):
+            held = f"records up to step {last}" if last is not None else "no record yet"
+            if not self._resumed:
+                raise FileExistsError(
+                    f"`out`={str(self.out)!r} already holds a monitor log, {path} ({held}); a new "
+                    f"Monitor would write steps from {self.step} into it. Use a new folder, remove the "
+                    "file, or call load_state_dict() with the state of the run that wrote it to continue "
+                    "after its last step")
+            if last is not None and last >= self.step:
+                raise FileExistsError(
+                    f"`out`={str(self.out)!r}: {path} holds {held} but the monitor resumes at step "
+                    f"{self.step}; continuing would repeat steps {self.step}..{last}. Use a new folder, "
+                    f"or resume from a state saved after step {last}")
+        self.sinks += [CSVSink(self.out / LOG_FILES[0]), JSONLSink(self.out / LOG_FILES[1])]
+        self._log_opened = True
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -596,7 +811,10 @@ class Monitor:
                 "loss_reduction": self.loss_reduction}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue a run: counters, averages, events, Lanczos vector. An ``out`` log written by that
+        run is then continued (if its last record is before ``state["step"]``)."""
         self.step = int(state["step"])
+        self._resumed = True
         self.smoother.load_state_dict(state["smoother"])
         if self.events_detector is not None and state.get("events") is not None:
             self.events_detector.load_state_dict(state["events"])

@@ -11,6 +11,10 @@ from the monitor's latest record (``key``, default ``C_smoothed``; the plug-in C
 2 — see :mod:`shld.torch.stats` — so ``C_plugin < 0.5`` would almost never fire). Note the seed
 elsewhere says "reduce α when C(t) < 1 (consolidate)", the opposite direction; the rule here is
 the seed's adaptive one, and ``up``/``down`` can be set to either reading.
+
+``key`` must name a C of the monitor's records (``C_smoothed``, ``C_unbiased``, ``C_plugin`` or
+``C/<group>`` for one of the monitor's groups); anything else raises ``ValueError`` at construction
+with the allowed keys listed (a misspelt key would otherwise read NaN and never act).
 """
 
 from __future__ import annotations
@@ -18,6 +22,24 @@ from __future__ import annotations
 import math
 
 from shld._validation import check_int, check_positive
+
+#: The monitor's record keys that hold a consolidation ratio C (besides per-group ``C/<group>``).
+C_KEYS = ("C_smoothed", "C_unbiased", "C_plugin")
+
+
+def _allowed_keys(monitor) -> list[str]:
+    groups = getattr(monitor, "group_names", None)
+    return list(C_KEYS) + ([f"C/{g}" for g in groups] if groups is not None else [])
+
+
+def check_key(key, monitor=None) -> str:
+    """``key`` must name a C in the monitor's records: :data:`C_KEYS`, or ``C/<group>`` for one of the
+    monitor's groups (any group when no monitor is given). The message lists the allowed keys."""
+    allowed = _allowed_keys(monitor)
+    if isinstance(key, str) and (key in allowed or (monitor is None and key.startswith("C/") and len(key) > 2)):
+        return key
+    extra = "" if monitor is not None else " or 'C/<group>'"
+    raise ValueError(f"`key` must be one of {allowed}{extra} (a C of the monitor's records), got {key!r}")
 
 
 class CScheduler:
@@ -37,7 +59,7 @@ class CScheduler:
                        for b in base]
         self.max_lr = [b * 100 if max_lr is None else check_positive("max_lr", max_lr) for b in base]
         self.cooldown = check_int("cooldown", cooldown, minimum=0)
-        self.key = key
+        self.key = check_key(key, monitor)
         self.last_record_step = -1
         self.wait = 0
         self.n_steps = 0
@@ -60,7 +82,11 @@ class CScheduler:
             if rec is None or rec["step"] == self.last_record_step:
                 return None
             self.last_record_step = rec["step"]
-            C = rec.get(self.key, math.nan)
+            if self.key not in rec:  # e.g. the monitor rebuilt its groups after a parameter change
+                C_in_rec = [k for k in rec if k in C_KEYS or k.startswith("C/")]
+                raise ValueError(f"`key`={self.key!r} is not in the monitor's record of step {rec['step']}; "
+                                 f"its C keys are {C_in_rec}")
+            C = rec[self.key]
         C = float(C)
         if not math.isfinite(C):
             return None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import warnings
 from pathlib import Path
 
 from shld.runs import MetricsWriter
+
+#: The monitor's log files in its ``out`` folder.
+LOG_FILES = ("monitor.csv", "monitor.jsonl")
 
 
 def _clean(v):
@@ -73,6 +77,40 @@ class TensorBoardSink:
 
     def close(self) -> None:
         self.tb.close()
+
+
+def _last_step(path: Path) -> int | None:
+    """The largest ``step`` of the records in a monitor log (CSV or JSON lines), None if none."""
+    steps = []
+    with path.open(newline="") as fh:
+        if path.suffix == ".csv":
+            rows = csv.DictReader(fh)
+            vals = [row.get("step") for row in rows]
+        else:
+            vals = []
+            for line in fh:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:  # a torn last line
+                    continue
+                if isinstance(obj, dict) and obj.get("type") == "record":
+                    vals.append(obj.get("step"))
+    for v in vals:
+        try:
+            steps.append(int(float(v)))
+        except (TypeError, ValueError):
+            continue
+    return max(steps) if steps else None
+
+
+def existing_logs(folder) -> list[tuple[Path, int | None]]:
+    """The monitor logs (:data:`LOG_FILES`) already in ``folder``, each with its last recorded step."""
+    found = []
+    for name in LOG_FILES:
+        path = Path(folder) / name
+        if path.exists():
+            found.append((path, _last_step(path)))
+    return found
 
 
 def make_tensorboard(log_dir):

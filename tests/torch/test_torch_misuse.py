@@ -1,0 +1,323 @@
+"""Misuse the monitor refuses: each case raises or warns once with its cause, and no record holds a
+wrong number (issue 11, "Misuse detection")."""
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+from _torch_models import ce, loop_per_sample_grads, mlp, trace_sigma_ref
+from torch import nn
+
+from shld.runs import read_metrics
+from shld.torch import CScheduler, Monitor
+from shld.torch.monitor import MonitorMisuseWarning
+
+RTOL = 1e-4  # float32 hooks against float64 per-sample references
+
+
+def _batch(B=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, 5, generator=g), torch.randint(0, 3, (B,), generator=g)
+
+
+def _ref(model, batch):
+    """(tr Σ̂, ‖g_B‖², d) of the current trainable parameters from per-sample gradients."""
+    tr, g2 = trace_sigma_ref(loop_per_sample_grads(model, ce, batch))
+    return tr, g2, sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _misuse_warnings(record):
+    return [w for w in record if issubclass(w.category, MonitorMisuseWarning)]
+
+
+def _assert_refused(rec, cause):
+    for key in ("grad_sq_norm", "trace_sigma", "grad_sq_norm_unbiased", "B_simple", "C_plugin",
+                "C_unbiased", "D_seed", "C_smoothed"):
+        assert math.isnan(rec[key]), (key, rec[key])
+    assert rec["nonfinite"] is False and rec["regime"] == "undefined"
+    assert cause in rec["reason"]
+
+
+# --------------------------------------------------------------------------------------------
+# gradients present before the step's backward: a missing zero_grad(), or backward() outside track()
+# --------------------------------------------------------------------------------------------
+def test_missing_zero_grad_is_refused_once_and_never_recorded_as_a_number():
+    model, batch = mlp(0), _batch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: every step sees the same gradient
+    tr, g2, _ = _ref(model, batch)
+    mon = Monitor(model, opt, schedule=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with mon.track():                       # step 0: correct (.grad is None)
+            ce(model, batch).backward()
+        for _ in range(3):                      # steps 1-3: zero_grad() forgotten
+            with mon.track():
+                ce(model, batch).backward()
+            opt.step()
+    got = _misuse_warnings(caught)
+    assert len(got) == 1  # once per cause, not every step
+    msg = str(got[0].message)
+    assert "zero_grad" in msg and "'0.weight'" in msg and "step 1" in msg
+    assert mon.records[0]["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    assert mon.records[0]["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.records[0]["reason"] == ""
+    for rec in mon.records[1:]:
+        _assert_refused(rec, "zero_grad")
+        assert rec["dim"] == 75 and rec["batch_size"] == 16
+    # zero_grad() again: the next step is measured correctly, the smoother saw no refused step
+    opt.zero_grad()
+    with mon.track():
+        ce(model, batch).backward()
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["C_smoothed"] == pytest.approx(mon.records[0]["C_smoothed"], rel=1e-9)
+
+
+def test_backward_outside_track_before_the_step_is_refused():
+    model, batch = mlp(0), _batch()
+    mon = Monitor(model, schedule=1)
+    ce(model, _batch(seed=1)).backward()     # gradients accumulated outside track()
+    with pytest.warns(MonitorMisuseWarning, match="non-zero .grad"):
+        with mon.track():
+            ce(model, batch).backward()
+    _assert_refused(mon.last, "zero_grad")
+
+
+def test_zero_grad_without_set_to_none_is_not_misuse():
+    model, batch = mlp(0), _batch()
+    tr, g2, _ = _ref(model, batch)
+    ce(model, _batch(seed=1)).backward()
+    model.zero_grad(set_to_none=False)       # .grad are zero tensors, not None
+    mon = Monitor(model, schedule=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MonitorMisuseWarning)
+        with mon.track():
+            ce(model, batch).backward()
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+
+
+def test_backward_after_track_is_refused_not_recorded_as_zero():
+    model, batch = mlp(0), _batch()
+    mon = Monitor(model, schedule=1)
+    with pytest.warns(MonitorMisuseWarning, match="no backward pass"):
+        with mon.track(batch):
+            loss = ce(model, batch)          # forward inside ...
+        loss.backward()                      # ... backward outside: the hooks never saw it
+    _assert_refused(mon.last, "no backward pass")
+    assert mon.last["batch_size"] == 16
+
+
+def test_accumulation_inside_one_step_is_legitimate():
+    """Micro-batches inside one track(): the later backward passes find the earlier ones in .grad."""
+    model, batch = mlp(0), _batch()
+    tr, g2, _ = _ref(model, batch)
+    halves = [(batch[0][:8], batch[1][:8]), (batch[0][8:], batch[1][8:])]
+    for backend in ("norm_trick", "accumulation"):
+        mon = Monitor(model, schedule=1, backend=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", MonitorMisuseWarning)
+            with mon.track(batch_size=16):
+                for h in halves:
+                    (ce(model, h) / 2).backward()
+        model.zero_grad()
+        assert mon.last["reason"] == ""
+        assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+        if backend == "norm_trick":
+            assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+        else:
+            assert math.isfinite(mon.last["trace_sigma"])
+
+
+# --------------------------------------------------------------------------------------------
+# parameters added, removed, replaced, frozen or unfrozen after the monitor was built
+# --------------------------------------------------------------------------------------------
+def _replace(model):
+    torch.manual_seed(5)
+    model[2] = nn.Linear(8, 3)
+    return "replaced: 2.weight, 2.bias"
+
+
+def _unfreeze(model):
+    model[0].requires_grad_(True)
+    return "unfrozen: 0.weight, 0.bias"
+
+
+def _freeze(model):
+    model[2].requires_grad_(False)
+    return "frozen: 2.weight, 2.bias"
+
+
+def _add(model):
+    torch.manual_seed(6)
+    model.append(nn.Tanh())
+    model.append(nn.Linear(3, 3))
+    return "added: 4.weight, 4.bias"
+
+
+def _remove(model):
+    del model[1:]                              # only the first layer is left: logits of 8 classes
+    return "removed: 2.weight, 2.bias"
+
+
+@pytest.mark.parametrize("change, d_before, d_after", [(_replace, 75, 75), (_unfreeze, 27, 75),
+                                                       (_freeze, 75, 48), (_add, 75, 87),
+                                                       (_remove, 75, 48)])
+def test_parameter_changes_warn_once_and_rebuild(change, d_before, d_after, tmp_path):
+    model, batch = mlp(0), _batch()
+    if change is _unfreeze:
+        model[0].requires_grad_(False)
+    mon = Monitor(model, schedule=1, out=tmp_path)
+    with mon.track():
+        ce(model, batch).backward()
+    model.zero_grad()
+    assert mon.last["dim"] == d_before
+    what = change(model)
+    tr, g2, d = _ref(model, batch)
+    assert d == d_after
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            with mon.track():
+                ce(model, batch).backward()
+            model.zero_grad()
+    got = _misuse_warnings(caught)
+    assert len(got) == 1 and what in str(got[0].message) and f"d = {d_before} -> {d_after}" in str(got[0].message)
+    for rec in mon.records[1:]:
+        assert rec["dim"] == d_after
+        assert rec["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+        assert rec["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    # the running averages restart on the new parameters: C_smoothed is this step's C
+    assert mon.records[1]["C_smoothed"] == pytest.approx(mon.records[1]["C_unbiased"], rel=1e-9)
+    mon.close()
+    lines = [json.loads(s) for s in (tmp_path / "monitor.jsonl").read_text().splitlines()]
+    ev = [e for e in lines if e["type"] == "event" and e["kind"] == "params_changed"]
+    assert len(ev) == 1 and ev[0]["step"] == 1 and ev[0]["dim"] == d_after
+
+
+class Scale(nn.Module):
+    """A custom layer with its own parameter: no per-sample rule, so the norm trick cannot cover it."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.s = nn.Parameter(torch.linspace(0.5, 1.5, n))
+
+    def forward(self, x):
+        return x * self.s
+
+
+def test_parameter_change_to_an_unsupported_layer_falls_back_with_its_warning():
+    model, batch = mlp(0), _batch()
+    mon = Monitor(model, loss_fn=ce, schedule=1)
+    assert mon.backend == "norm_trick"
+    model.insert(1, Scale(8))
+    tr, g2, d = _ref(model, batch)
+    with pytest.warns(RuntimeWarning) as caught:
+        with mon.track(batch):
+            ce(model, batch).backward()
+    msgs = " | ".join(str(w.message) for w in caught)
+    assert "added: 1.s; renamed: 2.weight -> 3.weight, 2.bias -> 3.bias" in msgs and "Scale" in msgs
+    assert mon.backend == "microbatch" and mon.last["dim"] == d == 83
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)  # sub-batch gradients sum to g_B
+
+
+# --------------------------------------------------------------------------------------------
+# CScheduler(key=...)
+# --------------------------------------------------------------------------------------------
+def test_cscheduler_unknown_key_is_refused_with_the_allowed_keys():
+    model = mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = Monitor(model, opt, schedule=1)
+    with pytest.raises(ValueError, match=r"`key` must be one of .*'C_smoothed'.*'C/0'.*got 'C_smoothd'"):
+        CScheduler(opt, mon, key="C_smoothd")
+    with pytest.raises(ValueError, match=r"'C/2'.*got 'C/7'"):
+        CScheduler(opt, mon, key="C/7")
+    with pytest.raises(ValueError, match="got 'C_smoothd'"):
+        CScheduler(opt, key="C_smoothd")
+    # valid keys act: C_unbiased of this batch is below `low`, so the rate goes up by `up`
+    sched = CScheduler(opt, mon, key="C_unbiased", low=1e9, high=2e9)
+    with mon.track():
+        ce(model, _batch()).backward()
+    assert math.isfinite(mon.last["C_unbiased"])
+    assert sched.step() == 1.5 and opt.param_groups[0]["lr"] == pytest.approx(0.15)
+    assert CScheduler(opt, mon, key="C/0").key == "C/0"
+
+
+# --------------------------------------------------------------------------------------------
+# Monitor(out=...) on a folder that already holds a monitor log
+# --------------------------------------------------------------------------------------------
+def _run(mon, model, n):
+    for _ in range(n):
+        with mon.track():
+            ce(model, _batch()).backward()
+        model.zero_grad()
+
+
+def test_out_folder_with_a_log_is_refused_and_a_resumed_run_continues_it(tmp_path):
+    model = mlp(0)
+    mon = Monitor(model, schedule=1, out=tmp_path)
+    _run(mon, model, 3)
+    state = mon.state_dict()
+    mon.close()
+    before = (tmp_path / "monitor.csv").read_text()
+    again = Monitor(model, schedule=1, out=tmp_path)
+    with pytest.raises(FileExistsError, match=r"monitor\.csv.*up to step 2.*load_state_dict"):
+        _run(again, model, 3)
+    assert (tmp_path / "monitor.csv").read_text() == before  # nothing interleaved
+    # resuming from an older state would repeat steps 1-2: refused too
+    old = Monitor(model, schedule=1, out=tmp_path)
+    old.load_state_dict({**state, "step": 1})
+    with pytest.raises(FileExistsError, match="resumes at step 1"):
+        _run(old, model, 1)
+    # resuming from the state that wrote the log continues it: steps 3, 4, 5
+    resumed = Monitor(model, schedule=1, out=tmp_path)
+    resumed.load_state_dict(state)
+    _run(resumed, model, 3)
+    resumed.close()
+    assert list(read_metrics(tmp_path / "monitor.csv")["step"]) == [0, 1, 2, 3, 4, 5]
+    steps = [json.loads(s)["step"] for s in (tmp_path / "monitor.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 5
+
+
+def test_two_live_monitors_on_one_folder_do_not_interleave(tmp_path):
+    model = mlp(0)
+    first = Monitor(model, schedule=1, out=tmp_path)
+    second = Monitor(model, schedule=1, out=tmp_path)
+    with first.track():
+        ce(model, _batch()).backward()
+    model.zero_grad()
+    with pytest.raises(FileExistsError, match="monitor"):
+        with second.track():
+            ce(model, _batch()).backward()
+    first.close()
+    assert list(read_metrics(tmp_path / "monitor.csv")["step"]) == [0]
+
+
+# --------------------------------------------------------------------------------------------
+# a batch of size 1
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["norm_trick", "microbatch", "vmap"])
+def test_batch_of_size_one_has_no_variance_but_a_gradient(backend):
+    model = mlp(0)
+    batch = _batch(B=1)
+    _, g2, _ = _ref(model, batch)
+    mon = Monitor(model, loss_fn=ce, schedule=1, backend=backend)
+    seen = []
+    mon.on_event(seen.append)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            with mon.track(batch):
+                ce(model, batch).backward()
+            model.zero_grad()
+    got = _misuse_warnings(caught)
+    assert len(got) == 1 and "batch of size 1 has no sample variance" in str(got[0].message)
+    for rec in mon.records:
+        assert rec["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+        assert rec["batch_size"] == 1
+        assert math.isnan(rec["trace_sigma"]) and math.isnan(rec["B_simple"]) and math.isnan(rec["D_seed"])
+        assert rec["nonfinite"] is False
+        assert rec["reason"] == "batch of size 1 has no sample variance"
+    assert not any(e["kind"] == "nonfinite" for e in seen)
