@@ -456,8 +456,17 @@ def test_reproduce_child_exits_when_its_parent_is_killed(tmp_path):
         parent.send_signal(signal.SIGKILL)                 # the parent only
         parent.wait()
     assert _wait(lambda: not _alive(child), 15), "the experiment child outlived its parent"
-    with lock_folder(out / "double-well"):                 # and a --resume could take the folder now
-        pass
+    pid_file = out / "double-well" / PID_NAME
+    assert _wait(lambda: _lock_free(out / "double-well"), 15), \
+        f"the folder is still locked (holder {pid_file.read_text().strip() if pid_file.exists() else '?'})"
+
+
+def _lock_free(folder: Path) -> bool:
+    try:
+        with lock_folder(folder):
+            return True
+    except RunFolderBusy:
+        return False
 
 
 @linux_only

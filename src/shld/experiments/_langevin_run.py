@@ -8,7 +8,7 @@ import copy
 import numpy as np
 
 from shld.dynamics import EnsembleState, Simulation
-from shld.runs import CorruptFileError, RunFolder, RunFolderError
+from shld.runs import CorruptFileError, RunFolder, RunFolderError, count_rows
 
 
 class _Writer:
@@ -44,16 +44,15 @@ def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, 
             raise CorruptFileError(f"{run.path / 'checkpoint.npz'}: not a checkpoint of this run's simulation "
                                    f"({type(exc).__name__}: {exc})") from None
         extra.update({k[len("extra__"):]: v for k, v in ck.items() if k.startswith("extra__")})
-        kept = writer.truncate_after("step", state.step)
-        if state.step == 0:
-            kept = writer.truncate_after("step", -1)
+        last = state.step if state.step > 0 else -1
+        kept = count_rows(run.path / metrics_name, "step", upto=last)
         expected = int(ck["metrics_rows"]) if "metrics_rows" in ck else 0
-        if kept < expected:
+        if kept < expected:     # refuse before touching the file
             raise RunFolderError(
                 f"{run.path / metrics_name} holds {kept} of the {expected} rows written before the checkpoint "
                 f"at step {state.step} (emptied, cut or deleted); resuming would lose them: remove "
                 f"{run.path / 'checkpoint.npz'} to restart this run from the beginning, or use another --out")
-        rows = kept
+        rows = writer.truncate_after("step", last)
     else:
         state = sim.init_state(theta0, seed=seed)
         if (run.path / metrics_name).exists():

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shld._validation import check_int
-from shld.runs import CorruptFileError, RunFolder, RunFolderError, _tmp_name, check_identity
+from shld.runs import CorruptFileError, RunFolder, RunFolderError, _tmp_name, check_identity, count_rows
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -188,12 +188,13 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
         generator.set_state(state["generator"])
         monitor.load_state_dict(state["monitor"])
         start, step = int(state["next_epoch"]), int(state["step"])
-        kept = writer.truncate_after("epoch", start - 1)
-        if kept < start:   # one row per epoch before the checkpoint
+        kept = count_rows(writer.path, "epoch", upto=start - 1)
+        if kept < start:   # one row per epoch before the checkpoint; refuse before touching the file
             raise RunFolderError(
                 f"{writer.path} holds {kept} of the {start} rows written before the checkpoint at epoch {start} "
                 f"(emptied, cut or deleted); resuming would lose them: remove {ckpt_path} to restart this run "
                 "from the beginning, or use another --out")
+        writer.truncate_after("epoch", start - 1)
         if stop is not None and start > 0:  # replay the kept rows so a stateful stop rule catches up
             kept = run.read_metrics()
             for i in range(len(kept.get("epoch", []))):
