@@ -110,6 +110,17 @@ def test_backward_after_track_is_refused_not_recorded_as_zero():
     assert mon.last["batch_size"] == 16
 
 
+def test_forward_before_track_is_refused_not_recorded_as_a_negative_variance():
+    model, batch = mlp(0), _batch()
+    mon = Monitor(model, schedule=1)
+    loss = ce(model, batch)                  # forward outside ...
+    with pytest.warns(MonitorMisuseWarning, match="belongs to a forward pass run before it"):
+        with mon.track(batch_size=16):
+            loss.backward()                  # ... backward inside: no per-sample norms were formed
+    _assert_refused(mon.last, "no forward pass")
+    assert mon.last["batch_size"] == 16
+
+
 def test_accumulation_inside_one_step_is_legitimate():
     """Micro-batches inside one track(): the later backward passes find the earlier ones in .grad."""
     model, batch = mlp(0), _batch()

@@ -627,6 +627,8 @@ class Monitor:
 
         * No parameter hook fired: the backward ran outside ``track()`` (after ``end()``), so the
           step's gradient was never seen (the hooks would report 0).
+        * Norm trick only: the backward ran inside but its forward before ``track()``: the
+          per-sample norms were never formed (tr Σ̂ would come out negative).
         * A parameter's ``.grad`` was non-zero when the step's *first* backward pass reached it:
           gradients from before the step (a missing ``zero_grad()``, a ``backward()`` outside and
           before ``track()``) would be counted as this step's. Later passes of the same step
@@ -638,6 +640,13 @@ class Monitor:
                             "gradient was never seen (call loss.backward() inside track() or between "
                             "begin() and end()); its gradient statistics are recorded as NaN")
             return "no backward pass inside track()"
+        h = self._hooks_norm
+        if self.backend == "norm_trick" and h is not None and h.batch_size() is None:
+            self._warn_once("no_forward", f"step {self.step}: the backward pass inside track() belongs to a "
+                            "forward pass run before it: the norm trick's per-sample norms come from the "
+                            "forward pass (run the forward inside track() too); the step's gradient "
+                            "statistics are recorded as NaN")
+            return "no forward pass inside track()"
         init = [(k, v) for k, v in enumerate(hp.initial_sq) if v is not None]
         if not init:
             return None
