@@ -158,3 +158,26 @@ def lm_loss(model, batch):
     ids = batch[0]
     logits = model(ids).logits[:, :-1]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+class TinyViT(nn.Module):
+    """A small vision transformer from layers with norm-trick rules: patch embedding (a strided
+    Conv2d), learned positions (an nn.Embedding broadcast over the batch), ``nn.TransformerEncoder``
+    blocks (``nn.MultiheadAttention``, LayerNorm, Linear; dropout 0: the attention's dropout
+    pattern cannot be recomputed), mean pooling and a Linear head."""
+
+    def __init__(self, cin=2, size=8, patch=4, dim=16, heads=2, depth=2, classes=3, norm_first=False):
+        super().__init__()
+        self.patches = nn.Conv2d(cin, dim, patch, stride=patch)
+        self.n = (size // patch) ** 2
+        self.pos = nn.Embedding(self.n, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True,
+                                           norm_first=norm_first)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        h = self.patches(x).flatten(2).transpose(1, 2)                    # (B, n, dim)
+        h = h + self.pos(torch.arange(self.n, device=x.device).unsqueeze(0))
+        return self.head(self.norm(self.encoder(h)).mean(1))

@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from _torch_models import SmallResNet, lm_loss, randomise_batchnorm, tiny_gpt2, trace_sigma_ref
+from _torch_models import SmallResNet, TinyViT, lm_loss, randomise_batchnorm, tiny_gpt2, trace_sigma_ref
 from torch import nn
 
 from shld.torch import Monitor, layer_rules, per_sample_grads
@@ -61,7 +61,9 @@ def _randomise(layer, seed=0):
 
 
 def _reference(model, loss_fn, batch):
-    grads = per_sample_grads(model, loss_fn, batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # torch.func: no batching rule for CPU flash attention
+        grads = per_sample_grads(model, loss_fn, batch)
     return grads, trace_sigma_ref(torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1))
 
 
@@ -318,6 +320,83 @@ def test_batchnorm_without_running_stats_uses_batch_statistics_in_eval_mode():
 
 
 # ---------------------------------------------------------------------------------------------
+# nn.MultiheadAttention
+# ---------------------------------------------------------------------------------------------
+class AttnProbe(nn.Module):
+    """Self- or cross-attention through one nn.MultiheadAttention; inputs and output batch first,
+    the layer itself batch first or not."""
+
+    def __init__(self, mha, cross, mask):
+        super().__init__()
+        self.mha, self.cross, self.mask = mha, cross, mask
+        L, S = 5, (6 if cross else 5)
+        g = torch.Generator().manual_seed(7)
+        self.register_buffer("am2", torch.randn(L, S, generator=g) if not cross else torch.rand(L, S, generator=g) > 0.7)
+
+    def forward(self, x, kv, kpm, am):
+        t = (lambda z: z) if self.mha.batch_first else (lambda z: z.transpose(0, 1))
+        q = t(x)
+        k = t(kv) if self.cross else q
+        kw = {}
+        if self.mask in ("kpm", "both"):
+            kw["key_padding_mask"] = kpm
+        if self.mask in ("2d", "both"):
+            kw["attn_mask"] = self.am2
+        if self.mask == "3d":
+            kw["attn_mask"] = am.reshape(-1, *am.shape[2:])     # (B·H, L, S), per sample
+        if self.mask == "causal":
+            kw["attn_mask"] = nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+            kw["is_causal"] = True
+        return t(self.mha(q, k, k, need_weights=self.mask == "kpm", **kw)[0])
+
+
+def attn_loss(model, batch):
+    x, kv, kpm, am, r = batch
+    return (model(x, kv, kpm, am) * r).flatten(1).sum(1).mean()
+
+
+ATTN = [  # (batch_first, cross (separate in-projection: kdim = vdim = 6), bias, mask)
+    (True, False, True, "none"), (False, False, True, "kpm"), (True, False, False, "2d"),
+    (False, False, True, "3d"), (True, False, True, "causal"), (True, True, True, "both"),
+    (False, True, False, "kpm"), (True, True, True, "3d"),
+]
+
+
+@pytest.mark.parametrize("batch_first,cross,bias,mask", ATTN,
+                         ids=["-".join(map(str, c)) for c in ATTN])
+def test_multihead_attention_rule_matches_torch_func(batch_first, cross, bias, mask, form):
+    torch.manual_seed(0)
+    E, H, B, L, S = 8, 2, 4, 5, (6 if cross else 5)
+    kdim = 6 if cross else None
+    mha = nn.MultiheadAttention(E, H, bias=bias, batch_first=batch_first, kdim=kdim, vdim=kdim)
+    assert mha._qkv_same_embed_dim is not cross
+    model = AttnProbe(_randomise(mha), cross, mask)
+    g = torch.Generator().manual_seed(1)
+    kpm = torch.zeros(B, S, dtype=torch.bool)
+    kpm[1, -2:] = True
+    kpm[2, 0] = True
+    batch = (torch.randn(B, L, E, generator=g), torch.randn(B, S, kdim or E, generator=g), kpm,
+             torch.randn(B, H, L, S, generator=g), torch.randn(B, L, E, generator=g))
+    _, (tr, g2) = _reference(model, attn_loss, batch)
+    assert norm_trick_coverage(model, list(model.parameters()))[1] == []
+    mon = _no_fallback(model, attn_loss, batch)
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    # the out-projection is accounted for by the attention's rule, as its own group
+    assert set(mon.group_names) == {"mha", "mha.out_proj"}
+
+
+@pytest.mark.parametrize("kw,why", [(dict(dropout=0.1), "dropout=0.1"), (dict(add_bias_kv=True), "add_bias_kv"),
+                                    (dict(add_zero_attn=True), "add_zero_attn")])
+def test_multihead_attention_variants_without_a_rule_fall_back(kw, why):
+    model = nn.MultiheadAttention(8, 2, **kw)
+    supported, unsupported = norm_trick_coverage(model, list(model.parameters()))
+    assert why in unsupported[0] and unsupported[0].startswith("<root> (MultiheadAttention")
+    # its out_proj (a Linear subclass, never called as a module) is not taken as covered either
+    assert len(unsupported) == 2 and "out_proj (NonDynamicallyQuantizableLinear" in unsupported[1]
+
+
+# ---------------------------------------------------------------------------------------------
 # whole models stay on the exact path
 # ---------------------------------------------------------------------------------------------
 def _no_fallback(model, loss_fn, batch):
@@ -353,14 +432,25 @@ def test_small_resnet_in_train_mode_stays_exact_path_with_one_warning():
 @pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
 def test_tiny_gpt2_is_exact(tie):
     # GPT-2 = Embedding (tokens; positions broadcast over the batch) + LayerNorm + HF Conv1D + an
-    # lm_head tied to the token embedding; its attention has no parameters of its own
+    # lm_head tied to the token embedding; its attention has no parameters of its own (no
+    # nn.MultiheadAttention)
     model = tiny_gpt2(tie=tie).double()
     assert (model.lm_head.weight is model.transformer.wte.weight) is tie
     batch = (torch.randint(0, 50, (6, 10), generator=torch.Generator().manual_seed(0)),)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # torch.func: no batching rule for CPU flash attention
-        _, (tr, g2) = _reference(model, lm_loss, batch)
+    _, (tr, g2) = _reference(model, lm_loss, batch)
     mon = _no_fallback(model, lm_loss, batch)
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+def test_tiny_vit_is_exact(norm_first):
+    torch.manual_seed(0)
+    model = TinyViT(norm_first=norm_first)
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(5, 2, 8, 8, generator=g), torch.randint(0, 3, (5,), generator=g))
+    _, (tr, g2) = _reference(model, _ce, batch)
+    mon = _no_fallback(model, _ce, batch)
     assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
     assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
 

@@ -64,7 +64,7 @@ def _shared(modules) -> dict[int, list[tuple[str, nn.Module]]]:
     """Parameters (by id) owned by more than one of ``modules`` -> their owners."""
     owners: dict[int, list] = {}
     for name, mod in modules:
-        for p in mod.parameters(recurse=False):
+        for p in lr.own_parameters(mod):
             owners.setdefault(id(p), []).append((name, mod))
     return {k: v for k, v in owners.items() if len(v) > 1}
 
@@ -77,9 +77,12 @@ def norm_trick_coverage(model: nn.Module, params) -> tuple[list[tuple[str, nn.Mo
     other sharing makes both owners unsupported."""
     wanted = {id(p) for p in params}
     supported, unsupported = [], []
+    # an attention layer's out_proj is covered by the attention's rule (it is never called itself)
+    absorbed = {id(m.out_proj) for m in model.modules()
+                if type(m) is nn.MultiheadAttention and _norm_trick_rule(m)[0] is not None}
     for name, mod in model.named_modules():
-        own = [p for p in mod.parameters(recurse=False) if id(p) in wanted]
-        if not own:
+        own = [p for p in lr.own_parameters(mod) if id(p) in wanted]
+        if not own or id(mod) in absorbed:
             continue
         rule, why = _norm_trick_rule(mod)
         if rule is None:
@@ -132,7 +135,10 @@ class NormTrickHooks:
         self._first, self._batch, self._unexpanded = None, None, None
         for name, mod in self.modules:
             rule, _ = _norm_trick_rule(mod)
-            self.handles.append(mod.register_forward_hook(self._make_hook(name, rule)))
+            if hasattr(rule, "capture"):  # a rule that needs the whole call (attention)
+                self.handles.append(mod.register_forward_hook(self._make_call_hook(name, rule), with_kwargs=True))
+            else:
+                self.handles.append(mod.register_forward_hook(self._make_hook(name, rule)))
 
     def _add(self, p, v) -> None:
         s = v.sum()
@@ -178,6 +184,26 @@ class NormTrickHooks:
                         self._tie_grad(tie, k, x, g)
             output.register_hook(on_grad)
             return new_out
+        return hook
+
+    def _make_call_hook(self, name, rule):
+        def hook(mod, args, kwargs, output):
+            out = output[0] if isinstance(output, tuple) else output
+            if not (torch.is_grad_enabled() and isinstance(out, torch.Tensor) and out.requires_grad):
+                return
+            call, B = rule.capture(mod, args, kwargs)
+            if self._first is None:
+                self._first = name
+            if name == self._first:
+                self._batch, self._unexpanded = B, None
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self.samples[name] = self.samples.get(name, 0) + int(B)
+
+            def on_grad(g):
+                with torch.no_grad():
+                    for p, v in rule(mod, call, g.detach()).items():
+                        self._add(p, v)
+            out.register_hook(on_grad)
         return hook
 
     def _tie_grad(self, tie, k, x, g) -> None:

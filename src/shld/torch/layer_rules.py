@@ -36,13 +36,14 @@ BatchNorm in train mode
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["gram_or_direct", "norm_trick_rule", "is_batchnorm_training"]
+__all__ = ["gram_or_direct", "norm_trick_rule", "is_batchnorm_training", "own_parameters"]
 
 
 #: None: the cheaper form per layer; "gram" or "direct" force one (for tests).
@@ -260,6 +261,114 @@ def batchnorm(mod, x, g):
 
 
 # ---------------------------------------------------------------------------------------------
+# multi-head attention
+# ---------------------------------------------------------------------------------------------
+_MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
+
+
+def _float_mask(mask, dtype):
+    if mask is None or mask.is_floating_point():
+        return None if mask is None else mask.to(dtype)
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, float("-inf"))
+
+
+def mha_capture(mod, args, kwargs):
+    """(the call's inputs batch first and detached, with the merged additive mask (B|1, H|1, L, S);
+    the batch size) from a forward hook's ``args``/``kwargs``."""
+    a = _MHA_SIGNATURE.bind(mod, *args, **kwargs)
+    a.apply_defaults()
+    q, k, v = (a.arguments[n].detach() for n in ("query", "key", "value"))
+    if q.dim() == 2:                                   # unbatched: one sample
+        q, k, v = q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0)
+    elif not mod.batch_first:
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    B, L, S, H = q.shape[0], q.shape[1], k.shape[1], mod.num_heads
+    mask = _float_mask(a.arguments["attn_mask"], q.dtype)
+    if mask is None and a.arguments["is_causal"]:
+        mask = _float_mask(torch.ones(L, S, dtype=torch.bool, device=q.device).triu(1), q.dtype)
+    if mask is not None:
+        mask = mask.reshape(1, 1, L, S) if mask.dim() == 2 else mask.reshape(B, H, L, S)
+    kpm = _float_mask(a.arguments["key_padding_mask"], q.dtype)
+    if kpm is not None:
+        kpm = kpm.reshape(B, 1, 1, S)
+        mask = kpm if mask is None else mask + kpm
+    return {"q": q, "k": k, "v": v, "mask": mask, "unbatched": args[0].dim() == 2}, B
+
+
+def mha(mod, call, g):
+    """``nn.MultiheadAttention`` (packed or separate in-projection, biases, out-projection, masks,
+    ``batch_first`` either way). The attention is recomputed from the captured inputs (no grad)
+    and differentiated by hand, per sample: with ``A = softmax(q kᵀ/√h + M)`` per head,
+    ``ctx = A v``, ``y = ctx W_oᵀ + b_o`` and ``G = ∂ℓ/∂y``:
+    ``∂ctx = G W_o``, ``∂v = Aᵀ ∂ctx``, ``∂S = A ⊙ (∂A − rowsum(∂A ⊙ A))`` with ``∂A = ∂ctx vᵀ``,
+    ``∂q = ∂S k/√h``, ``∂k = ∂Sᵀ q/√h``. Each projection is then a linear layer with inputs
+    (query, key or value; ctx) and output gradients (∂q, ∂k, ∂v; G)."""
+    xq, xk, xv, mask = call["q"], call["k"], call["v"], call["mask"]
+    B, E, H = xq.shape[0], xq.shape[2], mod.num_heads
+    h = E // H
+    if call["unbatched"]:
+        g = g.unsqueeze(0)
+    elif not mod.batch_first:
+        g = g.transpose(0, 1)
+    if mod._qkv_same_embed_dim:
+        Wq, Wk, Wv = mod.in_proj_weight.chunk(3)
+    else:
+        Wq, Wk, Wv = mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight
+    bq, bk, bv = (None, None, None) if mod.in_proj_bias is None else mod.in_proj_bias.chunk(3)
+
+    def heads(t):                                       # (B, n, E) -> (B, H, n, h)
+        return t.reshape(B, t.shape[1], H, h).transpose(1, 2)
+
+    def merge(t):                                       # (B, H, n, h) -> (B, n, E)
+        return t.transpose(1, 2).reshape(B, t.shape[2], E)
+
+    q, k, v = heads(F.linear(xq, Wq, bq)), heads(F.linear(xk, Wk, bk)), heads(F.linear(xv, Wv, bv))
+    scale = 1.0 / math.sqrt(h)
+    scores = q @ k.transpose(-1, -2) * scale
+    if mask is not None:
+        scores = scores + mask
+    A = torch.softmax(scores, -1)
+    if mask is not None:  # a fully masked row attends to nothing (as scaled_dot_product_attention)
+        A = A.masked_fill(torch.isneginf(mask).all(-1, keepdim=True), 0.0)
+    ctx = merge(A @ v)
+    gctx = heads(g @ mod.out_proj.weight)
+    gv = A.transpose(-1, -2) @ gctx
+    gA = gctx @ v.transpose(-1, -2)
+    gS = A * (gA - (gA * A).sum(-1, keepdim=True))
+    gq, gk = merge(gS @ k) * scale, merge(gS.transpose(-1, -2) @ q) * scale
+    gv = merge(gv)
+    out = {}
+    op = mod.out_proj
+    if _wants(op.weight):
+        out[op.weight] = gram_or_direct(ctx, g)
+    if _wants(op.bias):
+        out[op.bias] = _bias_sq(g.transpose(1, 2))
+    pairs = ((xq, gq), (xk, gk), (xv, gv))
+    if mod._qkv_same_embed_dim:
+        if _wants(mod.in_proj_weight):
+            out[mod.in_proj_weight] = sum(gram_or_direct(x, gx) for x, gx in pairs)
+    else:
+        for w, (x, gx) in zip((mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight), pairs):
+            if _wants(w):
+                out[w] = gram_or_direct(x, gx)
+    if _wants(mod.in_proj_bias):
+        out[mod.in_proj_bias] = sum(_bias_sq(gx.transpose(1, 2)) for _, gx in pairs)
+    return out
+
+
+mha.capture = mha_capture
+
+
+def own_parameters(mod: nn.Module) -> list:
+    """The parameters a rule for ``mod`` accounts for: its own, and for ``nn.MultiheadAttention``
+    also those of its ``out_proj`` (used through the functional form, never called as a module)."""
+    ps = list(mod.parameters(recurse=False))
+    if type(mod) is nn.MultiheadAttention:
+        ps += list(mod.out_proj.parameters(recurse=False))
+    return ps
+
+
+# ---------------------------------------------------------------------------------------------
 # lookup
 # ---------------------------------------------------------------------------------------------
 def _is_hf_conv1d(mod) -> bool:
@@ -290,4 +399,10 @@ def norm_trick_rule(mod: nn.Module):
         return groupnorm, None
     if t in _BATCHNORMS:
         return batchnorm, None
+    if t is nn.MultiheadAttention:
+        if mod.bias_k is not None or mod.add_zero_attn:
+            return None, "add_bias_kv/add_zero_attn"
+        if mod.dropout > 0:
+            return None, f"dropout={mod.dropout} (the random attention pattern cannot be recomputed)"
+        return mha, None
     return None, "no per-sample rule for this layer type"
