@@ -662,7 +662,9 @@ class Monitor:
             f".grad (‖grad‖² = {v:.3g}) when the step's first backward pass reached it: gradients from "
             "before the step (a missing optimizer.zero_grad(), or a backward() outside track()) would be "
             "counted as this step's. Its gradient statistics are recorded as NaN; call zero_grad() "
-            "before every tracked step and put all micro-batches of a step inside one track()"))
+            "before every tracked step and put all micro-batches of a step inside one track() "
+            "(optimizer.zero_grad() leaves parameters outside the optimizer alone: use "
+            "model.zero_grad(), or requires_grad_(False) on parameters that are not trained)"))
         return "non-zero .grad before the step's backward (missing zero_grad() or backward() outside track())"
 
     def _refuse(self, record, act, why: str) -> None:
