@@ -21,9 +21,8 @@ Covered layers
     ``nn.Conv1d/2d/3d`` (any groups, stride, dilation, numeric or string padding, every padding
     mode), ``nn.Embedding`` (padding_idx: the padding row gets no gradient; not
     ``scale_grad_by_freq``), the affine parameters of ``nn.LayerNorm``, ``nn.GroupNorm``,
-    ``nn.RMSNorm`` and ``nn.BatchNorm1d/2d/3d``, and ``nn.MultiheadAttention`` (without dropout,
-    ``add_bias_kv`` or ``add_zero_attn``; a rule with a ``capture`` attribute receives the whole
-    call instead of the first input).
+    ``nn.RMSNorm`` and ``nn.BatchNorm1d/2d/3d``, and ``nn.MultiheadAttention`` (without dropout;
+    a rule with a ``capture`` attribute receives the whole call instead of the first input).
 
 BatchNorm in train mode
     The batch statistics couple the samples. The record then uses the **row decomposition** of the
@@ -298,10 +297,10 @@ def mha_capture(mod, args, kwargs):
 
 
 def mha(mod, call, g):
-    """``nn.MultiheadAttention`` (packed or separate in-projection, biases, out-projection, masks,
-    ``batch_first`` either way). The attention is recomputed from the captured inputs (no grad)
-    and differentiated by hand, per sample: with ``A = softmax(q kᵀ/√h + M)`` per head,
-    ``ctx = A v``, ``y = ctx W_oᵀ + b_o`` and ``G = ∂ℓ/∂y``:
+    """``nn.MultiheadAttention`` (packed or separate in-projection, biases, ``add_bias_kv``,
+    ``add_zero_attn``, out-projection, masks, ``batch_first`` either way). The attention is
+    recomputed from the captured inputs (no grad) and differentiated by hand, per sample: with
+    ``A = softmax(q kᵀ/√h + M)`` per head, ``ctx = A v``, ``y = ctx W_oᵀ + b_o`` and ``G = ∂ℓ/∂y``:
     ``∂ctx = G W_o``, ``∂v = Aᵀ ∂ctx``, ``∂S = A ⊙ (∂A − rowsum(∂A ⊙ A))`` with ``∂A = ∂ctx vᵀ``,
     ``∂q = ∂S k/√h``, ``∂k = ∂Sᵀ q/√h``. Each projection is then a linear layer with inputs
     (query, key or value; ctx) and output gradients (∂q, ∂k, ∂v; G)."""
@@ -324,7 +323,19 @@ def mha(mod, call, g):
     def merge(t):                                       # (B, H, n, h) -> (B, n, E)
         return t.transpose(1, 2).reshape(B, t.shape[2], E)
 
-    q, k, v = heads(F.linear(xq, Wq, bq)), heads(F.linear(xk, Wk, bk)), heads(F.linear(xv, Wv, bv))
+    S = xk.shape[1]
+    k, v = F.linear(xk, Wk, bk), F.linear(xv, Wv, bv)
+    extra = 0
+    if mod.bias_k is not None:                          # one more key/value position: the biases
+        k = torch.cat([k, mod.bias_k.reshape(1, 1, E).expand(B, 1, E)], 1)
+        v = torch.cat([v, mod.bias_v.reshape(1, 1, E).expand(B, 1, E)], 1)
+        extra += 1
+    q, k, v = heads(F.linear(xq, Wq, bq)), heads(k), heads(v)
+    if mod.add_zero_attn:                               # and a zero key/value per head
+        k, v = F.pad(k, (0, 0, 0, 1)), F.pad(v, (0, 0, 0, 1))
+        extra += 1
+    if mask is not None and extra:
+        mask = F.pad(mask, (0, extra))                  # the added positions are never masked
     scale = 1.0 / math.sqrt(h)
     scores = q @ k.transpose(-1, -2) * scale
     if mask is not None:
@@ -340,6 +351,11 @@ def mha(mod, call, g):
     gq, gk = merge(gS @ k) * scale, merge(gS.transpose(-1, -2) @ q) * scale
     gv = merge(gv)
     out = {}
+    if mod.bias_k is not None:
+        for bias, gx in ((mod.bias_k, gk), (mod.bias_v, gv)):
+            if _wants(bias):
+                out[bias] = torch.linalg.vecdot(gx[:, S], gx[:, S])
+    gk, gv = gk[:, :S], gv[:, :S]
     op = mod.out_proj
     if _wants(op.weight):
         out[op.weight] = gram_or_direct(ctx, g)
@@ -402,8 +418,6 @@ def norm_trick_rule(mod: nn.Module):
     if t in _BATCHNORMS:
         return batchnorm, None
     if t is nn.MultiheadAttention:
-        if mod.bias_k is not None or mod.add_zero_attn:
-            return None, "add_bias_kv/add_zero_attn"
         if mod.dropout > 0:
             return None, f"dropout={mod.dropout} (the random attention pattern cannot be recomputed)"
         return mha, None
