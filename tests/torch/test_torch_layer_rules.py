@@ -355,12 +355,15 @@ def attn_loss(model, batch):
     return (model(x, kv, kpm, am) * r).flatten(1).sum(1).mean()
 
 
-ATTN = [  # (batch_first, cross (separate in-projection: kdim = vdim = 6), bias, mask, extra)
+# (batch_first, cross: False (self-attention), "packed" (key/value of width E, one in_proj_weight) or
+#  True (kdim = vdim = 6: separate q/k/v_proj_weight), bias, mask, extra)
+ATTN = [
     (True, False, True, "none", ""), (False, False, True, "kpm", ""), (True, False, False, "2d", ""),
     (False, False, True, "3d", ""), (True, False, True, "causal", ""), (True, True, True, "both", ""),
     (False, True, False, "kpm", ""), (True, True, True, "3d", ""),
     (True, False, True, "both", "bias_kv"), (False, True, True, "kpm", "zero_attn"),
     (True, False, False, "3d", "bias_kv+zero_attn"), (False, False, True, "none", "bias_kv+zero_attn"),
+    (True, "packed", True, "kpm", ""), (False, "packed", True, "2d", "bias_kv"),
 ]
 
 
@@ -369,10 +372,10 @@ ATTN = [  # (batch_first, cross (separate in-projection: kdim = vdim = 6), bias,
 def test_multihead_attention_rule_matches_torch_func(batch_first, cross, bias, mask, extra, form):
     torch.manual_seed(0)
     E, H, B, L, S = 8, 2, 4, 5, (6 if cross else 5)
-    kdim = 6 if cross else None
+    kdim = 6 if cross is True else None
     mha = nn.MultiheadAttention(E, H, bias=bias, batch_first=batch_first, kdim=kdim, vdim=kdim,
                                 add_bias_kv="bias_kv" in extra, add_zero_attn="zero_attn" in extra)
-    assert mha._qkv_same_embed_dim is not cross
+    assert mha._qkv_same_embed_dim is (cross is not True)
     model = AttnProbe(_randomise(mha), cross, mask)
     g = torch.Generator().manual_seed(1)
     kpm = torch.zeros(B, S, dtype=torch.bool)
