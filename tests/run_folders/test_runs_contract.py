@@ -499,3 +499,52 @@ def test_pool_workers_stop_when_the_caller_leaves_early():
 
 def test_run_folder_error_is_not_a_value_error_unless_corrupt():
     assert not issubclass(RunFolderError, ValueError) and issubclass(CorruptFileError, ValueError)
+
+
+def test_docs_runs_md_example_runs(tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    text = (Path(__file__).resolve().parents[2] / "docs" / "runs.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "docs/runs.md", "exec"), {"__name__": "__docs__"})
+    run = tmp_path / "runs" / "squares"
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["identity"]["study"] == "squares" and doc["identity"]["seed"] == 0
+    assert json.loads((run / "summary.json").read_text()) == {"total": 5}
+    with np.load(run / "checkpoint.npz") as z:
+        assert json.loads(str(z["__identity__"])) == doc["identity"]
+    assert not (run / PID_NAME).exists()                       # the lock is released at the end
+
+
+@pytest.mark.parametrize("out", ["", "."])
+def test_reproduce_refuses_the_working_directory(tmp_path, capsys, monkeypatch, out):
+    from shld.reporting.audit import reproduce
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("mine\n")
+    assert reproduce("quick", out, resume=True, names=["double-well"], progress=False) == 2
+    assert "`out`" in _one_line_error(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_two_concurrent_resumes_never_duplicate_rows(tmp_path, monkeypatch):
+    """The probe: two `--resume` on one folder at once. One runs; the other is refused while the
+    first holds the folder (or finds it finished); every row is there once (the old code wrote the rows
+    after the checkpoint twice and exited 0 twice)."""
+    kw = dict(n_steps=2000, n_walkers=10, record_every=20, seed=2)
+    a = tmp_path / "a"
+    _interrupted(a, monkeypatch, after=2, **kw)
+    cli = ("import sys; from shld.experiments import registry, double_well; registry._loaded = True; "
+           "from shld.cli import main; sys.exit(main(sys.argv[1:]))")       # the CLI without importing torch
+    argv = [sys.executable, "-c", cli, "run", "double-well", "--out", str(a), "--resume", "--no-progress"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": SRC, "MPLBACKEND": "Agg"}) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    for code, err in results:
+        assert code == 0 or (code == 2 and "is in use by another shld process (pid" in err
+                             and "Traceback" not in err), err
+    assert any(code == 0 for code, _ in results)
+    assert np.array_equal(read_metrics(a / "metrics.csv")["step"], np.arange(0, 2001, 20))   # each row once
