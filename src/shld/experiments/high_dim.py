@@ -70,7 +70,7 @@ def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, prog
     curves, seed_bounds = {}, {}
     for d, ss in zip(p.dims, seeds):
         L = RandomQuadratic(dim=d, lambda_min=p.lambda_min, lambda_max=p.lambda_max, seed=int(ss.generate_state(1)[0]))
-        sub = RunFolder.create(run.path / f"d{d}", {"d": d}, exist_ok=True)
+        sub = RunFolder.create(run.path / f"d{d}", {"d": d}, exist_ok=True, identity=run.identity)
         rng = np.random.default_rng(ss)
         u = rng.standard_normal(d)
         start = p.start_radius * u / np.linalg.norm(u)
