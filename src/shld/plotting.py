@@ -32,12 +32,17 @@ def pyplot():
 
 
 def save_figure(fig, path, *, tight: bool = True):
-    """Lay out ``fig`` and write it to ``path`` (parents created) when given; returns the figure."""
+    """Lay out ``fig`` and write it to ``path`` (parents created) when given; returns the figure.
+    The file is written atomically (:func:`shld.runs.atomic_write`): a kill never leaves half a PNG."""
+    from shld.runs import atomic_write
+
     if tight:
         fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = path.suffix[1:].lower() or "png"
+        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=110, bbox_inches="tight"), binary=True)
     return fig
 
 
