@@ -548,3 +548,18 @@ def test_two_concurrent_resumes_never_duplicate_rows(tmp_path, monkeypatch):
                              and "Traceback" not in err), err
     assert any(code == 0 for code, _ in results)
     assert np.array_equal(read_metrics(a / "metrics.csv")["step"], np.arange(0, 2001, 20))   # each row once
+
+
+def test_reproduce_resume_reruns_an_experiment_whose_summary_is_corrupt(tmp_path, capsys):
+    from shld.reporting.audit import reproduce
+
+    out = tmp_path / "audit"
+    small = {"double-well": {"n_steps": 400, "n_walkers": 5, "record_every": 20}}
+    assert reproduce("quick", out, names=["double-well"], overrides=small, progress=False) == 0
+    good = json.loads((out / "double-well" / "summary.json").read_text())
+    (out / "double-well" / "summary.json").write_text('{"claims": [')
+    assert main(["report", str(out)]) == 1                          # listed, not a traceback
+    assert "summary.json: is not valid JSON" in capsys.readouterr().err
+    assert reproduce("quick", out, resume=True, names=["double-well"], overrides=small, progress=False) == 0
+    assert json.loads((out / "double-well" / "summary.json").read_text()) == good
+    assert "## Could not be read" not in (out / "report.md").read_text()

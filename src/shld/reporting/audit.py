@@ -168,6 +168,15 @@ def _check_resumed_seeds(out: Path, names: list[str], seed: int) -> None:
                                  f"{found}; resume with --seed {found} or choose another --out")
 
 
+def _finished(run_dir: Path) -> bool:
+    """Whether the experiment in ``run_dir`` finished: its summary.json reads (a corrupt one is resumed,
+    which rewrites it)."""
+    try:
+        return isinstance(read_json(run_dir / "summary.json"), dict)
+    except (FileNotFoundError, CorruptFileError):
+        return False
+
+
 def _reproduce(mode: str, out: Path, resume: bool, jobs: int, seed: int, names: list[str], overrides: dict,
                progress: bool) -> int:
     audit_path = out / "audit.json"
@@ -194,7 +203,7 @@ def _reproduce(mode: str, out: Path, resume: bool, jobs: int, seed: int, names: 
     for i, name in enumerate(names, 1):
         run_dir = out / name
         prev = audit["experiments"].get(name, {})
-        if resume and (run_dir / "summary.json").exists():
+        if resume and _finished(run_dir):
             print(f"[{i}/{n}] {name}: done earlier, skipped", file=sys.stderr, flush=True)
             if not prev:
                 audit["experiments"][name] = {"status": "done", "reason": "", "wall_s": None}
