@@ -293,7 +293,8 @@ def mha_capture(mod, args, kwargs):
     if kpm is not None:
         kpm = kpm.reshape(B, 1, 1, S)
         mask = kpm if mask is None else mask + kpm
-    return {"q": q, "k": k, "v": v, "mask": mask, "unbatched": args[0].dim() == 2}, B
+    same = a.arguments["query"] is a.arguments["key"] and a.arguments["key"] is a.arguments["value"]
+    return {"q": q, "k": k, "v": v, "mask": mask, "unbatched": a.arguments["query"].dim() == 2, "self": same}, B
 
 
 def mha(mod, call, g):
@@ -363,7 +364,9 @@ def mha(mod, call, g):
         out[op.bias] = _bias_sq(g.transpose(1, 2))
     pairs = ((xq, gq), (xk, gk), (xv, gv))
     if mod._qkv_same_embed_dim:
-        if _wants(mod.in_proj_weight):
+        if _wants(mod.in_proj_weight) and call["self"]:  # one input: ‖[∂q ∂k ∂v]ᵀ x‖², one Gram of x
+            out[mod.in_proj_weight] = gram_or_direct(xq, torch.cat([gq, gk, gv], 2))
+        elif _wants(mod.in_proj_weight):
             out[mod.in_proj_weight] = sum(gram_or_direct(x, gx) for x, gx in pairs)
     else:
         for w, (x, gx) in zip((mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight), pairs):
