@@ -477,6 +477,20 @@ def test_tiny_gpt2_over_accumulation_micro_steps_is_exact():
     assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
 
 
+def test_float32_models_agree_to_float32_rounding():
+    # the same paths in the dtype people train in: relative agreement ~1e-6, bound 1e-4
+    g = torch.Generator().manual_seed(2)
+    gpt = tiny_gpt2().float()
+    vit = TinyViT(norm_first=True).float()
+    for model, loss_fn, batch in (
+            (gpt, lm_loss, (torch.randint(0, 50, (6, 10), generator=g),)),
+            (vit, _ce, (torch.randn(5, 2, 8, 8, generator=g).float(), torch.randint(0, 3, (5,), generator=g)))):
+        _, (tr, g2) = _reference(model, loss_fn, batch)
+        mon = _no_fallback(model, loss_fn, batch)
+        assert mon.last["trace_sigma"] == pytest.approx(tr, rel=1e-4)
+        assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=1e-4)
+
+
 def test_shared_weight_other_than_embedding_head_falls_back_naming_it():
     class TwoHeads(nn.Module):
         def __init__(self):
