@@ -220,6 +220,11 @@ def test_reproduce_resume_without_audit_json_does_not_relabel_seeds(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "seed 0" in err and "--seed 1" in err
     assert not (out / "audit.json").exists() and not (out / "report.md").exists()
+    # the seed agrees, but the folder was not run at the quick audit's sizes (audit.json, the mode's record,
+    # is missing): refused too, naming the parameter
+    code = reproduce("quick", out, resume=True, seed=0, names=["double-well"], progress=False)
+    line = _one_line_error(capsys.readouterr().err)
+    assert code == 2 and "`n_walkers` = 5 where the quick audit runs 1000" in line
 
 
 # --- one writer per folder ----------------------------------------------------------------------

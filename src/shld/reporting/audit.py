@@ -28,6 +28,7 @@ so a killed-and-resumed audit writes the same report as an uninterrupted one apa
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
 import os
 import signal
@@ -154,18 +155,35 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
         return 2
 
 
-def _check_resumed_seeds(out: Path, names: list[str], seed: int) -> None:
-    """Every experiment folder already in ``out`` must have been run with ``seed`` (a resume must not
-    label results of another seed with this one, even when audit.json is missing)."""
+def _check_resumed_folders(out: Path, names: list[str], seed: int, mode: str, overrides: dict) -> None:
+    """Every experiment folder already in ``out`` must have been run with ``seed`` and, when
+    ``audit.json`` (which records the mode) is missing, with the parameters of ``mode``: a resume must
+    not label results of another seed or size with this audit's."""
+    from shld.reporting._child import module_name
+    from shld.runs import _jsonable
+
+    no_audit = not (out / "audit.json").exists()
     for name in names:
         if not (out / name / "config.json").exists():
             continue
+        cfg_path = out / name / "config.json"
         doc = read_config(out / name)
         ident = doc.get("identity") if isinstance(doc.get("identity"), dict) else {}
         found = ident.get("seed", doc["config"].get("seed"))
         if found != seed:
-            raise RunFolderError(f"--resume --seed {seed}, but {out / name / 'config.json'} was run with seed "
-                                 f"{found}; resume with --seed {found} or choose another --out")
+            raise RunFolderError(f"--resume --seed {seed}, but {cfg_path} was run with seed {found}; resume with "
+                                 f"--seed {found} or choose another --out")
+        if not no_audit:
+            continue
+        try:
+            preset = getattr(importlib.import_module(module_name(name)), "AUDIT", {}).get(mode, {})
+        except Exception:     # a module that does not import is reported by its own child
+            continue
+        for key, want in {**preset, **overrides.get(name, {})}.items():
+            if key in doc["config"] and _jsonable(doc["config"][key]) != _jsonable(want):
+                raise RunFolderError(f"--resume --{mode}, but {cfg_path} has `{key}` = {doc['config'][key]!r} where "
+                                     f"the {mode} audit runs {want!r} (audit.json, which records the mode, is "
+                                     "missing); resume with the mode it was run with or choose another --out")
 
 
 def _finished(run_dir: Path) -> bool:
@@ -181,7 +199,7 @@ def _reproduce(mode: str, out: Path, resume: bool, jobs: int, seed: int, names: 
                progress: bool) -> int:
     audit_path = out / "audit.json"
     if resume:
-        _check_resumed_seeds(out, names, seed)
+        _check_resumed_folders(out, names, seed, mode, overrides)
     if resume and audit_path.exists():
         audit = read_json(audit_path)
         if not isinstance(audit, dict) or not isinstance(audit.get("experiments"), dict):
