@@ -425,6 +425,8 @@ class RunFolder:
         run = cls(path, identity=identity)
         if not (path / "config.json").exists():
             run._write_config(config)
+        elif identity is not None:      # continuing a member folder: it must be this member's
+            check_identity(identity, read_config(path).get("identity"), str(path / "config.json"))
         return run
 
     def _write_config(self, config: dict) -> None:

@@ -57,7 +57,7 @@ from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
 from shld.experiments.verdicts import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row, k_of_n
 from shld.observables.consolidation import regime_label
-from shld.runs import RunFolder, read_json, write_json
+from shld.runs import RunFolder, make_identity, read_json, write_json
 
 # --------------------------------------------------------------------------------------------
 # rules (fixed before any run)
@@ -339,7 +339,7 @@ def _run_member(task: dict) -> dict:
         return read_json(folder / "summary.json")
     config = {"experiment": "grokking-member", "key": list(task["key"]), "control": task["control"],
               **dataclasses.asdict(params)}
-    run = RunFolder.create(folder, config, exist_ok=task["resume"])
+    run = RunFolder.create(folder, config, exist_ok=task["resume"], identity=make_identity("grokking-member", config))
     seq = member_seed(params.seed, *task["key"])
     s_data, s_init, s_order, s_labels = seq.spawn(4)
     x, y = modular_dataset(params.p, params.op)

@@ -48,7 +48,7 @@ from shld._validation import check_int, check_positive
 from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
 from shld.experiments.verdicts import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
-from shld.runs import RunFolder, read_json, write_json
+from shld.runs import RunFolder, make_identity, read_json, write_json
 
 METHODS = ("seed", "mccandlish", "two_over_lambda", "range_test")
 METHOD_LABEL = {"seed": "seed's 2D/λ_max", "mccandlish": "McCandlish ε_opt", "two_over_lambda": "2/λ_max",
@@ -135,8 +135,8 @@ def _run_training(job: dict) -> dict:
     folder = Path(job["folder"])
     if job["resume"] and (folder / "summary.json").exists():
         return read_json(folder / "summary.json")
-    run = RunFolder.create(folder, {k: v for k, v in job.items() if k not in ("resume",)},
-                           exist_ok=job["resume"])
+    config = {k: v for k, v in job.items() if k not in ("resume",)}
+    run = RunFolder.create(folder, config, exist_ok=job["resume"], identity=make_identity("training-member", config))
     seq = np.random.SeedSequence(job["entropy"], spawn_key=tuple(job["spawn_key"]))
     task = make_task(job["task"], seq)
     model = task.make_model()
