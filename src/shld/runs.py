@@ -477,10 +477,17 @@ class RunFolder:
         if not p.exists():
             return None
         try:
+            with open(p, "rb") as fh:
+                head = fh.read(4)
+            if not head:
+                raise ValueError("the file is empty")
+            if head != b"PK\x03\x04":
+                raise ValueError("the file is not an .npz archive")
             with np.load(p, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            why = "it holds Python objects, not arrays" if "allow_pickle" in str(exc) else _why(exc)
+            why = "it holds Python objects, not arrays" if "allow_pickle" in str(exc) else (
+                str(exc) if str(exc).startswith("the file is") else _why(exc))
             raise CorruptFileError(f"{p}: not a readable checkpoint ({why}); remove it to restart the run "
                                    "from the beginning") from None
         raw = arrays.pop(_IDENTITY_KEY, None)

@@ -353,8 +353,9 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
 # --- corrupt files: one line naming the file ----------------------------------------------------
 
 @pytest.mark.parametrize("name, content, what", [
-    ("checkpoint.npz", b"PK\x03\x04 not a zip", "not a readable checkpoint"),
-    ("checkpoint.npz", b"", "not a readable checkpoint"),
+    ("checkpoint.npz", b"PK\x03\x04 not a zip", "not a readable checkpoint (BadZipFile"),
+    ("checkpoint.npz", b"", "not a readable checkpoint (the file is empty)"),
+    ("checkpoint.npz", b"garbage\n", "not a readable checkpoint (the file is not an .npz archive)"),
     ("config.json", b'{"config": {"D": 0.4', "is not valid JSON"),
     ("config.json", b"[1, 2]", 'has no "config" object'),
 ])
