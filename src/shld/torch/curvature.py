@@ -17,6 +17,7 @@ Derived quantities (see :func:`curvature_quantities`):
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -39,6 +40,17 @@ def _unflat(v, params):
     return out
 
 
+def _math_attention():
+    """``scaled_dot_product_attention`` through its composite "math" kernel: the fused CPU/CUDA
+    kernels (flash, memory-efficient) have neither a double backward nor forward-mode AD, so a
+    Hessian through them fails; the math kernel is plain differentiable ops (same values)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - older torch
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 class HVP:
     """Hessian-vector products of ``loss_fn(model, batch)`` at the current parameters.
 
@@ -46,10 +58,16 @@ class HVP:
     differentiates ``gᵀv`` for each ``v``; ``method="func"`` uses ``torch.func.jvp`` of
     ``torch.func.grad`` (forward-over-reverse) and rebuilds nothing between products.
     Calling the object with a flat vector of size ``d`` returns ``H v`` (flat). ``self.grad`` is the
-    flat batch gradient ``g_B``. ``.grad`` of the parameters is never touched.
+    flat batch gradient ``g_B``. ``.grad`` of the parameters is never touched. Attention through
+    ``F.scaled_dot_product_attention`` runs on its math kernel (the fused kernels have no second
+    derivative).
     """
 
     def __init__(self, model, loss_fn, batch, params=None, method: str = "double_backward"):
+        with _math_attention():
+            self._init(model, loss_fn, batch, params, method)
+
+    def _init(self, model, loss_fn, batch, params, method):
         if method not in ("double_backward", "func"):
             raise ValueError(f"`method` must be one of ['double_backward', 'func'], got {method!r}")
         self.params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
@@ -97,6 +115,10 @@ class HVP:
         return sum(p.numel() for p in self.params)
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        with _math_attention():
+            return self._product(v)
+
+    def _product(self, v: torch.Tensor) -> torch.Tensor:
         self.n_products += 1
         vs = _unflat(v, self.params)
         if self.method == "double_backward":
@@ -110,64 +132,118 @@ class HVP:
         return _flat(hv, self.params).detach()
 
 
-def lanczos(matvec, v0: torch.Tensor, max_iter: int = 8, tol: float = 1e-4):
+def lanczos(matvec, v0: torch.Tensor, max_iter: int = 8, tol: float = 1e-4, *, accuracy: float | None = None,
+            max_products: int | None = None, cluster_rtol: float = 0.1, max_block: int = 4):
     """Largest eigenvalue of a symmetric operator by Lanczos with full re-orthogonalisation.
 
-    Starts from ``v0`` (warm start: pass the previous call's Ritz vector). Stops after
-    ``max_iter`` products, or when the error estimate ``r²/gap`` (``r = β_k |s_k|`` the residual
-    norm of the top Ritz pair, ``gap`` the distance to the next Ritz value) is below
-    ``tol · |θ|``; ``r`` itself is a rigorous bound on ``|θ − λ|`` for some eigenvalue λ.
+    ``v0`` is one start vector ``(n,)`` or a block ``(m, n)`` of them (a warm start: the previous
+    call's ``info["warm_start"]``). The search space is the block, then grown one vector per
+    product by the top Ritz pair's residual ``A x − θ x`` (orthogonalised twice against the basis):
+    from one start vector this is exactly Lanczos (the residual spans the next Krylov direction), and
+    the Rayleigh–Ritz values on the basis are the Lanczos Ritz values. Ritz values never exceed λ_max.
 
-    Returns ``(theta, ritz_vector, info)`` with ``info = {"n_products", "residual", "error_estimate"}``.
+    Stopping, after ``k`` products (``k ≥ m``): ``r = ‖A x − θ x‖`` (exact, no extra product) is a
+    rigorous bound on ``|θ − λ|`` for *some* eigenvalue λ; with ``gap`` the distance from ``θ`` to the
+    next Ritz value, ``err = min(r, r²/gap)`` estimates ``λ_max − θ`` (Kato–Temple with the Ritz gap).
+    Stop when ``err ≤ tol·|θ|``; or at ``k = max_iter`` when ``accuracy`` is None or ``err ≤
+    accuracy·|θ|``; otherwise — a small gap (nearly degenerate top eigenvalues) or a slow start —
+    go on up to ``max_products`` (default ``4·max_iter``) products until ``err ≤ accuracy·|θ|``.
+
+    Nearly degenerate top eigenvalues are a problem for a *single* warm start: when the operator
+    changes, the eigenvectors of a cluster rotate and the previous top vector can be close to the new
+    *second* one, with too little weight on the new top one for any residual test to notice. So
+    ``info["warm_start"]`` holds the Ritz vectors of the whole top cluster — Ritz values within
+    ``cluster_rtol·|θ|`` of θ, at most ``max_block`` — one vector when the top is well separated (no
+    extra product next time), a block otherwise (one product per extra vector next time).
+
+    Returns ``(theta, ritz_vector, info)``; ``info``: ``n_products``, ``residual`` (r),
+    ``error_estimate`` (err), ``gap`` (θ₁ − θ₂ of the Ritz values; NaN for k = 1), ``ritz_values``
+    (the top ``max_block`` Ritz values, descending), ``warm_start`` (``(m', n)``), ``converged``
+    (``err ≤ tol·|θ|``, or ``≤ accuracy·|θ|`` when given).
     """
     max_iter = check_int("max_iter", max_iter, minimum=1)
     tol = check_positive("tol", tol)
-    n = v0.numel()
-    q = v0 / v0.norm()
-    Q = torch.empty((min(max_iter, n), n), dtype=v0.dtype, device=v0.device)
-    alphas, betas = [], []
-    theta, s, resid, err = math.nan, None, math.inf, math.inf
+    if accuracy is not None:
+        accuracy = check_positive("accuracy", accuracy)
+    cap = max_iter if accuracy is None else max(
+        max_iter, 4 * max_iter if max_products is None else check_int("max_products", max_products, minimum=1))
+    if v0.dim() not in (1, 2) or v0.shape[-1] == 0:
+        raise ValueError(f"`v0` must be a vector (n,) or a block (m, n), got shape {tuple(v0.shape)}")
+    n = v0.shape[-1]
+    block = v0.reshape(-1, n)
+    # orthonormal start block (a column dropped when it is (nearly) in the span of the others)
+    qb, rb = torch.linalg.qr(block.T)
+    keep = rb.diagonal().abs() > 1e-8 * rb.diagonal().abs().max()
+    if not bool(keep.any()):
+        raise ValueError("`v0` must not be zero")
+    pending = list(qb.T[keep])
+    cap = min(max(cap, len(pending)), n)
+    Q = torch.empty((cap, n), dtype=v0.dtype, device=v0.device)
+    W = torch.empty_like(Q)
+    T = torch.zeros((cap, cap), dtype=torch.float64)
+    theta, resid, err, gap = math.nan, math.inf, math.inf, math.nan
+    evals = evecs = None
     k = 0
-    for j in range(min(max_iter, n)):
-        Q[j] = q
-        w = matvec(q)
-        k = j + 1
-        a = torch.dot(q, w)
-        alphas.append(a.item())
-        # full re-orthogonalisation (twice is enough)
-        for _ in range(2):
+    q = pending.pop(0)
+    while True:
+        Q[k] = q
+        W[k] = matvec(q)
+        k += 1
+        c = ((Q[:k] @ W[k - 1]).double() + (W[:k] @ Q[k - 1]).double()) / 2  # symmetrised
+        T[:k, k - 1] = c
+        T[k - 1, :k] = c
+        if pending:
+            q = pending.pop(0)
+            continue
+        evals, evecs = torch.linalg.eigh(T[:k, :k])
+        theta = evals[-1].item()
+        y = evecs[:, -1].to(Q.dtype)
+        x = y @ Q[:k]
+        rvec = y @ W[:k] - theta * x
+        resid = rvec.norm().item()
+        gap = (evals[-1] - evals[-2]).item() if k > 1 else math.nan
+        err = min(resid, resid * resid / gap) if gap > 0 else resid
+        scale = max(abs(theta), 1e-30)
+        if resid <= 1e-12 * max(abs(theta), 1.0) or err <= tol * scale or k >= cap:
+            break
+        if k >= max_iter and (accuracy is None or err <= accuracy * scale):
+            break
+        w = rvec
+        for _ in range(2):  # full re-orthogonalisation (twice is enough)
             w = w - Q[:k].T @ (Q[:k] @ w)
         b = w.norm().item()
-        T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-        if k > 1:
-            off = torch.tensor(betas, dtype=torch.float64)
-            T += torch.diag(off, 1) + torch.diag(off, -1)
-        evals, evecs = torch.linalg.eigh(T)
-        theta = evals[-1].item()
-        s = evecs[:, -1]
-        resid = abs(b * s[-1].item())
-        gap = (evals[-1] - evals[-2]).item() if k > 1 else 0.0
-        err = min(resid, resid * resid / gap) if gap > 0 else resid
-        if b <= 1e-12 * max(abs(theta), 1.0) or err <= tol * abs(theta):
+        if b <= 1e-10 * resid:  # the residual lies in the basis: nothing new to add
             break
-        betas.append(b)
         q = w / b
-    ritz = (Q[:k].T @ s.to(Q.dtype)).contiguous()
-    return theta, ritz / ritz.norm(), {"n_products": k, "residual": resid, "error_estimate": err}
+    ritz = x / x.norm()
+    order = torch.arange(k - 1, max(k - 1 - max_block, -1), -1)
+    top = evals[order]
+    m = int((top >= theta - cluster_rtol * abs(theta)).sum())
+    warm = (evecs[:, order[:m]].T.to(Q.dtype) @ Q[:k])
+    warm = warm / warm.norm(dim=1, keepdim=True)
+    conv_tol = tol if accuracy is None else max(tol, accuracy)
+    info = {"n_products": k, "residual": resid, "error_estimate": err, "gap": gap,
+            "ritz_values": [float(t) for t in top], "warm_start": warm,
+            "converged": bool(err <= conv_tol * max(abs(theta), 1e-30))}
+    return theta, ritz, info
 
 
 def lambda_max(model, loss_fn, batch, *, v0=None, max_iter: int = 8, tol: float = 1e-4,
-               generator: torch.Generator | None = None, method: str = "double_backward"):
+               generator: torch.Generator | None = None, method: str = "double_backward",
+               accuracy: float | None = None, max_products: int | None = None):
     """λ_max of the Hessian of ``loss_fn(model, batch)``; returns ``(lam, ritz_vector, info)``.
 
-    A cold start draws ``v0`` from ``generator``; the global RNG is left as it was (the forward runs
-    under ``torch.random.fork_rng``). Model mode and ``.grad`` are not touched.
+    ``v0`` (a vector or a block, e.g. the previous ``info["warm_start"]``), ``accuracy`` and
+    ``max_products`` as in :func:`lanczos`. A cold start draws ``v0`` from ``generator``; the global
+    RNG is left as it was (the forward runs under ``torch.random.fork_rng``). Model mode and
+    ``.grad`` are not touched.
     """
     with torch.random.fork_rng(devices=[]):  # dropout in loss_fn must not move the global RNG
         hvp = HVP(model, loss_fn, batch, method=method)
         if v0 is None:
             v0 = torch.randn(hvp.dim, generator=generator, dtype=hvp.grad.dtype).to(hvp.grad.device)
-        lam, vec, info = lanczos(hvp, v0, max_iter=max_iter, tol=tol)
+        lam, vec, info = lanczos(hvp, v0, max_iter=max_iter, tol=tol, accuracy=accuracy,
+                                 max_products=max_products)
     return lam, vec, info
 
 

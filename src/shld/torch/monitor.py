@@ -64,7 +64,8 @@ from .sinks import LOG_FILES, CSVSink, JSONLSink, existing_logs, make_tensorboar
 from .stats import NOISE_KEYS, RatioSmoother, noise_quantities, trace_sigma_from_groups
 
 CURVATURE_KEYS = ("lambda_max", "batch_sharpness", "gHg", "eos_ratio", "stability_limit", "eps_max",
-                  "eps_opt", "eps_opt_capped", "alpha_opt_seed", "n_hvp", "lanczos_error")
+                  "eps_opt", "eps_opt_capped", "alpha_opt_seed", "n_hvp", "lanczos_error",
+                  "lambda_max_products")
 
 _REDUCTIONS = {0: "none", 1: "mean", 2: "sum"}
 
@@ -196,7 +197,14 @@ class Monitor:
         Lanczos is warm-started from the previous curvature step's Ritz vector.
     lanczos_cold_steps : int
         Products allowed on the first (cold) curvature step, so that the warm start begins from a
-        converged vector (default 32).
+        converged vector (default 32), and the most a warm call may spend to reach
+        ``lanczos_accuracy``.
+    lanczos_accuracy : float or None
+        Relative accuracy every warm call must reach by its error estimate: a call whose estimate
+        is above it after ``lanczos_steps`` products (nearly degenerate top eigenvalues) goes on
+        up to ``lanczos_cold_steps`` products (``lambda_max_products`` records the count). The warm
+        start is the previous call's top Ritz *cluster* (one vector when the top is well separated),
+        see :func:`shld.torch.curvature.lanczos`. None: stop at ``lanczos_steps`` (the old rule).
     batch_sharpness : bool
         Spend one more product on ``gᵀHg`` (batch sharpness, ε_opt).
     events : EventDetector | None
@@ -220,7 +228,7 @@ class Monitor:
                  curvature_schedule=None, curvature_batch=None, backend: str = "auto", microbatches: int = 4,
                  loss_reduction: str = "auto", groups="layer", lr=None, smoothing: float = 0.9,
                  lanczos_steps: int = 8, lanczos_tol: float = 1e-4, lanczos_cold_steps: int = 32,
-                 batch_sharpness: bool = True,
+                 lanczos_accuracy: float | None = 1e-3, batch_sharpness: bool = True,
                  events: EventDetector | None | str = "default", grad_scaler=None,
                  on_nonfinite: str = "record", out=None, tensorboard=None,
                  generator: torch.Generator | None = None, hvp_method: str = "double_backward"):
@@ -241,6 +249,8 @@ class Monitor:
         self.lanczos_steps = check_int("lanczos_steps", lanczos_steps, minimum=1)
         self.lanczos_tol = check_positive("lanczos_tol", lanczos_tol)
         self.lanczos_cold_steps = check_int("lanczos_cold_steps", lanczos_cold_steps, minimum=1)
+        self.lanczos_accuracy = (None if lanczos_accuracy is None
+                                 else check_positive("lanczos_accuracy", lanczos_accuracy))
         self.batch_sharpness = bool(batch_sharpness)
         self.grad_scaler = grad_scaler
         self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ("record", "raise"))
@@ -721,10 +731,11 @@ class Monitor:
             def run(method):
                 hvp = HVP(model, self.loss_fn, batch, params=self.params, method=method)
                 v0, steps = self._ritz, self.lanczos_steps
-                if v0 is None or v0.numel() != hvp.dim:
+                if v0 is None or v0.shape[-1] != hvp.dim:
                     v0 = torch.randn(hvp.dim, generator=self.generator, dtype=torch.float64).to(hvp.grad)
                     steps = max(steps, self.lanczos_cold_steps)
-                return hvp, lanczos(hvp, v0, max_iter=steps, tol=self.lanczos_tol)
+                return hvp, lanczos(hvp, v0, max_iter=steps, tol=self.lanczos_tol, accuracy=self.lanczos_accuracy,
+                                    max_products=max(steps, self.lanczos_cold_steps))
 
             try:
                 hvp, (lam, self._ritz, info) = run(self.hvp_method)
@@ -735,6 +746,7 @@ class Monitor:
                               RuntimeWarning, stacklevel=4)
                 self.hvp_method = "func"
                 hvp, (lam, self._ritz, info) = run("func")
+            self._ritz = info["warm_start"]  # the top Ritz cluster: next call's (block) warm start
             gHg = math.nan
             g = hvp.grad
             g2 = float((g * g).sum())
@@ -761,6 +773,7 @@ class Monitor:
         record.update(curvature_quantities(lam, gHg, g2, lr, Bs, B or 1, Dseed))
         record["n_hvp"] = hvp.n_products
         record["lanczos_error"] = info["error_estimate"]
+        record["lambda_max_products"] = info["n_products"]
 
     def _emit(self, record):
         self.records.append(record)
