@@ -122,7 +122,30 @@ def detect_reduction(loss) -> str | None:
 
 
 def _unwrap(model):
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    """The module whose parameters and layers are monitored: DDP's ``.module`` and torch.compile's
+    ``._orig_mod`` (the monitor's own passes — microbatch, vmap, curvature — run on it, uncompiled)."""
+    for _ in range(3):
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            break
+    return model
+
+
+def _compiled(model) -> str | None:
+    """A description when ``model`` runs through ``torch.compile`` (``torch.compile(m)`` or
+    ``m.compile()`` on it or a submodule), for the norm trick's refusal; else None."""
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    compiled = [n or "<root>" for n, m in inner.named_modules()
+                if getattr(m, "_compiled_call_impl", None) is not None
+                or isinstance(getattr(m, "_orig_mod", None), nn.Module)]
+    if not compiled:
+        return None
+    return (f"{compiled[0]} (compiled by torch.compile: the norm trick's layer hooks would run inside the "
+            "compiled graph, where they keep traced, not real, activations and its AOT backends fail; the "
+            "microbatch/vmap backends run their own passes on the uncompiled module, backend='vmap' is exact)")
 
 
 def _describe_param_changes(old, new) -> str:
@@ -371,6 +394,9 @@ class Monitor:
         req = self.backend_request
         inner = _unwrap(self.model)
         self._nt_modules, unsupported = bk.norm_trick_coverage(inner, self.params)
+        compiled = _compiled(self.model)
+        if compiled is not None:
+            self._nt_modules, unsupported = [], [compiled, *unsupported]
         if req in ("microbatch", "vmap") and self.loss_fn is None:
             raise ValueError(f"`backend`={req!r} needs `loss_fn` (a callable (model, batch) -> loss)")
         if req == "ddp" and not self._distributed():
