@@ -82,3 +82,26 @@ def test_captured_batch_without_labels_asks_for_loss_fn():
     model = tiny_gpt2()
     with pytest.raises(ValueError, match="loss_fn"):
         hf_model_loss(model, {"input_ids": torch.zeros((2, 4), dtype=torch.long)})
+
+
+def test_step_without_a_forward_warns_and_records_no_curvature():
+    from types import SimpleNamespace
+
+    model = tiny_gpt2()
+    cb = ShldTrainerCallback(schedule=1, curvature_schedule=1)
+    args = SimpleNamespace(gradient_accumulation_steps=1)
+    cb.on_train_begin(args, None, None, model=model)
+    batch = {"input_ids": Tokens().ids[:4], "labels": Tokens().ids[:4]}
+    cb.on_step_begin(args, None, None)
+    model(**batch).loss.backward()  # a normal step: the batch is captured
+    cb.on_pre_optimizer_step(args, None, None)
+    model.zero_grad()
+    assert torch.equal(cb.last_batch["input_ids"], batch["input_ids"])
+    assert cb.monitor.records[-1]["lambda_max"] > 0
+    cb.on_step_begin(args, None, None)  # a step whose forward the hook never sees
+    with pytest.warns(RuntimeWarning, match="no forward pass"):
+        cb.on_pre_optimizer_step(args, None, None)
+    rec = cb.monitor.records[-1]
+    assert rec["step"] == 1 and rec["lambda_max"] != rec["lambda_max"]
+    cb.on_train_end(args, None, None)
+    assert cb._hook is None

@@ -30,6 +30,7 @@ share of that mean, times B (the mean-loss convention of :mod:`shld.torch.stats`
 from __future__ import annotations
 
 import math
+import warnings
 
 from transformers import TrainerCallback
 
@@ -113,12 +114,15 @@ class ShldTrainerCallback(TrainerCallback):
             return
         if self._armed or self._captured is not None:
             self._armed = False
-            if self._captured is None:
-                m._active = None  # close the step without a record rather than compute on nothing
-                m.step += 1
-                raise RuntimeError("ShldTrainerCallback: no forward pass of the model between "
-                                   "on_step_begin and on_pre_optimizer_step; the batch could not be captured")
-            m._active["batch"] = self.last_batch = self._captured
+            if self._captured is None:  # no forward of this model in the step: nothing to compute on
+                warnings.warn(f"ShldTrainerCallback: no forward pass of the model between on_step_begin and "
+                              f"on_pre_optimizer_step at step {m.step}; the batch could not be captured and "
+                              "the step records no curvature", RuntimeWarning, stacklevel=2)
+                m._active["curv"] = False
+                if m._active["noise"] and m.backend in ("microbatch", "vmap"):
+                    m._active["noise"] = False
+            else:
+                m._active["batch"] = self.last_batch = self._captured
             self._captured = None
         rec = m.end()
         if rec is not None:
