@@ -156,6 +156,9 @@ def lanczos(matvec, v0: torch.Tensor, max_iter: int = 8, tol: float = 1e-4, *, a
     ``cluster_rtol·|θ|`` of θ, at most ``max_block`` — one vector when the top is well separated (no
     extra product next time), a block otherwise (one product per extra vector next time).
 
+    Memory: ``2k`` vectors of size ``n`` after ``k`` products (the basis and its products; the
+    products give the exact residual and the Rayleigh–Ritz matrix of a block start).
+
     Returns ``(theta, ritz_vector, info)``; ``info``: ``n_products``, ``residual`` (r),
     ``error_estimate`` (err), ``gap`` (θ₁ − θ₂ of the Ritz values; NaN for k = 1), ``ritz_values``
     (the top ``max_block`` Ritz values, descending), ``warm_start`` (``(m', n)``), ``converged``
@@ -178,7 +181,10 @@ def lanczos(matvec, v0: torch.Tensor, max_iter: int = 8, tol: float = 1e-4, *, a
         raise ValueError("`v0` must not be zero")
     pending = list(qb.T[keep])
     cap = min(max(cap, len(pending)), n)
-    Q = torch.empty((cap, n), dtype=v0.dtype, device=v0.device)
+    # basis Q and products W = A Q, grown on demand (a warm call that stops at max_iter holds
+    # 2·max_iter vectors, not 2·cap)
+    size = min(cap, max(max_iter, len(pending) + 1))
+    Q = torch.empty((size, n), dtype=v0.dtype, device=v0.device)
     W = torch.empty_like(Q)
     T = torch.zeros((cap, cap), dtype=torch.float64)
     theta, resid, err, gap = math.nan, math.inf, math.inf, math.nan
@@ -186,6 +192,10 @@ def lanczos(matvec, v0: torch.Tensor, max_iter: int = 8, tol: float = 1e-4, *, a
     k = 0
     q = pending.pop(0)
     while True:
+        if k == Q.shape[0]:
+            size = min(cap, 2 * k)
+            Q = torch.cat([Q, Q.new_empty((size - k, n))])
+            W = torch.cat([W, W.new_empty((size - k, n))])
         Q[k] = q
         W[k] = matvec(q)
         k += 1
