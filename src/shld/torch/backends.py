@@ -177,11 +177,11 @@ class NormTrickHooks:
 
             def on_grad(g):
                 with torch.no_grad():
-                    g = g.detach()
-                    for p, v in rule(mod, x, g).items():
+                    xx, g = _compute_dtype(mod, x, g.detach())
+                    for p, v in rule(mod, xx, g).items():
                         self._add(p, v)
                     if tie is not None:
-                        self._tie_grad(tie, k, x, g)
+                        self._tie_grad(tie, k, xx, g)
             output.register_hook(on_grad)
             return new_out
         return hook
@@ -201,7 +201,8 @@ class NormTrickHooks:
 
             def on_grad(g):
                 with torch.no_grad():
-                    for p, v in rule(mod, call, g.detach()).items():
+                    c = {key: _compute_dtype(mod, t)[0] if torch.is_tensor(t) else t for key, t in call.items()}
+                    for p, v in rule(mod, c, _compute_dtype(mod, g.detach())[0]).items():
                         self._add(p, v)
             out.register_hook(on_grad)
         return hook
@@ -230,6 +231,18 @@ class NormTrickHooks:
             if name in self.samples:
                 return self.samples[name]
         return None
+
+
+def _compute_dtype(mod: nn.Module, *ts):
+    """The tensors in the dtype of ``mod``'s parameters when they are floating point of another dtype.
+
+    Under autocast a layer's inputs and output gradients are float16/bfloat16 while its parameters
+    (and their gradients) stay float32: the per-sample norms are computed in the parameters' dtype,
+    like the gradients they add up to (float16 convolutions also have no CPU kernel)."""
+    p = next(iter(lr.own_parameters(mod)), None)
+    if p is None or not p.is_floating_point():
+        return ts
+    return tuple(t.to(p.dtype) if t.is_floating_point() and t.dtype != p.dtype else t for t in ts)
 
 
 class ParamGradHooks:
