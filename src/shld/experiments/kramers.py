@@ -57,7 +57,7 @@ RULE_SNAPSHOTS = ("Chi-square test of the Langevin histogram against the FP bin 
                   "(Bonferroni over the 1-D and 2-D snapshots); partly if only one of 1-D and 2-D passes; "
                   "fails otherwise.")
 RULE_GIBBS = ("The FP operator annihilates the discrete Gibbs law (its stationary state): "
-              "max|A·ρ_Gibbs| ≤ 1e-12·max|A_ii|·max ρ_Gibbs; and the Langevin histogram at "
+              "‖A·ρ_Gibbs‖∞ ≤ 1e-12·max_i A_ii·max ρ_Gibbs in absolute value; and the Langevin histogram at "
               "t = 10/λ₁ vs the Gibbs bin probabilities: chi-square p ≥ 0.001. Holds if both, partly if "
               "one, fails otherwise.")
 
@@ -451,7 +451,7 @@ def _density_view(params: FpVsLangevinParams, run, *, progress: bool = False) ->
                                                            "FP stationary, Gibbs (dashed), Langevin")
         rows.append(claim_row(
             "theorem3-gibbs", "Theorem 3: stationary law is Gibbs", SEED_THEOREM3,
-            f"FP residual |A·ρ_Gibbs| = {resid:.1e} (relative); Langevin at t = 10/λ₁ = {t_eq:.3g}: chi2 = {stat:.1f} "
+            f"FP residual ‖A·ρ_Gibbs‖∞ = {resid:.1e} (relative); Langevin at t = 10/λ₁ = {t_eq:.3g}: chi2 = {stat:.1f} "
             f"(dof {dof}), p = {pval:.3g}",
             HOLDS if (ok_fp and ok_lv) else (PARTLY if (ok_fp or ok_lv) else FAILS), RULE_GIBBS,
             value=pval, figure=fig3))
