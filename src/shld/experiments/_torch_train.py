@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shld._validation import check_int
-from shld.runs import CorruptFileError, RunFolder, RunFolderError, _tmp_name, check_identity, count_rows
+from shld.runs import CorruptFileError, RunFolder, RunFolderError, atomic_write, check_identity, count_rows
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -130,16 +129,8 @@ class MonitorHook:
 
 
 def _save_torch(path: Path, obj: Any) -> None:
-    tmp = _tmp_name(path)          # unique to this process: two writers never share a temporary
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """``torch.save`` through the one atomic writer (per-process temporary, fsync, rename)."""
+    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
 
 
 def _load_torch(path: Path, run: RunFolder) -> dict:
