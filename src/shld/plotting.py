@@ -31,7 +31,7 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path, *, tight: bool = True):
+def save_figure(fig, path, *, tight: bool = True, dpi: int = 110):
     """Lay out ``fig`` and write it to ``path`` (parents created) when given; returns the figure.
     The file is written atomically (:func:`shld.runs.atomic_write`): a kill never leaves half a PNG."""
     from shld.runs import atomic_write
@@ -42,7 +42,7 @@ def save_figure(fig, path, *, tight: bool = True):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fmt = path.suffix[1:].lower() or "png"
-        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=110, bbox_inches="tight"), binary=True)
+        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight"), binary=True)
     return fig
 
 

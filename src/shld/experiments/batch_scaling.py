@@ -39,6 +39,7 @@ from shld._validation import check_int, check_positive
 from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
 from shld.experiments.verdicts import FAILS, HOLDS, PARTLY, claim_row
+from shld.plotting import pyplot, save_figure
 from shld.runs import RunFolder, read_json, read_metrics, write_json
 
 TASK = "digits-mlp"
@@ -337,10 +338,7 @@ def batch_scaling(params: BatchScalingParams, run: RunFolder, *, resume: bool = 
 
 
 def plot_scaling(run, params, tb, B0, noise, curves, mean_dist) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     rows = noise["rows"]
@@ -371,7 +369,7 @@ def plot_scaling(run, params, tb, B0, noise, curves, mean_dist) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = run.figures / "batch_scaling.png"
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, tight=False, dpi=90)
     plt.close(fig)
     return path
 

@@ -68,6 +68,7 @@ from shld.experiments.verdicts import (
     claim_row,
     format_pm,
 )
+from shld.plotting import pyplot, save_figure
 
 DATASETS = ("synthetic", "digits")
 
@@ -447,10 +448,7 @@ def summarize(path: Path, params: DoubleDescentParams, grids: dict, datasets: li
 
 def make_figures(path: Path, summary: dict) -> None:
     """figures/double_descent.png and figures/C_vs_p.png from the summary and the CSV files."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from shld.runs import read_metrics
 
@@ -469,7 +467,7 @@ def make_figures(path: Path, summary: dict) -> None:
         ax.set_title(f"{ds} (n = {d['n']})")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path / "figures" / "double_descent.png", dpi=110)
+    save_figure(fig, path / "figures" / "double_descent.png", tight=False, dpi=110)
     plt.close(fig)
 
     if "synthetic" not in per:
@@ -497,7 +495,7 @@ def make_figures(path: Path, summary: dict) -> None:
     a2.set_title("C(t) along gradient descent (draw 0)")
     a2.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path / "figures" / "C_vs_p.png", dpi=110)
+    save_figure(fig, path / "figures" / "C_vs_p.png", tight=False, dpi=110)
     plt.close(fig)
 
 
@@ -629,10 +627,7 @@ def read_metrics_sorted(path: Path) -> dict[str, np.ndarray]:
 
 
 def _cifar_figure(run, widths, tr_err, te_err) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(widths, te_err, "o-", label="test error")
@@ -643,5 +638,5 @@ def _cifar_figure(run, widths, tr_err, te_err) -> None:
     ax.set_title("CIFAR-10 subset, 2-layer MLP")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(run.figures / "cifar_width.png", dpi=110)
+    save_figure(fig, run.figures / "cifar_width.png", tight=False, dpi=110)
     plt.close(fig)

@@ -53,6 +53,7 @@ from shld.experiments.verdicts import (
     fractions_differ,
     wilson_interval,
 )
+from shld.plotting import pyplot, save_figure
 
 LANDSCAPES = ("double-well", "tilted-double-well")
 ARMS = ("none", "rule", "literal", "control")
@@ -312,10 +313,7 @@ def run_escape(params: EscapeParams, run, *, resume: bool = False, progress: boo
 
 
 def _figure(run, done, stats, params) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     colors = {"none": "C0", "rule": "C1", "literal": "C3", "control": "C2"}
@@ -347,5 +345,5 @@ def _figure(run, done, stats, params) -> None:
     ax.set_ylabel("fraction escaped (95% Wilson CI)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(run.figures / "escape.png", dpi=110)
+    save_figure(fig, run.figures / "escape.png", tight=False, dpi=110)
     plt.close(fig)

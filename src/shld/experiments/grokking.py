@@ -57,6 +57,7 @@ from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
 from shld.experiments.verdicts import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row, k_of_n
 from shld.observables.consolidation import regime_label
+from shld.plotting import pyplot, save_figure
 from shld.runs import RunFolder, make_identity, read_json, write_json
 
 # --------------------------------------------------------------------------------------------
@@ -389,10 +390,7 @@ C_COLUMN = "C_smoothed"
 
 def plot_run(cols, ev, fires, path: Path, title: str = "") -> Path:
     """Accuracy, loss and C(t) on shared epoch axes with the events (and rule firings) marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     e = cols["epoch"]
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
@@ -431,17 +429,14 @@ def plot_run(cols, ev, fires, path: Path, title: str = "") -> Path:
                              transform=axes[2].get_xaxis_transform())
     axes[0].set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, tight=False, dpi=90)
     plt.close(fig)
     return path
 
 
 def plot_overview(members: list[tuple[str, dict]], path: Path) -> Path:
     """All runs' test accuracy and smoothed C on shared axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for i, (label, cols) in enumerate(members):
@@ -457,16 +452,13 @@ def plot_overview(members: list[tuple[str, dict]], path: Path) -> Path:
     axes[1].set_ylabel("C (smoothed)")
     axes[1].set_xlabel("epoch")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, tight=False, dpi=90)
     plt.close(fig)
     return path
 
 
 def plot_leads(stats: dict[str, tuple[float, float]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(stats)
     m = [stats[k][0] for k in names]
@@ -477,7 +469,7 @@ def plot_leads(stats: dict[str, tuple[float, float]], path: Path) -> Path:
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("lead time before test acc 95 % (epochs, mean ± s.e.)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, tight=False, dpi=90)
     plt.close(fig)
     return path
 

@@ -48,6 +48,7 @@ from shld._validation import check_int, check_positive
 from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
 from shld.experiments.verdicts import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
+from shld.plotting import pyplot, save_figure
 from shld.runs import RunFolder, make_identity, read_json, write_json
 
 METHODS = ("seed", "mccandlish", "two_over_lambda", "range_test")
@@ -466,10 +467,7 @@ def _claims(per_task: dict, params, fig: str) -> list[dict]:
 
 
 def plot_lr(per_task: dict, grid: list[float], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tasks = list(per_task)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
@@ -493,7 +491,7 @@ def plot_lr(per_task: dict, grid: list[float], path: Path) -> Path:
         ax.set_xlabel("learning rate")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, tight=False, dpi=90)
     plt.close(fig)
     return path
 
