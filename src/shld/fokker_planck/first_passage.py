@@ -85,8 +85,9 @@ def _chain(op, keep: np.ndarray) -> Elimination:
     """The subtraction-free factorisation of −Aᵀ on the kept cells; exits = rates into removed
     cells plus absorbing walls (each a sum of positive rates, never a difference)."""
     N, kill = op.transition_rates()
-    Nk = N[keep][:, keep].tocsr()
-    exits = kill[keep] + np.asarray(N[keep][:, ~keep].sum(axis=1)).ravel()
+    rows = N[keep]
+    Nk = rows[:, keep].tocsr()
+    exits = kill[keep] + np.asarray(rows[:, ~keep].sum(axis=1)).ravel()
     rank = nested_dissection_rank(op.grid.shape).reshape(-1)[keep]
     try:
         return Elimination(Nk, exits, rank=rank)

@@ -50,12 +50,19 @@ def stationary_state(op, *, check_unique: bool = True) -> np.ndarray:
     if not op.conservative:
         raise ValueError(f"`op` has an absorbing boundary {op.boundary}: its only stationary state is ρ = 0; "
                          "use shld.fokker_planck.mean_first_passage_time / escape_rate instead")
+    if op.is_gradient and not check_unique:
+        return op.gibbs()
     N, _ = op.transition_rates()
-    if check_unique:
-        _check_one_closed_class(N)
+    label, closed = _closed_classes(N)
+    if check_unique and closed.sum() > 1:
+        sizes = np.bincount(label)[closed]
+        raise ValueError(f"`op` has no unique stationary state: the chain splits into {int(closed.sum())} "
+                         f"closed regions (cells: {sizes.tolist()}) that no rate connects (rates underflow "
+                         "to 0 across a region, e.g. D(θ) or the drift makes a wall); refine the grid, raise D "
+                         "or change the boundary")
     if op.is_gradient:
         return op.gibbs()
-    pin = int(np.argmax(_closed_class_mask(N)))
+    pin = int(np.argmax(closed[label]))     # a cell of a closed class: never eliminated
     try:
         rho = Elimination(N, np.zeros(op.grid.size), keep_last=pin,
                           rank=nested_dissection_rank(op.grid.shape).reshape(-1)).stationary()
@@ -73,21 +80,6 @@ def _closed_classes(N: sp.csr_matrix):
     closed = np.ones(n_comp, dtype=bool)
     closed[label[coo.row[leaves]]] = False
     return label, closed
-
-
-def _closed_class_mask(N) -> np.ndarray:
-    label, closed = _closed_classes(N)
-    return closed[label]
-
-
-def _check_one_closed_class(N) -> None:
-    label, closed = _closed_classes(N)
-    if closed.sum() > 1:
-        sizes = np.bincount(label)[closed]
-        raise ValueError(f"`op` has no unique stationary state: the chain splits into {int(closed.sum())} "
-                         f"closed regions (cells: {sizes.tolist()}) that no rate connects (rates underflow "
-                         "to 0 across a region, e.g. D(θ) or the drift makes a wall); refine the grid, raise D "
-                         "or change the boundary")
 
 
 class _Stepper:
