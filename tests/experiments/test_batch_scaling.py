@@ -9,8 +9,8 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 import shld.experiments.batch_scaling as bs  # noqa: E402
+from shld.claims import validate_claims  # noqa: E402
 from shld.experiments.registry import run_experiment  # noqa: E402
-from shld.experiments.verdicts import validate_claims  # noqa: E402
 
 
 def test_rule_lr():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import shld.experiments.escape as esc
+from shld.claims import validate_claims
 from shld.experiments.registry import run_experiment
-from shld.experiments.verdicts import validate_claims
 
 
 def _prm(**kw):

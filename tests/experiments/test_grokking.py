@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import shld.experiments.grokking as gk  # noqa: E402
+from shld.claims import validate_claims  # noqa: E402
 from shld.experiments.modular import (  # noqa: E402
     EmbedMLP,
     QuadraticMLP,
@@ -20,7 +21,6 @@ from shld.experiments.modular import (  # noqa: E402
     split_indices,
 )
 from shld.experiments.registry import run_experiment  # noqa: E402
-from shld.experiments.verdicts import validate_claims  # noqa: E402
 from shld.runs import read_metrics  # noqa: E402
 
 

@@ -10,8 +10,8 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 import shld.experiments.lr_selection as lrs  # noqa: E402
+from shld.claims import validate_claims  # noqa: E402
 from shld.experiments.registry import run_experiment  # noqa: E402
-from shld.experiments.verdicts import validate_claims  # noqa: E402
 
 
 def test_reaches_grid_digits_and_modular():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from shld.claims import validate_claims
 from shld.experiments.registry import run_experiment
-from shld.experiments.verdicts import validate_claims
 
 
 @pytest.fixture(scope="module")

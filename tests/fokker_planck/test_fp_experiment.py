@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from shld.claims import validate_claims
 from shld.experiments.registry import run_experiment
-from shld.experiments.verdicts import validate_claims
 
 
 def test_kramers_small_run(tmp_path):

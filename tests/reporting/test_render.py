@@ -2,7 +2,7 @@
 
 import base64
 
-from shld.experiments.verdicts import claim_row
+from shld.claims import claim_row
 from shld.reporting.audit import rebuild_report
 from shld.reporting.render import RUN_TIME_HEADING, collect
 from shld.runs import RunFolder, write_json

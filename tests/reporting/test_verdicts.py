@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shld.experiments.verdicts import (
+from shld.claims import (
     CLAIM_KEYS,
     VERDICTS,
     Verdict,

@@ -377,7 +377,7 @@ def test_pickled_checkpoint_is_refused_by_name(tmp_path, monkeypatch):
 
 
 def test_report_renders_what_it_can_and_lists_unreadable_folders(tmp_path, capsys):
-    from shld.experiments.verdicts import claim_row
+    from shld.claims import claim_row
     from shld.runs import RunFolder
 
     row = claim_row("g-1", "claim", "90%", "91%", "holds", "rule A", value=0.91)

@@ -8,6 +8,7 @@ import copy
 import numpy as np
 
 from shld.dynamics import EnsembleState, Simulation
+from shld.progress import progress_bar
 from shld.runs import CorruptFileError, RunFolder, RunFolderError, count_rows
 
 
@@ -63,11 +64,7 @@ def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, 
         sim = copy.copy(sim)
         sim.record_every = rec
     chunk = max(rec, int(np.ceil(n_steps / n_chunks / rec)) * rec)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_steps, initial=state.step, desc=run.path.name, unit="step", mininterval=0.5)
+    bar = progress_bar(n_steps, run.path.name, "step", enabled=progress, initial=state.step)
     first = state.step == 0
     try:
         while state.step < n_steps:
@@ -82,10 +79,8 @@ def run_chunked(sim: Simulation, run: RunFolder, theta0, n_steps: int, *, seed, 
             arrays["metrics_name"] = np.array(metrics_name.replace(".csv", ""))
             arrays["metrics_rows"] = np.array(rows)
             run.save_checkpoint(**arrays)
-            if bar is not None:
-                bar.update(todo)
+            bar.update(todo)
     finally:
         writer.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
     return state, extra

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from shld._validation import check_int, check_positive
+from shld.claims import FAILS, HOLDS, PARTLY, claim_row
 from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import FAILS, HOLDS, PARTLY, claim_row
 from shld.plotting import pyplot, save_figure
 from shld.runs import RunFolder, read_json, read_metrics, write_json
 

@@ -58,9 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shld.experiments.executor import member_seed, sweep_map
-from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import (
+from shld.claims import (
     FAILS,
     HOLDS,
     NOT_TESTABLE,
@@ -68,6 +66,8 @@ from shld.experiments.verdicts import (
     claim_row,
     format_pm,
 )
+from shld.experiments.executor import member_seed, sweep_map
+from shld.experiments.registry import register_experiment
 from shld.plotting import pyplot, save_figure
 
 DATASETS = ("synthetic", "digits")

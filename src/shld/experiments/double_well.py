@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from shld.claims import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
 from shld.dynamics import AdaptiveNoise, Simulation
 from shld.experiments._langevin_run import run_chunked
-from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
+from shld.experiments.registry import register
+from shld.experiments.study import Member, MemberContext, Study, Summary
 from shld.landscapes import DoubleWell
 from shld.observables import mfpt_estimate, regime_label
-from shld.runs import RunFolder, read_metrics
+from shld.runs import read_metrics
 
 RULE_KRAMERS_SEED = ("holds if the seed's rate (ω₀/2π)·e^{−ΔE/D} is within 3 standard errors (plus the "
                      "scheme's crossing bias) of the measured 1/MFPT; partly if within 25 %; fails otherwise")
@@ -59,94 +60,134 @@ def _verdict_rate(rate, measured_rate, se_rate, bias_rate):
     return FAILS
 
 
-@register_experiment("double-well", DoubleWellParams,
-                     help="Seed example 1: ensemble Langevin escape over a double-well barrier, C(t), MFPT "
-                          "vs Kramers forms and the exact quadrature, final ensemble vs Gibbs.")
-def run_double_well(p: DoubleWellParams, run: RunFolder, *, resume: bool = False, progress: bool = True) -> dict:
-    from shld import plotting
-    from shld.theory import gibbs_density_1d, kramers_rates, mfpt_1d
+class DoubleWellStudy(Study):
+    name = "double-well"
+    help = ("Seed example 1: ensemble Langevin escape over a double-well barrier, C(t), MFPT vs Kramers forms "
+            "and the exact quadrature, final ensemble vs Gibbs.")
+    Params = DoubleWellParams
+    audit = AUDIT
 
-    L = DoubleWell(barrier=p.barrier, a=p.a, dim=p.dim, tilt=p.tilt)
-    left, right = L.minima[0], L.minima[-1]
-    x_right = float(right.location[0])
-    controller = AdaptiveNoise(threshold=p.threshold, factor=p.factor) if p.adaptive else None
-    sim = Simulation(L, D=p.D, dt=p.dt, integrator=p.integrator, record_every=p.record_every,
-                     observables=("loss", "C", "mean", "var"), controller=controller,
-                     target=lambda th: th[:, 0] >= x_right, track_walkers=5)
-    theta0 = np.tile(left.location, (p.n_walkers, 1))
-    state, _ = run_chunked(sim, run, theta0, p.n_steps, seed=p.seed, resume=resume, progress=progress)
-    m = read_metrics(run.path / "metrics.csv")
-    t = m["t"]
-    T = p.n_steps * p.dt
+    def members(self, p, done):
+        return [Member("ensemble", folder=".")]
 
-    # first passage left → right, censoring-aware
-    est = mfpt_estimate(state.first_passage_time, state.hit, t_max=T)
-    rates = kramers_rates(L, p.D, minimum=0)
-    exact = float(mfpt_1d(L.u, p.D, float(left.location[0]), x_right)) if p.dim == 1 else float("nan")
-    # discrete monitoring overshoot (Siegmund): ≈ 0.5826·√(2D·dt) in space, a time bias of that times dT/db
-    h = 0.5826 * np.sqrt(2 * p.D * p.dt)
-    bias_T = (float(mfpt_1d(L.u, p.D, float(left.location[0]), x_right + h)) - exact) if p.dim == 1 else 0.0
-    rate_meas = 1.0 / est.mean if est.mean and np.isfinite(est.mean) else float("nan")
-    se_rate = rate_meas * est.stderr / est.mean if np.isfinite(rate_meas) else float("nan")
-    bias_rate = rate_meas * bias_T / est.mean if np.isfinite(rate_meas) else 0.0
+    def run_member(self, p: DoubleWellParams, member: Member, ctx: MemberContext) -> dict:
+        L = _landscape(p)
+        left, right = L.minima[0], L.minima[-1]
+        x_right = float(right.location[0])
+        controller = AdaptiveNoise(threshold=p.threshold, factor=p.factor) if p.adaptive else None
+        sim = Simulation(L, D=p.D, dt=p.dt, integrator=p.integrator, record_every=p.record_every,
+                         observables=("loss", "C", "mean", "var"), controller=controller,
+                         target=lambda th: th[:, 0] >= x_right, track_walkers=5)
+        theta0 = np.tile(left.location, (p.n_walkers, 1))
+        run = ctx.run_folder()
+        state, _ = run_chunked(sim, run, theta0, p.n_steps, seed=p.seed, resume=ctx.resume, progress=ctx.progress)
+        m = read_metrics(run.path / "metrics.csv")
+        keep = ["t", "C_ensemble", "C_median", "loss_mean", "loss_std"]
+        keep += [f"w{i}_{j}" for i in range(5) for j in range(min(p.dim, 2))]
+        return {"first_passage_time": state.first_passage_time, "hit": state.hit, "status": state.status,
+                "x_final": state.theta[:, 0], "metrics": {k: m[k] for k in keep}}
 
-    # final ensemble vs Gibbs (1-D marginal along the double-well axis)
-    ok = state.status == 0
-    x = state.theta[ok, 0]
-    relax = 1.0 / (rates.langer + kramers_rates(L, p.D, minimum=-1).langer)
+    def analyse(self, p: DoubleWellParams, results) -> Summary:
+        from shld.theory import kramers_rates, mfpt_1d
+
+        r = results["ensemble"]
+        m = r["metrics"]
+        L = _landscape(p)
+        left, right = L.minima[0], L.minima[-1]
+        x_right = float(right.location[0])
+        T = p.n_steps * p.dt
+
+        # first passage left → right, censoring-aware
+        est = mfpt_estimate(r["first_passage_time"], r["hit"], t_max=T)
+        rates = kramers_rates(L, p.D, minimum=0)
+        exact = float(mfpt_1d(L.u, p.D, float(left.location[0]), x_right)) if p.dim == 1 else float("nan")
+        # discrete monitoring overshoot (Siegmund): ≈ 0.5826·√(2D·dt) in space, a time bias of that times dT/db
+        h = 0.5826 * np.sqrt(2 * p.D * p.dt)
+        bias_T = (float(mfpt_1d(L.u, p.D, float(left.location[0]), x_right + h)) - exact) if p.dim == 1 else 0.0
+        rate_meas = 1.0 / est.mean if est.mean and np.isfinite(est.mean) else float("nan")
+        se_rate = rate_meas * est.stderr / est.mean if np.isfinite(rate_meas) else float("nan")
+        bias_rate = rate_meas * bias_T / est.mean if np.isfinite(rate_meas) else 0.0
+
+        # final ensemble vs Gibbs (1-D marginal along the double-well axis)
+        ok = r["status"] == 0
+        x = r["x_final"][ok]
+        relax = 1.0 / (rates.langer + kramers_rates(L, p.D, minimum=-1).langer)
+        xs, gib, cdf = _gibbs_grid(L, p)
+        ks = stats.kstest(x, lambda q: np.interp(q, xs, cdf))
+        p_right_gibbs = float(np.interp(0.0, xs, 1 - cdf))
+
+        C_final = float(m["C_ensemble"][-1])
+        claims = [
+            claim_row("kramers-seed-form", "Kramers escape rate (seed's form)", "Γ = (ω₀/2π)·exp(−ΔE/D)",
+                      f"1/MFPT = {rate_meas:.4g} ± {se_rate:.2g}; seed's form {rates.seed:.4g}",
+                      _verdict_rate(rates.seed, rate_meas, se_rate, bias_rate), RULE_KRAMERS_SEED,
+                      value=rate_meas, uncertainty=se_rate, figure="figures/trajectories.png"),
+            claim_row("gibbs-double-well", "stationary law is Gibbs exp(−L/D)", "ρ*(θ) ∝ exp(−ℒ(θ)/D)",
+                      f"KS p = {ks.pvalue:.3g} after {T / relax:.1f} relaxation times",
+                      (NOT_TESTABLE if T < 5 * relax else HOLDS if ks.pvalue >= 0.01 else FAILS), RULE_GIBBS,
+                      value=float(ks.pvalue), figure="figures/histogram_vs_gibbs.png"),
+        ]
+        numbers = {
+            "barrier_over_D": p.barrier / p.D,
+            "mfpt": {"mean": est.mean, "stderr": est.stderr, "n_hit": est.n_hit, "n_censored": est.n_censored,
+                     "method": est.method},
+            "mfpt_exact_quadrature": exact,
+            "mfpt_crossing_bias": bias_T,
+            "mfpt_kramers_langer": rates.mfpt_langer,
+            "mfpt_kramers_seed": rates.mfpt_seed,
+            "ks_pvalue_vs_gibbs": float(ks.pvalue),
+            "fraction_right_final": float(np.mean(x > 0)),
+            "fraction_right_gibbs": p_right_gibbs,
+            "relaxation_times_run": T / relax,
+            "C_final": C_final,
+            "regime_final": regime_label(C_final),
+            "n_failed_walkers": int(np.sum(~ok)),
+        }
+        return Summary(claims, numbers)
+
+    def figures(self, p: DoubleWellParams, results, summary, figs) -> None:
+        from shld import plotting
+
+        r = results["ensemble"]
+        m = r["metrics"]
+        t = m["t"]
+        L = _landscape(p)
+        xs, gib, _ = _gibbs_grid(L, p)
+        x = r["x_final"][r["status"] == 0]
+        plotting.close(plotting.plot_consolidation(t, m["C_ensemble"], path=figs / "consolidation.png",
+                                                   extra={"median over walkers": (t, m["C_median"])}))
+        plotting.close(plotting.plot_curves(t, {"E[L] ensemble": m["loss_mean"]}, path=figs / "loss.png",
+                                            bands={"E[L] ensemble": (m["loss_mean"] - m["loss_std"],
+                                                                     m["loss_mean"] + m["loss_std"])}))
+        plotting.close(plotting.plot_histogram_vs_density(
+            x, xs, gib, path=figs / "histogram_vs_gibbs.png",
+            title=f"t = {p.n_steps * p.dt:g}, D = {p.D:g}, KS p = {summary['ks_pvalue_vs_gibbs']:.3g}"))
+        if p.dim >= 2:
+            paths = np.stack([np.stack([m[f"w{i}_0"], m[f"w{i}_1"]], -1) for i in range(5)], axis=1)
+            plotting.close(plotting.plot_trajectories_2d(L, paths, path=figs / "trajectories.png"))
+        else:
+            paths = np.stack([m[f"w{i}_0"] for i in range(5)], axis=1)
+            plotting.close(plotting.plot_paths_1d(t, paths, path=figs / "trajectories.png", barrier_x=0.0))
+
+    def report(self, summary: dict) -> None:
+        _print_table(summary)
+
+
+def _landscape(p: DoubleWellParams) -> DoubleWell:
+    return DoubleWell(barrier=p.barrier, a=p.a, dim=p.dim, tilt=p.tilt)
+
+
+def _gibbs_grid(L: DoubleWell, p: DoubleWellParams):
+    """The Gibbs density exp(−U/D)/Z on a grid of the double-well axis, and its CDF."""
+    from shld.theory import gibbs_density_1d
+
     xs = np.linspace(-2.5 * p.a, 2.5 * p.a, 2001)
     gib = gibbs_density_1d(L.u, p.D, xs)
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (gib[1:] + gib[:-1]) * np.diff(xs))])
-    cdf /= cdf[-1]
-    ks = stats.kstest(x, lambda q: np.interp(q, xs, cdf))
-    p_right_gibbs = float(np.interp(0.0, xs, 1 - cdf))
+    return xs, gib, cdf / cdf[-1]
 
-    figs = run.figures
-    plotting.close(plotting.plot_consolidation(t, m["C_ensemble"], path=figs / "consolidation.png",
-                                               extra={"median over walkers": (t, m["C_median"])}))
-    plotting.close(plotting.plot_curves(t, {"E[L] ensemble": m["loss_mean"]}, path=figs / "loss.png",
-                                        bands={"E[L] ensemble": (m["loss_mean"] - m["loss_std"],
-                                                                 m["loss_mean"] + m["loss_std"])}))
-    plotting.close(plotting.plot_histogram_vs_density(
-        x, xs, gib, path=figs / "histogram_vs_gibbs.png",
-        title=f"t = {T:g}, D = {p.D:g}, KS p = {ks.pvalue:.3g}"))
-    if p.dim >= 2:
-        paths = np.stack([np.stack([m[f"w{i}_0"], m[f"w{i}_1"]], -1) for i in range(5)], axis=1)
-        plotting.close(plotting.plot_trajectories_2d(L, paths, path=figs / "trajectories.png"))
-    else:
-        paths = np.stack([m[f"w{i}_0"] for i in range(5)], axis=1)
-        plotting.close(plotting.plot_paths_1d(t, paths, path=figs / "trajectories.png", barrier_x=0.0))
 
-    C_final = float(m["C_ensemble"][-1])
-    claims = [
-        claim_row("kramers-seed-form", "Kramers escape rate (seed's form)", "Γ = (ω₀/2π)·exp(−ΔE/D)",
-                  f"1/MFPT = {rate_meas:.4g} ± {se_rate:.2g}; seed's form {rates.seed:.4g}",
-                  _verdict_rate(rates.seed, rate_meas, se_rate, bias_rate), RULE_KRAMERS_SEED,
-                  value=rate_meas, uncertainty=se_rate, figure="figures/trajectories.png"),
-        claim_row("gibbs-double-well", "stationary law is Gibbs exp(−L/D)", "ρ*(θ) ∝ exp(−ℒ(θ)/D)",
-                  f"KS p = {ks.pvalue:.3g} after {T / relax:.1f} relaxation times",
-                  (NOT_TESTABLE if T < 5 * relax else HOLDS if ks.pvalue >= 0.01 else FAILS), RULE_GIBBS,
-                  value=float(ks.pvalue), figure="figures/histogram_vs_gibbs.png"),
-    ]
-    summary = {
-        "barrier_over_D": p.barrier / p.D,
-        "mfpt": {"mean": est.mean, "stderr": est.stderr, "n_hit": est.n_hit, "n_censored": est.n_censored,
-                 "method": est.method},
-        "mfpt_exact_quadrature": exact,
-        "mfpt_crossing_bias": bias_T,
-        "mfpt_kramers_langer": rates.mfpt_langer,
-        "mfpt_kramers_seed": rates.mfpt_seed,
-        "ks_pvalue_vs_gibbs": float(ks.pvalue),
-        "fraction_right_final": float(np.mean(x > 0)),
-        "fraction_right_gibbs": p_right_gibbs,
-        "relaxation_times_run": T / relax,
-        "C_final": C_final,
-        "regime_final": regime_label(C_final),
-        "n_failed_walkers": int(np.sum(~ok)),
-        "claims": claims,
-    }
-    _print_table(summary)
-    return summary
+register(DoubleWellStudy())
 
 
 def _print_table(s: dict) -> None:

@@ -42,10 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shld.dynamics.controllers import AdaptiveNoise
-from shld.experiments.executor import member_seed, sweep_map
-from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import (
+from shld.claims import (
     FAILS,
     HOLDS,
     claim_row,
@@ -53,6 +50,9 @@ from shld.experiments.verdicts import (
     fractions_differ,
     wilson_interval,
 )
+from shld.dynamics.controllers import AdaptiveNoise
+from shld.experiments.executor import member_seed, sweep_map
+from shld.experiments.registry import register_experiment
 from shld.plotting import pyplot, save_figure
 
 LANDSCAPES = ("double-well", "tilted-double-well")

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shld.claims import FAILS, HOLDS, PARTLY, claim_row
 from shld.dynamics import Simulation
 from shld.experiments._langevin_run import run_chunked
-from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import FAILS, HOLDS, PARTLY, claim_row
+from shld.experiments.registry import register
+from shld.experiments.study import Member, MemberContext, Study, Summary
 from shld.landscapes import RandomQuadratic
 from shld.observables import regime_label
-from shld.runs import RunFolder, read_metrics
+from shld.runs import read_metrics
+from shld.seeds import member_seed
 
 RULE_T4_FLOOR = ("holds if the measured stationary E[L] − L* (mean of the last 20 % of records, ±3 SE) lies at "
                  "or below the seed's floor D·d/λ_min for every d; fails if it exceeds it for any d")
@@ -56,28 +58,35 @@ def _validate(p: HighDimParams) -> None:
         raise ValueError(f"`dt`={p.dt} is above the stability limit 2/λ_max = {2 / p.lambda_max:g}")
 
 
-@register_experiment("high-dim", HighDimParams, validate=_validate,
-                     help="Seed example 2: a high-dimensional quadratic; E[L(t)] vs the exact OU/EM curve and "
-                          "the seed's Theorem 4 bound, stationary C, D from the MSD slope, scaling with d.")
-def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, progress: bool = True) -> dict:
-    from shld import plotting
-    from shld.observables import estimate_D_msd
-    from shld.theory import em_expected_loss, theorem4_bound_seed
+class HighDimStudy(Study):
+    name = "high-dim"
+    help = ("Seed example 2: a high-dimensional quadratic; E[L(t)] vs the exact OU/EM curve and the seed's "
+            "Theorem 4 bound, stationary C, D from the MSD slope, scaling with d.")
+    Params = HighDimParams
+    audit = AUDIT
 
-    _validate(p)
-    seeds = np.random.SeedSequence(p.seed).spawn(len(p.dims))
-    per_dim = {}
-    curves, seed_bounds = {}, {}
-    for d, ss in zip(p.dims, seeds):
-        L = RandomQuadratic(dim=d, lambda_min=p.lambda_min, lambda_max=p.lambda_max, seed=int(ss.generate_state(1)[0]))
-        sub = RunFolder.create(run.path / f"d{d}", {"d": d}, exist_ok=True, identity=run.identity)
+    def validate(self, p: HighDimParams) -> None:
+        _validate(p)
+
+    def members(self, p, done):
+        return [Member(f"d{d}", {"index": i, "d": d}, folder=f"d{d}") for i, d in enumerate(p.dims)]
+
+    def run_member(self, p: HighDimParams, member: Member, ctx: MemberContext) -> dict:
+        from shld.observables import estimate_D_msd
+        from shld.theory import em_expected_loss, theorem4_bound_seed
+
+        d = member.task["d"]
+        ss = member_seed(p.seed, member.task["index"])
+        L = RandomQuadratic(dim=d, lambda_min=p.lambda_min, lambda_max=p.lambda_max,
+                            seed=int(ss.generate_state(1)[0]))
+        sub = ctx.run_folder({"d": d})
         rng = np.random.default_rng(ss)
         u = rng.standard_normal(d)
         start = p.start_radius * u / np.linalg.norm(u)
         sim = Simulation(L, D=p.D, dt=p.dt, record_every=p.record_every, observables=("loss", "C", "var"),
                          track_walkers=0)
         state, _ = run_chunked(sim, sub, np.tile(start, (p.n_walkers, 1)), p.n_steps, seed=ss.spawn(1)[0],
-                               resume=resume, progress=progress, n_chunks=5)
+                               resume=ctx.resume, progress=ctx.progress, n_chunks=5)
         m = read_metrics(sub.path / "metrics.csv")
         t, loss = m["t"], m["loss_mean"]
         steps = np.rint(t / p.dt).astype(int)
@@ -96,7 +105,7 @@ def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, prog
             sim.advance(state, 1)
             frames.append(state.theta.copy())
         D_msd = estimate_D_msd(p.dt * np.arange(4), np.stack(frames, 0))
-        per_dim[d] = {
+        numbers = {
             "floor_measured": floor_meas, "floor_stderr": floor_se,
             "floor_exact_em": float(exact[-1]), "floor_exact_continuum": p.D * d / 2,
             "floor_seed": p.D * d / p.lambda_min,
@@ -109,46 +118,58 @@ def run_high_dim(p: HighDimParams, run: RunFolder, *, resume: bool = False, prog
             "max_abs_dev_from_exact_in_se": float(np.max(np.abs(loss - exact) / np.maximum(
                 m["loss_std"] / np.sqrt(p.n_walkers), 1e-300))),
         }
-        curves[d] = (t, loss, exact)
-        seed_bounds[d] = seed_bound
-        plotting.close(plotting.plot_consolidation(t, m["C_ensemble"], path=run.figures / f"consolidation_d{d}.png"))
+        return {"numbers": numbers, "t": t, "loss": loss, "exact": np.asarray(exact, float),
+                "seed_bound": np.asarray(seed_bound, float), "C": m["C_ensemble"]}
 
-    plt = plotting.pyplot()
-    fig, axes = plt.subplots(1, len(p.dims), figsize=(4.2 * len(p.dims), 3.6), squeeze=False)
-    for ax, d in zip(axes[0], p.dims):
-        t, loss, exact = curves[d]
-        ax.plot(t, loss, label="measured E[L]")
-        ax.plot(t, exact, "k--", lw=1, label="exact (EM recursion)")
-        ax.plot(t, seed_bounds[d], "r:", lw=1.2, label="seed's Theorem 4 bound")
-        ax.axhline(p.D * d / 2, color="g", lw=0.8, label="true floor D·d/2")
-        ax.set_yscale("log")
-        ax.set_title(f"d = {d}")
-        ax.set_xlabel("t")
-    axes[0][0].set_ylabel("E[L(t)] − L*")
-    axes[0][0].legend(fontsize=7)
-    plotting.save_figure(fig, run.figures / "theorem4.png")
-    plotting.close(fig)
+    def analyse(self, p: HighDimParams, results) -> Summary:
+        per_dim = {d: results[f"d{d}"]["numbers"] for d in p.dims}
+        below = all(v["floor_measured"] - 3 * v["floor_stderr"] <= v["floor_seed"] for v in per_dim.values())
+        ratios = [v["floor_seed"] / v["floor_measured"] for v in per_dim.values()]
+        form = (HOLDS if all(abs(r - 1) <= 0.1 for r in ratios)
+                else PARTLY if all(0.5 <= r <= 2 for r in ratios) else FAILS)
+        claims = [
+            claim_row("theorem4-bound", "Theorem 4: E[L]−L* ≤ (L₀−L*)e^{−λ_min t} + D·d/λ_min (as a bound)",
+                      "floor D·d/λ_min", "; ".join(f"d={d}: floor {v['floor_measured']:.4g} ± "
+                                                   f"{v['floor_stderr']:.1g} vs seed {v['floor_seed']:.4g}"
+                                                   for d, v in per_dim.items()),
+                      HOLDS if below else FAILS, RULE_T4_FLOOR, value=ratios[0], figure="figures/theorem4.png"),
+            claim_row("theorem4-floor-form", "Theorem 4's noise floor is D·d/λ_min", "D·d/λ_min",
+                      f"seed floor / measured floor = {', '.join(f'{r:.3g}' for r in ratios)} (true floor D·d/2, "
+                      f"ratio 2/λ_min = {2 / p.lambda_min:.3g})",
+                      form, RULE_T4_FORM, value=float(np.mean(ratios)), figure="figures/theorem4.png"),
+        ]
+        return Summary(claims, {"per_dim": {str(k): v for k, v in per_dim.items()}})
 
-    below = all(v["floor_measured"] - 3 * v["floor_stderr"] <= v["floor_seed"] for v in per_dim.values())
-    ratios = [v["floor_seed"] / v["floor_measured"] for v in per_dim.values()]
-    form = (HOLDS if all(abs(r - 1) <= 0.1 for r in ratios)
-            else PARTLY if all(0.5 <= r <= 2 for r in ratios) else FAILS)
-    claims = [
-        claim_row("theorem4-bound", "Theorem 4: E[L]−L* ≤ (L₀−L*)e^{−λ_min t} + D·d/λ_min (as a bound)",
-                  "floor D·d/λ_min", "; ".join(f"d={d}: floor {v['floor_measured']:.4g} ± {v['floor_stderr']:.1g} "
-                                               f"vs seed {v['floor_seed']:.4g}" for d, v in per_dim.items()),
-                  HOLDS if below else FAILS, RULE_T4_FLOOR, value=ratios[0], figure="figures/theorem4.png"),
-        claim_row("theorem4-floor-form", "Theorem 4's noise floor is D·d/λ_min", "D·d/λ_min",
-                  f"seed floor / measured floor = {', '.join(f'{r:.3g}' for r in ratios)} (true floor D·d/2, "
-                  f"ratio 2/λ_min = {2 / p.lambda_min:.3g})",
-                  form, RULE_T4_FORM, value=float(np.mean(ratios)), figure="figures/theorem4.png"),
-    ]
-    summary = {"per_dim": {str(k): v for k, v in per_dim.items()}, "claims": claims}
-    print()
-    print(f"  {'d':>6} {'E[L] floor':>14} {'exact (EM)':>11} {'D·d/2':>9} {'seed D·d/λmin':>13} "
-          f"{'C stat':>8} {'tr A/d':>8} {'D (MSD)':>10}")
-    for d, v in per_dim.items():
-        print(f"  {d:>6} {v['floor_measured']:>9.4g}±{v['floor_stderr']:<4.1g} {v['floor_exact_em']:>11.4g} "
-              f"{v['floor_exact_continuum']:>9.4g} {v['floor_seed']:>13.4g} {v['C_stationary_measured']:>8.3g} "
-              f"{v['C_stationary_theory']:>8.3g} {v['D_msd']:>10.4g}")
-    return summary
+    def figures(self, p: HighDimParams, results, summary, figs) -> None:
+        from shld import plotting
+
+        for d in p.dims:
+            r = results[f"d{d}"]
+            plotting.close(plotting.plot_consolidation(r["t"], r["C"], path=figs / f"consolidation_d{d}.png"))
+        plt = plotting.pyplot()
+        fig, axes = plt.subplots(1, len(p.dims), figsize=(4.2 * len(p.dims), 3.6), squeeze=False)
+        for ax, d in zip(axes[0], p.dims):
+            r = results[f"d{d}"]
+            ax.plot(r["t"], r["loss"], label="measured E[L]")
+            ax.plot(r["t"], r["exact"], "k--", lw=1, label="exact (EM recursion)")
+            ax.plot(r["t"], r["seed_bound"], "r:", lw=1.2, label="seed's Theorem 4 bound")
+            ax.axhline(p.D * d / 2, color="g", lw=0.8, label="true floor D·d/2")
+            ax.set_yscale("log")
+            ax.set_title(f"d = {d}")
+            ax.set_xlabel("t")
+        axes[0][0].set_ylabel("E[L(t)] − L*")
+        axes[0][0].legend(fontsize=7)
+        plotting.save_figure(fig, figs / "theorem4.png")
+        plotting.close(fig)
+
+    def report(self, summary: dict) -> None:
+        print()
+        print(f"  {'d':>6} {'E[L] floor':>14} {'exact (EM)':>11} {'D·d/2':>9} {'seed D·d/λmin':>13} "
+              f"{'C stat':>8} {'tr A/d':>8} {'D (MSD)':>10}")
+        for d, v in summary["per_dim"].items():
+            print(f"  {d:>6} {v['floor_measured']:>9.4g}±{v['floor_stderr']:<4.1g} {v['floor_exact_em']:>11.4g} "
+                  f"{v['floor_exact_continuum']:>9.4g} {v['floor_seed']:>13.4g} "
+                  f"{v['C_stationary_measured']:>8.3g} {v['C_stationary_theory']:>8.3g} {v['D_msd']:>10.4g}")
+
+
+register(HighDimStudy())

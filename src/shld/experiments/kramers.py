@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shld.claims import FAILS, HOLDS, PARTLY, claim_row
 from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import FAILS, HOLDS, PARTLY, claim_row
 from shld.runs import read_json, write_text
 
 SEED_THEOREM2 = "Γ = (ω₀/2π)·exp(−ΔE/D), ω₀ = curvature at the minimum"

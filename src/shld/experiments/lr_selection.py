@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from shld._validation import check_int, check_positive
+from shld.claims import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
 from shld.experiments.executor import member_seed, sweep_map
 from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
 from shld.plotting import pyplot, save_figure
 from shld.runs import RunFolder, make_identity, read_json, write_json
 

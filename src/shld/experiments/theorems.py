@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shld.experiments.executor import member_seed
-from shld.experiments.registry import register_experiment
-from shld.experiments.verdicts import (
+from shld.claims import (
     FAILS,
     HOLDS,
     PARTLY,
     bound_verdict,
     claim_row,
 )
+from shld.experiments.executor import member_seed
+from shld.experiments.registry import register_experiment
 
 RULE_T1_GIBBS = ("Gibbs ensembles (quadratic, double well; several D): holds if no ensemble's "
                  "per-coordinate product sqrt(Var theta) sqrt(Var dL) lies below D/2 by more than 3 standard "

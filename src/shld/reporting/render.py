@@ -11,7 +11,7 @@ import base64
 import html
 from pathlib import Path
 
-from shld.experiments.verdicts import CLAIM_KEYS, VERDICTS, validate_claims
+from shld.claims import CLAIM_KEYS, VERDICTS, validate_claims
 from shld.runs import CorruptFileError, read_config, read_json
 
 RUN_TIME_HEADING = "## Run time"
@@ -23,7 +23,9 @@ def _is_run(path: Path) -> bool:
 
 def collect(run_dir: Path | str) -> dict:
     """Read an audit folder (``audit.json`` + run folders) or a single run folder."""
-    from shld.reporting.audit import AUDIT_ORDER
+    from shld.experiments.registry import audited_studies
+
+    AUDIT_ORDER = audited_studies()
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
