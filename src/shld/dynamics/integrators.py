@@ -31,6 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from shld._validation import check_choice, check_positive
+from shld.dynamics.backends import NumpyBackend
+
+_NUMPY = NumpyBackend()
 
 
 @dataclass(frozen=True)
@@ -60,39 +63,40 @@ class EulerMaruyama:
                           "correction D·∇·P(θ) is omitted, so exp(−L/D) is only approximately stationary",
                           stacklevel=3)
 
-    def step(self, theta, grad, noise, D, dt, state):
-        """Advance ``theta`` in place; ``noise`` is a standard-normal buffer (overwritten)."""
-        scalar_D = not isinstance(D, np.ndarray) or D.ndim == 0    # np.ndim costs ~2 µs a call here
-        sigma = math.sqrt(2.0 * D * dt) if scalar_D else np.sqrt(2.0 * D * dt)
+    def step(self, theta, grad, noise, D, dt, state, backend=None):
+        """Advance ``theta`` in place; ``noise`` is a standard-normal buffer (overwritten). ``backend``
+        (:mod:`shld.dynamics.backends`, numpy by default) supplies the fused update y ← y + a·x."""
+        bk = _NUMPY if backend is None else backend
+        scalar_D = not hasattr(D, "ndim") or D.ndim == 0    # np.ndim costs ~2 µs a call here
+        sigma = math.sqrt(2.0 * D * dt) if scalar_D else bk.sqrt(2.0 * D * dt)
         if self.preconditioner is None and scalar_D:
-            axpy = _AXPY.get(theta.dtype.type)
-            if axpy is not None and theta.flags.c_contiguous and grad.flags.c_contiguous:
-                # two fused passes y ← y + a·x (BLAS axpy, one rounding each) instead of four numpy passes,
-                # in slices short enough that OpenBLAS runs them on one thread (see _AXPY_CHUNK)
-                flat, g, z = theta.reshape(-1), grad.reshape(-1), noise.reshape(-1)
-                if flat.shape[0] <= _AXPY_CHUNK:
-                    axpy(g, flat, a=-dt)
-                    if sigma != 0.0:
-                        axpy(z, flat, a=sigma)
-                    return
-                for i in range(0, flat.shape[0], _AXPY_CHUNK):
-                    j = i + _AXPY_CHUNK
-                    axpy(g[i:j], flat[i:j], a=-dt)
-                    if sigma != 0.0:
-                        axpy(z[i:j], flat[i:j], a=sigma)
-                return
+            # two fused passes y ← y + a·x (numpy: BLAS axpy, one rounding each) instead of four passes
+            bk.axpy_(theta, grad, -dt)
+            if sigma != 0.0:
+                bk.axpy_(theta, noise, sigma)
+            return
         if self.preconditioner is None:
             grad *= dt
             theta -= grad
             noise *= sigma
             theta += noise
             return
-        P = self._const_p if self._const_p is not None else self.preconditioner(theta)
+        if self._const_p is not None:
+            P = self._const_p if bk.name == "numpy" else self._device_p(bk)
+        else:
+            P = self.preconditioner(theta)
         drift = P * grad * dt
         if self.divergence is not None:
             drift -= D * dt * self.divergence(theta)
         theta -= drift
-        theta += sigma * np.sqrt(P) * noise
+        theta += sigma * bk.sqrt(P) * noise
+
+    def _device_p(self, bk):
+        cache = self.__dict__.setdefault("_p_on", {})
+        key = (bk.name, str(bk.device), bk.dtype_name)
+        if key not in cache:
+            cache[key] = bk.asarray(self._const_p)
+        return cache[key]
 
 
 class BAOAB:
@@ -103,13 +107,17 @@ class BAOAB:
     def __init__(self, friction: float = 1.0):
         self.friction = check_positive("friction", friction)
 
-    def step(self, theta, grad, noise, D, dt, state, grad_fn):
+    def step(self, theta, grad, noise, D, dt, state, grad_fn, backend=None):
+        bk = _NUMPY if backend is None else backend
         p = state["momentum"]
         half = 0.5 * dt
         p -= half * grad
         theta += half * p
         c = math.exp(-self.friction * dt)
-        amp = np.sqrt(D * (1.0 - c * c))
+        if bk.name == "numpy" or hasattr(D, "ndim"):
+            amp = bk.sqrt(D * (1.0 - c * c))
+        else:
+            amp = math.sqrt(D * (1.0 - c * c))
         p *= c
         p += amp * noise
         theta += half * p
@@ -119,21 +127,6 @@ class BAOAB:
 
 
 INTEGRATORS = {"euler": EulerMaruyama, "baoab": BAOAB}
-
-
-def _axpy_table():
-    from scipy.linalg import blas
-
-    return {np.float64: blas.daxpy, np.float32: blas.saxpy}
-
-
-_AXPY = _axpy_table()
-#: Elements per BLAS axpy call. OpenBLAS splits an axpy over its threads above 10 000 elements
-#: (``if (n <= 10000) nthreads = 1`` in its interface/axpy.c); for this memory-bound update that gains
-#: nothing, and on a busy machine the threads wait for cores (on 2 shared cores one 10⁵-element axpy
-#: measured 5–8 ms instead of 0.1 ms). Slices of 10 000 keep it on one thread; the result is
-#: bit-identical (each element sees the same one fused update).
-_AXPY_CHUNK = 10_000
 
 
 def make_integrator(name: str, *, friction: float = 1.0, preconditioner=None, divergence=None):

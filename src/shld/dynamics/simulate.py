@@ -1,6 +1,15 @@
 """The ensemble driver: N walkers × d dimensions advanced together, one Python loop over time.
 
     result = simulate(landscape, theta0, D=0.1, dt=1e-3, n_steps=10_000, seed=0)
+    result = simulate(landscape, theta0, ..., backend="torch", device="cuda", dtype="float32")
+
+One driver for every array backend (:mod:`shld.dynamics.backends`: numpy, or torch on CPU/GPU): the
+records, targets and first passage, non-finite handling, the controller, schedules, BAOAB, resume and
+progress are the same code; the result is a :class:`SimulationResult` (numpy arrays) whatever the
+backend. A landscape runs on the backends it declares (``landscape.backends()``) through its kernels
+(``landscape.kernels(backend)``). Ensembles larger than a memory budget run in chunks
+(``max_memory=``), and chunks can be spread over an executor's workers (``executor=``, any object with
+``map(fn, items)``); chunk seeds are spawned from the run seed (see :func:`simulate`).
 
 Dynamics (overdamped, default): dθ = −∇L(θ) dt + √(2D) dW, discretised by Euler–Maruyama with
 time step ``dt`` (t = step·dt; an SGD step of learning rate η is dt = η). D is a temperature in loss
@@ -12,7 +21,9 @@ the run, at most one every 20 steps, and one at the last step; never the full tr
 ``store_trajectory=True``), per-walker first-passage times into ``target`` (``inf`` = censored),
 per-walker status (0 = ok, 1 = went non-finite) with the step where the failure was detected: θ is
 checked every ``check_every`` steps, the loss and gradient of the live walkers at every record.
-Randomness: one ``numpy.random.Generator`` per run; the same seed gives the same bits.
+Randomness: one generator per run (numpy: ``numpy.random.Generator``; torch: a ``torch.Generator``
+seeded from the run seed by :func:`shld.dynamics.backends.torch_seed`); the same seed gives the same
+bits within one backend, dtype and device.
 Resuming: ``SimulationResult.state`` can be saved (``state.to_arrays()``) and passed back as
 ``state=`` to continue exactly where the run stopped.
 """
@@ -20,14 +31,15 @@ Resuming: ``SimulationResult.state`` can be saved (``state.to_arrays()``) and pa
 from __future__ import annotations
 
 import json
+import math
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from shld._validation import (
-    as_generator,
     check_choice,
     check_finite_array,
     check_int,
@@ -35,6 +47,9 @@ from shld._validation import (
     check_names,
     check_positive,
 )
+from shld.dynamics.backends import NumpyBackend, make_backend
+from shld.dynamics.backends import _mean_std as _mean_std  # noqa: F401  (re-exported for tests)
+from shld.dynamics.backends import _median as _median  # noqa: F401
 from shld.dynamics.controllers import AdaptiveNoise
 from shld.dynamics.integrators import BAOAB, make_integrator
 from shld.dynamics.schedules import Constant, as_schedule
@@ -63,37 +78,60 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass
 class EnsembleState:
-    """Everything needed to continue a run bit for bit."""
+    """Everything needed to continue a run bit for bit. The arrays live on the run's backend (numpy
+    arrays, or torch tensors on the run's device); ``rng`` is that backend's generator."""
 
-    theta: np.ndarray
+    theta: Any
     step: int
-    rng: np.random.Generator
-    momentum: np.ndarray | None = None
-    hit: np.ndarray | None = None
-    first_passage_time: np.ndarray | None = None
-    status: np.ndarray | None = None
-    failure_step: np.ndarray | None = None
+    rng: Any
+    momentum: Any = None
+    hit: Any = None
+    first_passage_time: Any = None
+    status: Any = None
+    failure_step: Any = None
     controller: dict = field(default_factory=dict)
 
+    @property
+    def backend(self) -> str:
+        """"numpy" or "torch": the backend whose arrays and generator this state holds."""
+        return "numpy" if isinstance(self.theta, np.ndarray) else "torch"
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Arrays for ``np.savez`` (the RNG state travels as a JSON string)."""
-        out = {"theta": self.theta, "step": np.array(self.step),
-               "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
-               "rng_kind": np.array(type(self.rng.bit_generator).__name__)}
+        """numpy arrays for ``np.savez`` (a numpy RNG state travels as a JSON string, a torch one as
+        its byte state; a torch state also records its dtype and device)."""
+        if self.backend == "numpy":
+            bk = NumpyBackend(self.theta.dtype)
+            out = {"theta": self.theta, "step": np.array(self.step)}
+        else:
+            bk = make_backend("torch", str(self.theta.dtype).replace("torch.", ""), self.theta.device)
+            out = {"theta": bk.to_numpy(self.theta), "step": np.array(self.step),
+                   "backend": np.array("torch"), "device": np.array(str(self.theta.device))}
+        out.update(bk.generator_state(self.rng))
         for name in ("momentum", "hit", "first_passage_time", "status", "failure_step"):
             val = getattr(self, name)
             if val is not None:
-                out[name] = val
+                out[name] = bk.to_numpy(val)
         for k, v in self.controller.items():
             out["controller__" + k] = v
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict) -> EnsembleState:
-        bitgen = getattr(np.random, str(arrays["rng_kind"]))()
-        bitgen.state = json.loads(str(arrays["rng_state"]))
+    def from_arrays(cls, arrays: dict, device=None) -> EnsembleState:
+        """The state saved by :meth:`to_arrays`; a torch state goes back to its saved device unless
+        ``device`` says otherwise (its generator state must suit that device type)."""
         ctrl = {k.split("__", 1)[1]: np.array(v) for k, v in arrays.items() if k.startswith("controller__")}
         get = lambda k: np.array(arrays[k]) if k in arrays else None  # noqa: E731
+        if str(arrays["rng_kind"]) == "torch":
+            theta = np.array(arrays["theta"])
+            bk = make_backend("torch", theta.dtype.name, device if device is not None else str(arrays["device"]))
+            conv = lambda k: None if k not in arrays else bk.asarray(np.array(arrays[k]),  # noqa: E731
+                                                                     np.array(arrays[k]).dtype.name)
+            return cls(theta=bk.asarray(theta), step=int(arrays["step"]),
+                       rng=bk.generator_from_state(np.array(arrays["rng_state"])), momentum=conv("momentum"),
+                       hit=conv("hit"), first_passage_time=conv("first_passage_time"), status=conv("status"),
+                       failure_step=conv("failure_step"), controller=ctrl)
+        bitgen = getattr(np.random, str(arrays["rng_kind"]))()
+        bitgen.state = json.loads(str(arrays["rng_state"]))
         return cls(theta=np.array(arrays["theta"]), step=int(arrays["step"]),
                    rng=np.random.Generator(bitgen), momentum=get("momentum"), hit=get("hit"),
                    first_passage_time=get("first_passage_time"), status=get("status"),
@@ -135,7 +173,12 @@ class SimulationResult:
 
 
 class Simulation:
-    """A configured Langevin run over an ensemble; :meth:`advance` moves a state forward."""
+    """A configured Langevin run over an ensemble; :meth:`advance` moves a state forward.
+
+    ``backend`` ("numpy" | "torch"), ``device`` (torch: "cpu", "cuda", "cuda:<i>") and ``dtype``
+    (float32 | float64) choose the arrays the run lives on (:mod:`shld.dynamics.backends`); the
+    landscape must list the backend in ``landscape.backends()``. Callables the run calls on θ
+    (``target``, a position-dependent ``preconditioner``/``divergence``) receive that backend's arrays."""
 
     def __init__(self, landscape: Landscape, D=0.1, dt: float = 1e-3, *, integrator: str = "euler",
                  friction: float = 1.0, preconditioner=None, divergence=None,
@@ -143,7 +186,8 @@ class Simulation:
                  record_walkers: bool = False, store_trajectory: bool = False,
                  target: Callable | None = None, stop_when_all_hit: bool = False,
                  controller: AdaptiveNoise | None = None, dtype=np.float64,
-                 on_nonfinite: str = "record", check_every: int = 100, track_walkers: int = 0):
+                 on_nonfinite: str = "record", check_every: int = 100, track_walkers: int = 0,
+                 backend: str = "numpy", device=None):
         if not isinstance(landscape, Landscape):
             raise TypeError(f"`landscape` must be a shld Landscape, got {type(landscape).__name__}; "
                             "wrap callables with shld.landscapes.FunctionLandscape")
@@ -164,9 +208,13 @@ class Simulation:
         if controller is not None and not isinstance(controller, AdaptiveNoise):
             raise TypeError(f"`controller` must be an AdaptiveNoise, got {controller!r}")
         self.controller = controller
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"`dtype` must be float32 or float64, got {dtype!r}")
+        self.backend = make_backend(backend, dtype, device)
+        self.dtype = np.dtype(self.backend.dtype_name)
+        supported = tuple(landscape.backends())
+        if self.backend.name not in supported:
+            raise ValueError(f"`backend`={self.backend.name!r} is not supported by landscape "
+                             f"{type(landscape).__name__} ({landscape.name!r}); it supports {list(supported)}")
+        self.kernels = landscape.kernels(self.backend)
         self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ["record", "raise"])
         self.check_every = check_int("check_every", check_every, minimum=1)
         self.track_walkers = check_int("track_walkers", track_walkers, minimum=0)
@@ -174,14 +222,15 @@ class Simulation:
     # -- setup ------------------------------------------------------------------------
     def init_state(self, theta0, n_walkers: int | None = None, rng=None, seed=None) -> EnsembleState:
         d = self.landscape.dim
-        theta = check_finite_array("theta0", theta0, dtype=self.dtype)
-        gen = as_generator(rng, seed)
+        bk = self.backend
+        theta = check_finite_array("theta0", _host(theta0), dtype=self.dtype)
+        gen = bk.generator(rng, seed)
         if theta.ndim == 1:
             if theta.shape[0] != d:
                 raise ValueError(f"`theta0` must have shape (d,) or (N, d) with d={d}, got {theta.shape}")
             n = 1 if n_walkers is None else check_int("n_walkers", n_walkers, minimum=1)
             self._check_memory(f"`n_walkers`={n}", n, d)
-            theta = np.tile(theta, (n, 1))
+            theta = np.broadcast_to(theta, (n, d))
         elif theta.ndim == 2 and theta.shape[1] == d:
             if theta.shape[0] == 0:
                 raise ValueError(f"`theta0` must hold at least one walker (shape (N, d) with N >= 1), "
@@ -191,17 +240,18 @@ class Simulation:
             self._check_memory(f"`theta0` of shape {theta.shape}", theta.shape[0], d)
         else:
             raise ValueError(f"`theta0` must have shape (d,) or (N, d) with d={d}, got {theta.shape}")
-        theta = np.array(theta, order="C", copy=True)   # never move the caller's array
+        theta = bk.asarray(theta)          # a C-ordered copy: never move the caller's array
         n = theta.shape[0]
         state = EnsembleState(theta=theta, step=0, rng=gen,
-                              hit=np.zeros(n, bool), first_passage_time=np.full(n, np.inf),
-                              status=np.zeros(n, np.int8), failure_step=np.full(n, -1, np.int64))
+                              hit=bk.full(n, False, "bool"), first_passage_time=bk.full(n, np.inf, "float64"),
+                              status=bk.full(n, 0, "int8"), failure_step=bk.full(n, -1, "int64"))
         if isinstance(self.integrator, BAOAB):
             # momenta start in equilibrium at the initial temperature
             D0 = float(self.schedule(0.0))
             if not 0.0 <= D0 < _INF:
                 _bad_D(D0, 0, 0.0)
-            state.momentum = np.sqrt(D0) * gen.standard_normal(theta.shape, dtype=self.dtype)
+            scale = np.sqrt(D0) if bk.name == "numpy" else math.sqrt(D0)
+            state.momentum = scale * bk.randn(theta.shape, gen)
         if self.controller is not None:
             state.controller = self.controller.init_state(n)
         if self.target is not None:
@@ -210,17 +260,23 @@ class Simulation:
             state.first_passage_time[inside] = 0.0
         return state
 
-    def _check_memory(self, what: str, n: int, d: int) -> None:
-        """Refuse before allocating an ensemble whose working arrays do not fit in memory.
-
-        Counted: the arrays of shape (N, d) the engine holds at once (θ, noise, gradient and one
-        temporary of the step or of a record; BAOAB adds the momentum and its temporary, a
-        preconditioner two temporaries) plus about 64 bytes per walker of per-walker vectors
-        (status, first passage, C, loss). ``store_trajectory`` comes on top."""
+    def bytes_per_walker(self) -> float:
+        """Bytes one walker needs while the run goes: the arrays of shape (N, d) the engine holds at once
+        (θ, noise, gradient and one temporary of the step or of a record; BAOAB adds the momentum and its
+        temporary, a preconditioner two temporaries) plus about 64 bytes of per-walker vectors (status,
+        first passage, C, loss). ``store_trajectory`` comes on top."""
         arrays = 4 + (2 if isinstance(self.integrator, BAOAB) or self.integrator.preconditioner is not None
                       else 0)
-        check_memory(f"{what} (d={d}, {self.dtype.name}; {arrays} working arrays of shape (N, d) "
-                     "plus per-walker vectors)", float(n) * (arrays * d * self.dtype.itemsize + 64))
+        return arrays * self.landscape.dim * self.dtype.itemsize + 64.0
+
+    def _check_memory(self, what: str, n: int, d: int) -> None:
+        """Refuse before allocating an ensemble whose working arrays do not fit in the backend's memory
+        (host memory, or the GPU's free memory); see :meth:`bytes_per_walker`."""
+        arrays = round((self.bytes_per_walker() - 64.0) / (d * self.dtype.itemsize))
+        where = "" if self.backend.name == "numpy" else f" on {self.backend.device}"
+        check_memory(f"{what} (d={d}, {self.dtype.name}{where}; {arrays} working arrays of shape (N, d) "
+                     "plus per-walker vectors)", float(n) * self.bytes_per_walker(),
+                     available=self.backend.available_memory())
 
     def record_interval(self, n_steps: int) -> int:
         """Steps between records when :meth:`advance` moves ``n_steps`` steps: ``record_every`` when
@@ -232,11 +288,26 @@ class Simulation:
         return max(MIN_RECORD_EVERY, -(-n_steps // DEFAULT_RECORDS))
 
     def _target(self, theta):
-        mask = np.asarray(self.target(theta))
-        if mask.shape != (theta.shape[0],) or mask.dtype != bool:
+        bk = self.backend
+        mask = self.target(theta)
+        if not bk.is_array(mask):
+            mask = np.asarray(mask)
+            if mask.dtype == bool and bk.name != "numpy":
+                mask = bk.asarray(mask, "bool")
+        if tuple(mask.shape) != (theta.shape[0],) or str(mask.dtype) not in ("bool", "torch.bool"):
             raise ValueError(f"`target` must return a boolean array of shape ({theta.shape[0]},), "
-                             f"got {mask.dtype} {mask.shape}")
+                             f"got {mask.dtype} {tuple(mask.shape)}")
         return mask
+
+    def _adopt(self, state: EnsembleState) -> None:
+        """Refuse a state made by another backend (its generator cannot continue this run's stream)."""
+        bk = self.backend
+        if state.backend != bk.name or not bk.is_array(state.theta):
+            raise ValueError(f"`state` was made by backend={state.backend!r}; this Simulation runs on "
+                             f"backend={bk.name!r} (resume a run on the backend that made it)")
+        if bk.name == "torch" and state.theta.device != bk.device:
+            raise ValueError(f"`state` lives on {state.theta.device}; this Simulation runs on {bk.device} "
+                             "(load it with EnsembleState.from_arrays(..., device=...))")
 
     # -- the loop ---------------------------------------------------------------------
     def advance(self, state: EnsembleState, n_steps: int, *, on_record: Callable | None = None,
@@ -244,65 +315,87 @@ class Simulation:
         """Advance ``state`` (in place) by ``n_steps``; record every ``record_every`` steps and at the
         last step. ``on_record(row)`` receives each record row (dict of scalars) as it is made."""
         n_steps = check_int("n_steps", n_steps, minimum=0)
-        L, dt, integ, rng = self.landscape, self.dt, self.integrator, state.rng
+        self._adopt(state)
+        bk, kern = self.backend, self.kernels
+        dt, integ, rng = self.dt, self.integrator, state.rng
         theta = state.theta
         n, d = theta.shape
         k = self.record_interval(n_steps)
         baoab = isinstance(integ, BAOAB)
         ctrl = self.controller
         recorder = _Recorder(self, n, d)
-        noise = np.empty_like(theta)
-        grad = np.empty_like(theta)
+        noise = bk.empty_like(theta)
+        grad = bk.empty_like(theta)
         interventions: list[tuple[int, np.ndarray]] = []
         alive = state.status == STATUS_OK
-        all_alive = bool(alive.all())
+        all_alive = bk.all(alive)
         t_wall = _time.perf_counter()
         end = state.step + n_steps
         bar = _progress_bar(progress, n_steps)
         stopped_early = False
+        # the fused path (torch): θ ← θ − dt·∇L(θ) by the landscape's descend_ kernel and scaled normals
+        # drawn in one pass; the gradient is then made only when a record needs it
+        fused = (bk.name != "numpy" and kern.descend_ is not None and not baoab and ctrl is None
+                 and integ.preconditioner is None)
+        descend_ = kern.descend_
 
-        grad_fn = _grad_fn(L, grad)
+        grad_fn = _grad_fn(kern.grad_into, grad)
         # a constant D is read once per call instead of through the schedule at every step
         D_const = float(self.schedule.D) if type(self.schedule) is Constant else None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            L.grad_into(theta, grad)
+            kern.grad_into(theta, grad)
+            grad_fresh = True
             while state.step < end:
                 s = state.step
                 t = s * dt
                 D_t = D_const if D_const is not None else float(self.schedule(t))
                 if not 0.0 <= D_t < _INF:
                     _bad_D(D_t, s, t)
-                D = D_t if ctrl is None else D_t * state.controller["multiplier"][:, None]
                 at_record = s % k == 0
-                if at_record or ctrl is not None:
-                    g2, Cw = recorder.walker_C(grad, D)
-                if at_record:
-                    recorder.record(s, t, theta, g2, Cw, D, alive, all_alive, state, on_record)
-                    if recorder.flagged:
-                        alive, all_alive = self._fail_flagged(state, recorder, interventions)
-                if ctrl is not None:
-                    fired = ctrl.update(state.controller, s, np.where(alive, Cw, np.inf))
-                    if fired.size:
-                        interventions.append((s, fired))
-                    D = D_t * state.controller["multiplier"][:, None]
-                rng.standard_normal(out=noise, dtype=self.dtype)
-                if baoab:
-                    grad = integ.step(theta, grad, noise, D, dt, {"momentum": state.momentum}, grad_fn)
+                if fused:
+                    if at_record:
+                        if not grad_fresh:
+                            kern.grad_into(theta, grad)
+                        g2, Cw = recorder.walker_C(grad, D_t)
+                        recorder.record(s, t, theta, g2, Cw, D_t, alive, all_alive, state, on_record)
+                        if recorder.flagged:
+                            alive, all_alive = self._fail_flagged(state, recorder, interventions)
+                    bk.normal_(noise, rng, math.sqrt(2.0 * D_t * dt))
+                    descend_(theta, dt)
+                    theta += noise
+                    grad_fresh = False
                 else:
-                    integ.step(theta, grad, noise, D, dt, None)
+                    D = D_t if ctrl is None else D_t * self._multiplier(state)
+                    if at_record or ctrl is not None:
+                        g2, Cw = recorder.walker_C(grad, D)
+                    if at_record:
+                        recorder.record(s, t, theta, g2, Cw, D, alive, all_alive, state, on_record)
+                        if recorder.flagged:
+                            alive, all_alive = self._fail_flagged(state, recorder, interventions)
+                    if ctrl is not None:
+                        fired = ctrl.update(state.controller, s, np.where(bk.to_numpy(alive), Cw, np.inf))
+                        if fired.size:
+                            interventions.append((s, fired))
+                        D = D_t * self._multiplier(state)
+                    bk.randn_(noise, rng)
+                    if baoab:
+                        grad = integ.step(theta, grad, noise, D, dt, {"momentum": state.momentum}, grad_fn,
+                                          bk)
+                    else:
+                        integ.step(theta, grad, noise, D, dt, None, bk)
                 state.step = s + 1
                 if self.target is not None:
                     newly = self._target(theta) & ~state.hit
-                    if newly.any():
+                    if bk.any(newly):
                         state.hit |= newly
                         state.first_passage_time[newly] = state.step * dt
-                    if self.stop_when_all_hit and state.hit[alive].all():
+                    if self.stop_when_all_hit and bk.all(state.hit[alive]):
                         stopped_early = True
                 if state.step % self.check_every == 0 or state.step == end or stopped_early:
                     all_alive = self._check_finite(state, alive, all_alive, recorder, interventions)
                     alive = state.status == STATUS_OK
-                if not baoab:
-                    L.grad_into(theta, grad)
+                if not baoab and not fused:
+                    kern.grad_into(theta, grad)
                 if bar is not None and (state.step % 500 == 0 or state.step == end):
                     bar.update(state.step - (end - n_steps) - bar.n)
                 if stopped_early:
@@ -311,25 +404,35 @@ class Simulation:
             D_t = float(self.schedule(s * dt))
             if not 0.0 <= D_t < _INF:
                 _bad_D(D_t, s, s * dt)
-            D = D_t if ctrl is None else D_t * state.controller["multiplier"][:, None]
+            D = D_t if ctrl is None else D_t * self._multiplier(state)
             if not recorder.steps or recorder.steps[-1] != s:
+                if fused and not grad_fresh:
+                    kern.grad_into(theta, grad)
                 g2, Cw = recorder.walker_C(grad, D)
                 recorder.record(s, s * dt, theta, g2, Cw, D, alive, all_alive, state, on_record)
                 if recorder.flagged:
                     self._fail_flagged(state, recorder, interventions)
         if bar is not None:
             bar.close()
+        bk.synchronize()
         res = recorder.result(state, interventions, _time.perf_counter() - t_wall)
         if stopped_early:
             res.messages.append(f"stopped at step {state.step}: every live walker reached the target")
         return res
 
+    def _multiplier(self, state):
+        """The controller's per-walker multiplier of D as a column (N, 1) on the run's backend (the
+        controller's own state stays in numpy on the host)."""
+        m = state.controller["multiplier"][:, None]
+        return m if self.backend.name == "numpy" else self.backend.asarray(m)
+
     def _check_finite(self, state, alive, all_alive, recorder, interventions) -> bool:
-        finite = np.isfinite(state.theta).all(axis=1)
+        bk = self.backend
+        finite = bk.finite_rows(state.theta)
         newly_bad = alive & ~finite
-        if not newly_bad.any():
+        if not bk.any(newly_bad):
             return all_alive
-        idx = np.flatnonzero(newly_bad)
+        idx = bk.flatnonzero(newly_bad)
         window = f"between steps {max(0, state.step - self.check_every)} and {state.step}"
         self._fail(state, idx, f"{idx.size} walker(s) went non-finite {window} (t ≤ {state.step * self.dt:g}); "
                    f"first indices {idx[:10].tolist()}. Reduce dt or D, or check the gradient.",
@@ -339,22 +442,31 @@ class Simulation:
     def _fail_flagged(self, state, recorder, interventions):
         """Mark the walkers whose loss or gradient was non-finite at the record just made (at its
         step) as failed, like a walker whose θ went non-finite; return the new (alive, all_alive)."""
+        bk = self.backend
         flagged = np.unique(np.concatenate(recorder.flagged))
         recorder.flagged.clear()
-        idx = flagged[state.status[flagged] == STATUS_OK]
+        idx = flagged[bk.to_numpy(state.status)[flagged] == STATUS_OK]
         if idx.size:
             self._fail(state, idx, f"{idx.size} walker(s) have a non-finite θ, loss or gradient at step "
                        f"{state.step} (t = {state.step * self.dt:g}); first indices {idx[:10].tolist()}. "
                        "Check the landscape's value/grad there, or reduce dt or D.", recorder, interventions)
         alive = state.status == STATUS_OK
-        return alive, bool(alive.all())
+        return alive, bk.all(alive)
 
     def _fail(self, state, idx, msg, recorder, interventions):
-        state.status[idx] = STATUS_NONFINITE
-        state.failure_step[idx] = state.step
+        where = self.backend.index(idx)
+        state.status[where] = STATUS_NONFINITE
+        state.failure_step[where] = state.step
         recorder.messages.append(msg)
         if self.on_nonfinite == "raise":
             raise NonFiniteError(msg, recorder.result(state, interventions, float("nan")))
+
+
+def _host(x):
+    """A numpy view of x (torch tensors, on any device, come to the host)."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "detach"):
+        return x
+    return x.detach().cpu().numpy()
 
 
 def _bad_D(value, step, t):
@@ -362,13 +474,14 @@ def _bad_D(value, step, t):
                      "D(t) must be finite and >= 0")
 
 
-def _grad_fn(L, buf):
-    return lambda th: L.grad_into(th, buf)
+def _grad_fn(grad_into, buf):
+    return lambda th: grad_into(th, buf)
 
 
 class _Recorder:
     def __init__(self, sim: Simulation, n: int, d: int):
         self.sim = sim
+        self.bk = sim.backend
         self.n, self.d = n, d
         self.steps: list[int] = []
         self.times: list[float] = []
@@ -383,20 +496,26 @@ class _Recorder:
         """‖∇L‖² and C per walker (every walker), made once per record or controller step into reused
         buffers (overwritten by the next call). C comes from the one definition,
         :func:`shld.observables.consolidation_ratio_from_norm2`, with D clamped at 1e-300 so that D = 0
-        gives a huge C instead of 0/0."""
+        gives a huge C instead of 0/0. On a non-numpy backend ‖∇L‖² stays on the device and the
+        per-walker C is made (on the host) only when the controller or ``record_walkers`` needs it;
+        the record's median C is then the median ‖∇L‖² through the same formula."""
+        bk = self.bk
         if self._g2 is None:
-            self._g2 = np.empty(grad.shape[0], grad.dtype)
+            self._g2 = bk.empty_like(grad[:, 0])
             self._C = np.empty(grad.shape[0])
-        np.einsum("ij,ij->i", grad, grad, out=self._g2)
-        Dw = D if np.ndim(D) == 0 else D[:, 0]
-        consolidation_ratio_from_norm2(self._g2, np.maximum(Dw, 1e-300), self.d, out=self._C)
+        bk.rowsum_sq(grad, self._g2)
+        if bk.name != "numpy" and self.sim.controller is None and not self.sim.record_walkers:
+            return self._g2, None
+        g2 = bk.to_numpy(self._g2)
+        Dw = D if np.ndim(D) == 0 else bk.to_numpy(D[:, 0])
+        consolidation_ratio_from_norm2(g2, np.maximum(Dw, 1e-300), self.d, out=self._C)
         return self._g2, self._C
 
     def _scratch_like(self, x):
         """A reused work array of x's shape and dtype (statistics without a fresh temporary)."""
         s = self._scratch
         if s is None or s.shape != x.shape or s.dtype != x.dtype:
-            s = self._scratch = np.empty_like(x)
+            s = self._scratch = self.bk.empty_like(x)
         return s
 
     def _put(self, key, val):
@@ -408,104 +527,90 @@ class _Recorder:
         The finite check rides on the sums the statistics need anyway: a finite sum of the ‖∇L‖²
         (all ≥ 0) and of the losses means every term is finite; the per-walker mask is built only
         when a sum is not finite."""
-        sim = self.sim
+        sim, bk = self.sim, self.bk
         sel = slice(None) if all_alive else alive
-        th, g2, C = theta[sel], g2[sel], Cw[sel]
+        sel_host = sel if bk.name == "numpy" or all_alive else bk.to_numpy(alive)
+        th, g2 = theta[sel], g2[sel]
+        C = None if Cw is None else Cw[sel_host]
         obs = sim.observables
-        lv = sim.landscape.value(th) if "loss" in obs and th.shape[0] else None
-        sum_g2 = np.add.reduce(g2)
-        sum_lv = None if lv is None else np.add.reduce(lv)
+        lv = sim.kernels.value(th) if "loss" in obs and th.shape[0] else None
+        sum_g2 = bk.sum(g2)
+        sum_lv = None if lv is None else bk.sum(lv)
         if not (np.isfinite(sum_g2) and (lv is None or np.isfinite(sum_lv))):
-            ok = np.isfinite(g2) if lv is None else np.isfinite(g2) & np.isfinite(lv)
-            if not ok.all():
+            ok = bk.isfinite(g2) if lv is None else bk.isfinite(g2) & bk.isfinite(lv)
+            if not bk.all(ok):
                 # these walkers fail at this step (Simulation._fail_flagged); the record leaves them out
-                idx = np.flatnonzero(alive)[~ok]
+                ok_host = bk.to_numpy(ok)
+                idx = bk.flatnonzero(alive)[~ok_host]
                 self.flagged.append(idx)
-                alive = alive.copy()
-                alive[idx] = False
+                alive = bk.copy(alive)
+                alive[bk.index(idx)] = False
                 sel = alive
-                th, C, g2 = th[ok], C[ok], g2[ok]
+                th, g2 = th[ok], g2[ok]
+                C = None if C is None else C[ok_host]
                 lv = None if lv is None else lv[ok]
-                sum_g2 = np.add.reduce(g2)
-                sum_lv = None if lv is None else np.add.reduce(lv)
+                sum_g2 = bk.sum(g2)
+                sum_lv = None if lv is None else bk.sum(lv)
         scalar_D = np.ndim(D) == 0
-        D_mean = float(D) if scalar_D else float(np.mean(D))
+        D_mean = float(D) if scalar_D else float(np.mean(bk.to_numpy(D)))
         self.steps.append(step)
         self.times.append(t)
         self.D_hist.append(D_mean)
         row = {"step": step, "t": t}
         if th.shape[0]:
             if "loss" in obs:
-                row["loss_mean"], row["loss_std"] = _mean_std(lv, sum_lv, self._scratch_like(lv))
+                row["loss_mean"], row["loss_std"] = bk.mean_std(lv, sum_lv, self._scratch_like(lv))
                 if sim.record_walkers:
-                    self._put("loss_walkers", _pad(lv, alive, self.n))
+                    self._put("loss_walkers", _pad(bk.to_numpy(lv), bk.to_numpy(alive), self.n))
             mean_g2 = sum_g2 / g2.shape[0]                     # = np.mean(g2), bit for bit
             if "grad_norm2" in obs:
                 row["grad_norm2_mean"] = float(mean_g2)
             if "C" in obs:
-                D_ens = D_mean if scalar_D else np.mean(np.asarray(D)[sel, 0])
+                if scalar_D:
+                    D_ens = D_mean
+                else:
+                    D_ens = np.mean(bk.to_numpy(D)[sel if isinstance(sel, slice) else bk.to_numpy(sel), 0])
                 row["C_ensemble"] = float(consolidation_ratio_from_norm2(mean_g2, D_ens, self.d))
-                row["C_median"] = _median(C, self._scratch_like(C))
+                if C is not None:
+                    row["C_median"] = bk.median(C, self._scratch_like(C)) if bk.name == "numpy" \
+                        else NumpyBackend(C.dtype).median(C, np.empty_like(C))
+                else:   # scalar D: the median of C is C of the median ‖∇L‖² (C is increasing in it)
+                    row["C_median"] = float(consolidation_ratio_from_norm2(
+                        bk.median(g2, None), max(D_mean, 1e-300), self.d))
                 if sim.record_walkers:
-                    self._put("C_walkers", _pad(C, alive, self.n))
+                    self._put("C_walkers", _pad(C, bk.to_numpy(alive), self.n))
             if "mean" in obs:
-                self._put("mean", th.mean(axis=0))
+                self._put("mean", bk.mean0(th))
             if "var" in obs:
-                self._put("var", th.var(axis=0))
+                self._put("var", bk.var0(th))
         row["D"] = D_mean
-        row["n_alive"] = int(np.count_nonzero(alive))
+        row["n_alive"] = bk.count(alive)
         if sim.target is not None:
-            row["fraction_hit"] = float(np.mean(state.hit))
+            row["fraction_hit"] = bk.fraction(state.hit)
         for key, val in row.items():
             if key not in ("step", "t"):
                 self._put(key, val)
-        for i in range(min(sim.track_walkers, self.n)):
-            for j in range(self.d):
-                row[f"w{i}_{j}"] = float(theta[i, j])
+        if sim.track_walkers:
+            head = bk.to_numpy(theta[:min(sim.track_walkers, self.n)])
+            for i in range(head.shape[0]):
+                for j in range(self.d):
+                    row[f"w{i}_{j}"] = float(head[i, j])
         if sim.store_trajectory:
-            self.traj.append(theta.copy())
+            self.traj.append(np.array(bk.to_numpy(theta), copy=True))
         if on_record is not None:
             on_record(row)
 
     def result(self, state, interventions, wall) -> SimulationResult:
+        bk = self.bk
         records = {k: np.asarray(v) for k, v in self.rows.items()}
+        host = lambda x: np.array(bk.to_numpy(x), copy=True)  # noqa: E731
         return SimulationResult(
             times=np.asarray(self.times), steps=np.asarray(self.steps, dtype=np.int64), records=records,
-            final_theta=state.theta.copy(), first_passage_time=state.first_passage_time.copy(),
-            hit=state.hit.copy(), status=state.status.copy(), failure_step=state.failure_step.copy(),
+            final_theta=host(state.theta), first_passage_time=host(state.first_passage_time),
+            hit=host(state.hit), status=host(state.status), failure_step=host(state.failure_step),
             D_history=np.asarray(self.D_hist), interventions=interventions, state=state,
             dt=self.sim.dt, wall_time=wall,
             trajectory=np.stack(self.traj) if self.traj else None, messages=list(self.messages))
-
-
-def _mean_std(x, total, scratch):
-    """``(np.mean(x), np.std(x))`` of a 1-D array as floats, equal bit for bit, given
-    ``total = np.add.reduce(x)`` and with the centred squares in ``scratch`` (x's shape and dtype)
-    instead of a fresh temporary."""
-    if x.dtype.kind != "f":
-        return float(np.mean(x)), float(np.std(x))
-    n = x.shape[0]
-    mean = total / n
-    np.subtract(x, mean, out=scratch)
-    np.multiply(scratch, scratch, out=scratch)
-    return float(mean), float(np.sqrt(np.add.reduce(scratch) / n))
-
-
-def _median(x, scratch):
-    """``np.median(x)`` of a 1-D float array as a float, equal bit for bit, using ``scratch``.
-
-    One partition at the upper middle, then a max over each half (the upper one to detect NaN, which
-    partitions sort last); numpy's median partitions at two or three places at once (the middle
-    pair and the last element), which measured 4–5× slower on 10⁴ and 10⁵ values."""
-    n = x.shape[0]
-    np.copyto(scratch, x)
-    h = n // 2
-    scratch.partition(h)
-    if np.isnan(np.max(scratch[h:])):
-        return float("nan")
-    if n % 2:
-        return float(scratch[h])
-    return float((np.max(scratch[:h]) + scratch[h]) / 2)
 
 
 def _pad(values, alive, n):

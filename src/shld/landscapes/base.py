@@ -14,11 +14,22 @@ Conventions used across SHLD
 * ``critical_points`` lists the known minima and saddles in closed form.
 * ``bounds`` is a box ((lo, hi) per axis) that holds the interesting region; plots and
   Fokker–Planck grids use it by default.
+
+Array backends
+--------------
+The public methods above take and return numpy arrays. The Langevin engine can also run on torch
+(:mod:`shld.dynamics.backends`); a landscape says which engine backends it supports with
+:meth:`Landscape.backends` and hands the engine its kernels on a backend's arrays with
+:meth:`Landscape.kernels` (an :class:`ArrayKernels`: ``grad_into``, ``value`` and optionally a fused
+gradient-descent step ``descend_``). The base class supports ``"numpy"`` only; the built-in
+landscapes add ``"torch"``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,6 +65,19 @@ class CriticalPoint:
     def eigenvalues(self) -> np.ndarray:
         """Hessian eigenvalues, ascending (a saddle of index 1 has exactly one negative)."""
         return np.linalg.eigvalsh(self.hessian)
+
+
+class ArrayKernels(NamedTuple):
+    """A landscape's kernels on one backend's arrays (θ of shape (N, d)).
+
+    ``grad_into(theta, out)`` writes ∇L(θ) into ``out`` and returns it; ``value(theta)`` returns L(θ),
+    shape (N,); ``descend_(theta, dt)``, when not None, applies θ ← θ − dt·∇L(θ) in place without
+    materialising the gradient (the engine's fast Euler–Maruyama path; equal to the two-pass update
+    up to rounding)."""
+
+    grad_into: Callable
+    value: Callable
+    descend_: Callable | None = None
 
 
 class Landscape:
@@ -159,6 +183,27 @@ class Landscape:
         """∇²L(θ), shape ``theta.shape + (d,)``; ``NotImplementedError`` when not cheap."""
         theta = self._check(theta)
         return self._contract("_hessian", theta, self._hessian(theta), (self.dim, self.dim))
+
+    # -- engine backends -------------------------------------------------------------
+    def backends(self) -> tuple[str, ...]:
+        """The engine backends this landscape has kernels for (``"numpy"``; subclasses add ``"torch"``)."""
+        return ("numpy",)
+
+    def kernels(self, backend) -> ArrayKernels:
+        """Kernels on ``backend``'s arrays (a backend object from :func:`shld.dynamics.backends.make_backend`).
+
+        Subclasses that support another backend override this, handle its ``backend.name`` and defer
+        to ``super().kernels(backend)`` for the others."""
+        if backend.name == "numpy":
+            return ArrayKernels(self.grad_into, self.value)
+        raise ValueError(f"landscape {type(self).__name__} ({self.name!r}) has no kernels for "
+                         f"backend={backend.name!r}; it supports {list(self.backends())}")
+
+    def gibbs_log_partition(self, D: float, n: int | None = None) -> float | None:
+        """log ∫ e^{−L(θ)/D} dθ in closed form or by a landscape-specific reduction (``n`` quadrature
+        nodes where one is used), or ``None`` when the landscape knows none; then
+        :func:`shld.theory.gibbs_log_partition` integrates numerically (d ≤ 2)."""
+        return None
 
     @property
     def critical_points(self) -> list[CriticalPoint]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from shld._validation import check_positive
-from shld.landscapes.base import Landscape
+from shld.landscapes.base import ArrayKernels, Landscape
 from shld.landscapes.registry import register_landscape
 
 _A = np.array([-200.0, -100.0, -170.0, 15.0])
@@ -65,6 +65,34 @@ class MullerBrown(Landscape):
         hyy = np.sum(e * (py * py + 2 * _c), axis=-1)
         return np.stack([np.stack([hxx, hxy], -1), np.stack([hxy, hyy], -1)], -2)
 
+    # -- engine backends -------------------------------------------------------------
+    def backends(self):
+        return ("numpy", "torch")
+
+    def kernels(self, backend):
+        if backend.name != "torch":
+            return super().kernels(backend)
+        import torch
+
+        kw = dict(dtype=backend.dtype, device=backend.device)
+        A, a, b, c, x0, y0 = (torch.as_tensor(v, **kw) for v in (self.scale * _A, _a, _b, _c, _x0, _y0))
+
+        def terms(theta):
+            dx = theta[:, 0, None] - x0
+            dy = theta[:, 1, None] - y0
+            return dx, dy, A * torch.exp(a * dx * dx + b * dx * dy + c * dy * dy)
+
+        def grad_into(theta, out):
+            dx, dy, e = terms(theta)
+            torch.sum(e * (2 * a * dx + b * dy), dim=1, out=out[:, 0])
+            torch.sum(e * (b * dx + 2 * c * dy), dim=1, out=out[:, 1])
+            return out
+
+        def value(theta):
+            return terms(theta)[2].sum(1)
+
+        return ArrayKernels(grad_into, value)
+
     @property
     def critical_points(self):
         if self._points is None:
@@ -108,6 +136,30 @@ class Rosenbrock(Landscape):
         g[..., :-1] += -2.0 * (self.a - x) - 4.0 * self.b * x * r
         g[..., 1:] += 2.0 * self.b * r
         return g
+
+    def backends(self):
+        return ("numpy", "torch")
+
+    def kernels(self, backend):
+        if backend.name != "torch":
+            return super().kernels(backend)
+        import torch
+
+        a, b = self.a, self.b
+
+        def grad_into(theta, out):
+            x, y = theta[:, :-1], theta[:, 1:]
+            r = y - x * x
+            out.zero_()
+            out[:, :-1] += -2.0 * (a - x) - 4.0 * b * x * r
+            out[:, 1:] += 2.0 * b * r
+            return out
+
+        def value(theta):
+            x, y = theta[:, :-1], theta[:, 1:]
+            return torch.sum((a - x) ** 2 + b * (y - x * x) ** 2, dim=1)
+
+        return ArrayKernels(grad_into, value)
 
     def _hessian(self, theta):
         d = self.dim

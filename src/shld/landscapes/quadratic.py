@@ -15,7 +15,7 @@ from shld._validation import (
     check_int,
     check_positive,
 )
-from shld.landscapes.base import CriticalPoint, Landscape
+from shld.landscapes.base import ArrayKernels, CriticalPoint, Landscape
 from shld.landscapes.registry import register_landscape
 
 
@@ -73,6 +73,61 @@ class Quadratic(Landscape):
         else:
             np.matmul(theta - self.center, self.matrix, out=out)
         return out
+
+    @property
+    def diagonal(self) -> np.ndarray | None:
+        """The diagonal of A when A was given by ``eigenvalues`` (A diagonal), else None."""
+        return None if self._diag is None else self._diag.copy()
+
+    # -- engine backends -------------------------------------------------------------
+    def backends(self):
+        return ("numpy", "torch")
+
+    def kernels(self, backend):
+        if backend.name != "torch":
+            return super().kernels(backend)
+        import torch
+
+        kw = dict(dtype=backend.dtype, device=backend.device)
+        A = torch.as_tensor(self.matrix, **kw)
+        centred = bool(np.any(self.center != 0))
+        center = torch.as_tensor(self.center, **kw)
+        offset = self.offset
+        diag = None if self._diag is None else torch.as_tensor(self._diag, **kw)
+
+        def grad_into(theta, out):
+            if diag is not None:
+                if centred:
+                    return torch.sub(theta, center, out=out).mul_(diag)
+                return torch.mul(theta, diag, out=out)
+            return torch.matmul(theta - center if centred else theta, A, out=out)
+
+        def value(theta):
+            x = theta - center if centred else theta
+            q = (x * x * diag).sum(1) if diag is not None else (torch.matmul(x, A) * x).sum(1)
+            return 0.5 * q + offset
+
+        descend_ = None
+        if diag is not None:
+            factor = {}
+
+            def descend_(theta, dt):
+                # θ ← θ − dt·λ·(θ − θ*) = (1 − dt·λ)·θ + dt·λ·θ*: one pass about the centre
+                f = factor.get(dt)
+                if f is None:
+                    f = factor[dt] = (1.0 - dt * diag, dt * diag * center)
+                theta.mul_(f[0])
+                if centred:
+                    theta.add_(f[1])
+                return theta
+
+        return ArrayKernels(grad_into, value, descend_)
+
+    def gibbs_log_partition(self, D, n=None):
+        """The Gaussian integral (exact); see :func:`shld.theory.gibbs.gaussian_log_partition`."""
+        from shld.theory.gibbs import gaussian_log_partition
+
+        return gaussian_log_partition(self.eigenvalues, D, self.offset)
 
     def _hessian(self, theta):
         return np.broadcast_to(self.matrix, theta.shape + (self.dim,)).copy()

@@ -22,7 +22,8 @@ import numpy as np
 from shld._validation import check_finite_array, check_int, check_positive, check_real
 from shld.theory._common import as_potential, gl_nodes, logsumexp, panels, probe_cutoff
 
-__all__ = ["gibbs_log_normaliser", "gibbs_density_1d", "gibbs_log_partition", "gibbs_log_density"]
+__all__ = ["gaussian_log_partition", "gibbs_log_normaliser", "gibbs_density_1d", "gibbs_log_partition",
+           "gibbs_log_density"]
 
 
 def gibbs_log_normaliser(u, D, lo=-math.inf, hi=math.inf, n=400, center=0.0):
@@ -77,21 +78,27 @@ def gibbs_density_1d(u, D, x, lo=None, hi=None, n=400):
         return np.where(inside, np.exp(-f(x, strict=False) / D - log_z), 0.0)
 
 
-def gibbs_log_partition(landscape, D, n=None):
-    """log Z = log ∫ e^{−L(θ)/D} dθ for a landscape (see the module docstring for which cases)."""
+def gaussian_log_partition(eigenvalues, D, offset=0.0):
+    """log ∫ e^{−L/D} dθ = −L*/D + (d/2)·log(2πD) − ½·Σ log λ_i for L = ½(θ−θ*)ᵀA(θ−θ*) + L*, A with
+    eigenvalues λ_i > 0 (a Gaussian integral; exact)."""
     D = check_positive("D", D)
-    from shld.landscapes.double_well import DoubleWell
-    from shld.landscapes.quadratic import Quadratic
+    lam = np.atleast_1d(np.asarray(eigenvalues, dtype=float))
+    if np.any(lam <= 0):
+        raise ValueError(f"the quadratic's eigenvalues must be > 0 for a Gibbs law, got {lam}")
+    return float(-float(offset) / D + 0.5 * lam.size * math.log(2 * math.pi * D) - 0.5 * np.sum(np.log(lam)))
 
-    if isinstance(landscape, Quadratic):
-        lam = np.asarray(landscape.eigenvalues, dtype=float)
-        if np.any(lam <= 0):
-            raise ValueError(f"the quadratic's eigenvalues must be > 0 for a Gibbs law, got {lam}")
-        return float(-landscape.offset / D + 0.5 * lam.size * math.log(2 * math.pi * D)
-                     - 0.5 * np.sum(np.log(lam)))
-    if isinstance(landscape, DoubleWell):
-        log_z = gibbs_log_normaliser(landscape.u, D, n=400 if n is None else n)
-        return log_z + 0.5 * (landscape.dim - 1) * math.log(2 * math.pi * D / landscape.k_perp)
+
+def gibbs_log_partition(landscape, D, n=None):
+    """log Z = log ∫ e^{−L(θ)/D} dθ for a landscape (see the module docstring for which cases).
+
+    A landscape that knows its own reduction says so through its public
+    ``gibbs_log_partition(D, n)`` method (quadratics: the Gaussian integral; double wells: a 1-D
+    quadrature times Gaussians); otherwise 1-D and 2-D landscapes are integrated over their bounds."""
+    D = check_positive("D", D)
+    own = getattr(landscape, "gibbs_log_partition", None)
+    log_z = own(D, n=n) if callable(own) else None
+    if log_z is not None:
+        return float(log_z)
     if landscape.dim == 1:
         return gibbs_log_normaliser(landscape, D, n=400 if n is None else n)
     if landscape.dim == 2:
