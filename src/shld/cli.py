@@ -1,12 +1,13 @@
 """The ``shld`` command line: a thin typed layer over :mod:`shld.experiments`.
 
-    shld run NAME [--param value ...] [--seed S] [--out DIR] [--resume]
+    shld run NAME [--param value ...] [--seed S] [--out DIR] [--resume] [--executor E] [--jobs N] [--address A]
     shld list                      experiments and landscapes
-    shld reproduce [--quick|--full] [--out DIR] [--resume] [--jobs N]
+    shld reproduce [--quick|--full] [--out DIR] [--resume] [--executor E] [--jobs N] [--address A]
     shld report RUN_DIR
 
 Options of ``shld run NAME`` come from the experiment's parameter dataclass;
-``shld run NAME --help`` lists them with their defaults.
+``shld run NAME --help`` lists them with their defaults. ``--executor serial|process|dask|ray``,
+``--jobs`` and ``--address`` choose where sweep members run (:mod:`shld.experiments.executor`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,20 @@ def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> Non
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
+def _add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """--executor/--jobs/--address: where sweep members run (docs/scale.md)."""
+    from shld.experiments.executor import EXECUTORS
+
+    parser.add_argument("--executor", dest="sweep_executor", default=None, choices=EXECUTORS,
+                        help="engine for sweep members (default: serial, or process with --jobs N > 1)")
+    parser.add_argument("--jobs", dest="sweep_jobs", type=int, default=None, metavar="N",
+                        help="worker processes (process), or the size of a local Dask/Ray cluster "
+                             "(default: the CPU count)")
+    parser.add_argument("--address", dest="sweep_address", default=None, metavar="ADDR",
+                        help="an existing cluster: a Dask scheduler (tcp://host:8786) or a Ray cluster "
+                             "(auto, host:6379, ray://host:10001); needs --executor dask or ray")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shld",
@@ -75,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out from its checkpoint")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        _add_executor_options(p)
 
     sub.add_parser("list", help="list experiments and landscapes")
 
@@ -84,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--full", action="store_true", help="full sizes")
     rep.add_argument("--out", default="shld-runs/reproduce", help="audit folder")
     rep.add_argument("--resume", action="store_true", help="continue an interrupted audit")
-    rep.add_argument("--jobs", type=int, default=1, help="parallel worker processes for sweeps")
+    _add_executor_options(rep)
     rep.add_argument("--seed", type=int, default=0, help="root seed")
 
     report = sub.add_parser("report", help="rebuild the report from run folders alone")
@@ -107,22 +123,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         if args.experiment is None:
             parser.parse_args(["run", "--help"])
+        from shld.experiments.executor import executor_from_args, use_executor
+
         opts = {k: v for k, v in vars(args).items()
-                if k not in ("command", "experiment", "out", "resume", "no_progress")}
+                if k not in ("command", "experiment", "out", "resume", "no_progress", "sweep_executor",
+                             "sweep_jobs", "sweep_address")}
         try:
-            run, summary = run_experiment(args.experiment, args.out, resume=args.resume,
-                                          progress=not args.no_progress, **opts)
+            executor = executor_from_args(args.sweep_executor, args.sweep_jobs, args.sweep_address)
+        except (ValueError, TypeError, ModuleNotFoundError) as exc:   # bad choice, or the extra is missing
+            print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            with use_executor(executor):
+                run, summary = run_experiment(args.experiment, args.out, resume=args.resume,
+                                              progress=not args.no_progress, **opts)
         except (ValueError, TypeError, FileExistsError, RunFolderError) as exc:
             # bad parameters, or a run folder that cannot be used (busy, foreign, corrupt, not writable)
             print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
             return 2
+        finally:
+            if hasattr(executor, "close"):
+                executor.close()      # a local Dask/Ray cluster this run started
         print(f"\nrun folder: {run.path}")
         return 0
     if args.command == "reproduce":
         from shld.reporting.audit import reproduce
 
         return reproduce(mode="full" if args.full else "quick", out=args.out, resume=args.resume,
-                         jobs=args.jobs, seed=args.seed)
+                         jobs=args.sweep_jobs, seed=args.seed, executor=args.sweep_executor,
+                         address=args.sweep_address)
     if args.command == "report":
         from shld.reporting.audit import rebuild_report
 

@@ -1,29 +1,48 @@
-"""Pluggable executors for sweeps: independent members run serially or in worker processes.
+"""Pluggable executors for sweeps: independent members run serially, in worker processes, or on a
+Dask or Ray cluster.
 
 An :class:`Executor` is anything with ``map(fn, items) -> iterator of results in item order``.
 Experiments never create pools themselves; they call :func:`sweep_map`, which uses the
-executor installed for the current process (:func:`use_executor`, or ``SHLD_JOBS=N`` in the
-environment, which is how ``shld reproduce --jobs N`` reaches experiments running in a child
-process). A cluster engine drops in by implementing ``map``, e.g.::
+executor installed for the current process (:func:`use_executor`), else the one the environment
+names (``SHLD_EXECUTOR`` = serial | process | dask | ray, ``SHLD_JOBS`` = worker count,
+``SHLD_ADDRESS`` = a Dask scheduler or Ray head), which is how ``shld reproduce --executor ...
+--jobs N`` reaches experiments running in a child process, else serial.
 
-    class RayExecutor:
-        def map(self, fn, items):
-            import ray
-            remote = ray.remote(fn)
-            return iter(ray.get([remote.remote(x) for x in items]))
+Engines:
 
-    with use_executor(RayExecutor()):
-        run_experiment("double-descent", "runs/dd")
+- :class:`SerialExecutor` (``--jobs 1``) and :class:`ProcessExecutor` (``--jobs N``, local
+  worker processes started per sweep);
+- :class:`DaskExecutor` (``pip install shld[dask]``): a ``dask.distributed`` scheduler given by
+  address or ``Client``, or a ``LocalCluster`` of worker processes it starts and closes;
+- :class:`RayExecutor` (``pip install shld[ray]``): a Ray cluster given by address, or a local
+  Ray instance it starts and shuts down.
 
-Results never depend on the number of workers: each sweep member carries its own seed,
-derived from the run's root seed and the member's key alone by :func:`member_seed`
+For the cluster engines each member is one task; all are submitted at once and result ``i`` is
+yielded as soon as members ``0..i`` are done, so a study writing results as they arrive keeps a
+prefix of the sweep on disk whatever happens later. A member that raises is retried ``retries``
+times (default 2); if it still fails, ``map`` raises :class:`MemberFailedError` (index, item,
+attempts, the member's own error) at its place in the order, after yielding every member before
+it, and cancels the rest. Raising, not a failure record in place of the result, is the design
+because every study consumes ``sweep_map`` results as the member's own return value (a dict it
+writes to its metrics); the failure is never dropped, the members before it are kept, and
+``--resume`` continues from there. A worker *process* that dies (killed, out of memory) is a
+different event: the engine reschedules its member on another worker (Dask: up to the scheduler's
+``distributed.scheduler.allowed-failures``, 3 by default; Ray: ``max_retries``, 3), so no member
+is lost.
+
+Results never depend on the engine or the number of workers: each sweep member carries its own
+seed, derived from the run's root seed and the member's key alone by :func:`member_seed`
 (``numpy.random.SeedSequence`` with the key as spawn key), never from a worker's state.
+``docs/scale.md`` covers pointing runs at an existing cluster and when shipping a sweep pays.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -94,6 +113,247 @@ def _terminate(pool) -> None:
             proc.kill()
 
 
+class MemberFailedError(RuntimeError):
+    """A sweep member failed on every attempt; raised by a cluster executor's ``map`` at the
+    member's place in the order, after every member before it was yielded.
+
+    Attributes: ``index`` (position in the items), ``item``, ``attempts``, ``error`` (the member's
+    own exception where it could be recovered, else the engine's), ``executor`` (its name)."""
+
+    def __init__(self, index: int, item: Any, error: BaseException, attempts: int, executor: str = ""):
+        self.index, self.item, self.error, self.attempts, self.executor = index, item, error, attempts, executor
+        text = repr(item)
+        if len(text) > 200:
+            text = text[:197] + "..."
+        where = f" on {executor}" if executor else ""
+        super().__init__(f"sweep member {index} (item {text}) failed after {attempts} attempt(s){where}: "
+                         f"{type(error).__name__}: {error}. The members before it were delivered; the sweep "
+                         "stopped here (fix the cause, then rerun with --resume to continue)")
+
+    def __reduce__(self):
+        return (type(self), (self.index, self.item, self.error, self.attempts, self.executor))
+
+
+#: executor names for ``--executor`` / ``SHLD_EXECUTOR``
+EXECUTORS = ("serial", "process", "dask", "ray")
+
+
+def _import_extra(module: str, extra: str):
+    """Import an optional engine, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(f"executor {extra!r} needs the optional dependency {exc.name!r}, which is not "
+                                  f"installed: pip install 'shld[{extra}]'", name=exc.name) from None
+
+
+def _check_retries(retries: Any) -> int:
+    return check_int("retries", retries, minimum=0)
+
+
+class DaskExecutor:
+    """Sweep members as ``dask.distributed`` tasks (``pip install shld[dask]``).
+
+    ``address``: ``None`` starts a ``LocalCluster`` of ``n_workers`` worker processes (one thread
+    each; default: the machine's CPU count) on first use and closes it in :meth:`close`; a string
+    is a scheduler address (``tcp://host:8786``) to connect to; a ``distributed.Client`` is used as
+    is (and left open). ``retries``: extra attempts for a member that raises. A worker process that
+    dies has its member rescheduled by the scheduler (up to ``distributed.scheduler.allowed-failures``
+    deaths, then ``KilledWorker``). ``fn`` and each item are pickled (cloudpickle) and run on the
+    workers, which need ``shld`` importable at the same version.
+
+    Usable as a context manager; :meth:`start` connects (or starts the local cluster) and returns the
+    scheduler address.
+    """
+
+    name = "dask"
+
+    def __init__(self, address: Any = None, *, n_workers: int | None = None, retries: int = 2):
+        self._distributed = _import_extra("dask.distributed", "dask")
+        self.retries = _check_retries(retries)
+        self._client = self._cluster = None
+        self._own_client = False
+        if address is None:
+            self.address = None
+            self.n_workers = check_int("n_workers", n_workers if n_workers is not None else (os.cpu_count() or 1),
+                                       minimum=1)
+        elif isinstance(address, str):
+            if not address.strip():
+                raise ValueError("`address` must be a Dask scheduler address such as 'tcp://host:8786', got ''")
+            if n_workers is not None:
+                raise ValueError(f"`n_workers` ({n_workers!r}) sizes a local cluster; with `address` "
+                                 f"{address!r} the scheduler's own workers run the members")
+            self.address, self.n_workers = address, None
+        elif isinstance(address, self._distributed.Client):
+            if n_workers is not None:
+                raise ValueError(f"`n_workers` ({n_workers!r}) sizes a local cluster; a given Client brings "
+                                 "its own workers")
+            self._client, self.address, self.n_workers = address, address.scheduler.address, None
+        else:
+            raise TypeError("`address` must be None (start a LocalCluster), a scheduler address string or a "
+                            f"dask.distributed.Client, got {type(address).__name__}")
+
+    def start(self) -> str:
+        """Connect (starting the local cluster if this executor owns one); returns the scheduler address."""
+        if self._client is None:
+            d = self._distributed
+            if self.address is None:
+                import logging
+
+                self._cluster = d.LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                                               dashboard_address=None, silence_logs=logging.ERROR)
+                self.address = self._cluster.scheduler_address
+            try:
+                self._client = d.Client(self.address if self._cluster is None else self._cluster)
+            except BaseException:
+                self.close()
+                raise
+            self._own_client = True
+        return self.address
+
+    def close(self) -> None:
+        """Close the client and the local cluster this executor started (a given Client stays open)."""
+        if self._own_client and self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client, self._own_client = None, False
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+            self._cluster = None
+            self.address = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def map(self, fn, items):
+        items = list(items)
+        if not items:
+            return
+        self.start()
+        client = self._client
+        tag = uuid.uuid4().hex[:12]
+        futures = [client.submit(fn, item, key=f"shld-member-{tag}-{i}", pure=False, retries=self.retries)
+                   for i, item in enumerate(items)]
+        try:
+            for i, fut in enumerate(futures):
+                try:
+                    res = fut.result()
+                except Exception as exc:
+                    raise MemberFailedError(i, items[i], exc, self.retries + 1, "dask") from exc
+                futures[i] = None       # let the scheduler forget a delivered result
+                yield res
+        finally:
+            left = [f for f in futures if f is not None]
+            if left:
+                with contextlib.suppress(Exception):
+                    client.cancel(left)
+
+
+def _ray_call(fn, item):
+    return fn(item)
+
+
+class RayExecutor:
+    """Sweep members as Ray tasks (``pip install shld[ray]``), one CPU each.
+
+    ``address``: ``None`` starts a local Ray instance with ``num_cpus`` CPUs (default: all) on first
+    use and shuts it down in :meth:`close`, unless this process is already connected to Ray
+    (``ray.init`` called before), whose connection is then used and left open; a string is a cluster
+    to connect to (``"auto"``, a head's ``host:6379``, or ``ray://host:10001``). ``retries``: extra
+    attempts for a member that raises. A worker process that dies has its task re-run by Ray
+    (``max_retries``, default 3). ``fn`` and each item are pickled (cloudpickle); the workers need
+    ``shld`` importable at the same version.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None, retries: int = 2,
+                 max_retries: int = 3):
+        self._ray = _import_extra("ray", "ray")
+        self.retries = _check_retries(retries)
+        self.max_retries = check_int("max_retries", max_retries, minimum=0)
+        if address is not None:
+            if not isinstance(address, str) or not address.strip():
+                raise ValueError(f"`address` must be a Ray address such as 'auto', 'host:6379' or "
+                                 f"'ray://host:10001', got {address!r}")
+            if num_cpus is not None:
+                raise ValueError(f"`num_cpus` ({num_cpus!r}) sizes a local Ray instance; with `address` "
+                                 f"{address!r} the cluster's own CPUs run the members")
+        self.address = address
+        self.num_cpus = None if num_cpus is None else check_int("num_cpus", num_cpus, minimum=1)
+        self._owns = False
+        self._remote = None
+
+    def start(self) -> str:
+        """Connect (starting the local instance if needed); returns the address others can connect to."""
+        ray = self._ray
+        if not ray.is_initialized():
+            if self.address is None:
+                ctx = ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
+                               logging_level="ERROR")
+            else:
+                ctx = ray.init(address=self.address, logging_level="ERROR")
+            self._owns = True
+            self.address = self.address or ctx.address_info["address"]
+        elif self.address is None:
+            self.address = ray.get_runtime_context().gcs_address
+        if self._remote is None:
+            self._remote = ray.remote(_ray_call).options(num_cpus=1, max_retries=self.max_retries,
+                                                         retry_exceptions=False)
+        return self.address
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started or connected it."""
+        if self._owns:
+            with contextlib.suppress(Exception):
+                self._ray.shutdown()
+            self._owns = False
+        self._remote = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def map(self, fn, items):
+        items = list(items)
+        if not items:
+            return
+        self.start()
+        ray = self._ray
+        fn_ref = ray.put(fn)
+        refs = [self._remote.remote(fn_ref, item) for item in items]
+        try:
+            for i in range(len(items)):
+                attempt = 1
+                while True:
+                    try:
+                        res = ray.get(refs[i])
+                        break
+                    except ray.exceptions.RayTaskError as exc:     # the member raised
+                        if attempt > self.retries:
+                            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                            raise MemberFailedError(i, items[i], cause, attempt, "ray") from exc
+                        attempt += 1
+                        refs[i] = self._remote.remote(fn_ref, items[i])
+                    except ray.exceptions.RayError as exc:         # its worker died max_retries + 1 times
+                        raise MemberFailedError(i, items[i], exc, attempt, "ray") from exc
+                refs[i] = None
+                yield res
+        finally:
+            for ref in refs:
+                if ref is not None:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref, force=True)
+
+
 def make_executor(jobs: int | Executor | None = None) -> Executor:
     """An executor from a worker count (1 → serial) or pass an executor through."""
     if jobs is None:
@@ -104,26 +364,107 @@ def make_executor(jobs: int | Executor | None = None) -> Executor:
     return SerialExecutor() if jobs == 1 else ProcessExecutor(jobs)
 
 
+def check_executor_args(executor: str | None, jobs: Any = None, address: str | None = None
+                        ) -> tuple[str, int | None, str | None]:
+    """Validate an ``--executor`` / ``--jobs`` / ``--address`` choice before any work; returns
+    ``(name, jobs, address)`` resolved: name ``None`` → serial, or process when ``jobs`` > 1; ``jobs``
+    ``None`` → 1 for serial, the CPU count for process or a local cluster, ``None`` with an address.
+
+    ``jobs`` is the worker count of ``process`` and the size of a local Dask/Ray cluster; ``address``
+    names an existing Dask scheduler or Ray cluster, which brings its own workers."""
+    if executor is not None and executor not in EXECUTORS:
+        raise ValueError(f"`executor` must be one of {list(EXECUTORS)}, got {executor!r}")
+    if jobs is not None:
+        jobs = check_int("jobs", jobs, minimum=1)
+    if address is not None and not isinstance(address, str):
+        raise TypeError(f"`address` must be a string, got {type(address).__name__}")
+    if address == "":
+        address = None
+    if executor is None:
+        executor = "process" if jobs is not None and jobs > 1 else "serial"
+    if address is not None and executor not in ("dask", "ray"):
+        raise ValueError(f"`address` ({address!r}) names a cluster, which only executor 'dask' or 'ray' uses; "
+                         f"got executor {executor!r}")
+    if executor == "serial" and jobs not in (None, 1):
+        raise ValueError(f"`jobs` = {jobs} needs a parallel executor ('process', 'dask' or 'ray'); executor "
+                         "'serial' runs one member at a time")
+    if address is not None and jobs is not None:
+        raise ValueError(f"`jobs` ({jobs}) sizes a local cluster or process pool; with `address` {address!r} "
+                         "the cluster's own workers run the members (drop one of them)")
+    if executor == "serial":
+        jobs = 1
+    elif address is None and jobs is None:
+        jobs = os.cpu_count() or 1
+    return executor, jobs, address
+
+
+def executor_from_args(executor: str | None = None, jobs: int | None = None, address: str | None = None,
+                       **kwargs: Any) -> Executor:
+    """The executor that ``--executor``/``--jobs``/``--address`` select (:func:`check_executor_args`);
+    ``kwargs`` go to the engine (e.g. ``retries``). A cluster engine connects on first use."""
+    name, jobs, address = check_executor_args(executor, jobs, address)
+    if name == "serial":
+        return SerialExecutor()
+    if name == "process":
+        return ProcessExecutor(jobs)
+    if name == "dask":
+        return DaskExecutor(address, n_workers=jobs, **kwargs)
+    return RayExecutor(address, num_cpus=jobs, **kwargs)
+
+
 _CURRENT: list[Executor] = []
+_FROM_ENV: dict[tuple, Executor] = {}
+
+
+def _env_executor() -> Executor:
+    name = os.environ.get("SHLD_EXECUTOR") or None
+    jobs_text = os.environ.get("SHLD_JOBS") or None
+    address = os.environ.get("SHLD_ADDRESS") or None
+    key = (name, jobs_text, address)
+    if key in _FROM_ENV:
+        return _FROM_ENV[key]
+    jobs = None
+    if jobs_text is not None:
+        try:
+            jobs = int(jobs_text)
+            if jobs < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"environment variable `SHLD_JOBS` must be an integer >= 1, got {jobs_text!r}") \
+                from None
+    try:
+        ex = executor_from_args(name, jobs, address)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"environment variables SHLD_EXECUTOR={name!r}, SHLD_JOBS={jobs_text!r}, "
+                         f"SHLD_ADDRESS={address!r}: {exc}") from None
+    _FROM_ENV[key] = ex       # one connection per process, reused by every sweep
+    return ex
+
+
+@atexit.register
+def _close_env_executors() -> None:
+    for ex in _FROM_ENV.values():
+        close = getattr(ex, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+    _FROM_ENV.clear()
 
 
 def current_executor() -> Executor:
-    """The executor installed by :func:`use_executor`, else one from ``SHLD_JOBS``, else serial."""
+    """The executor installed by :func:`use_executor`, else the one ``SHLD_EXECUTOR`` / ``SHLD_JOBS`` /
+    ``SHLD_ADDRESS`` select (cached: one cluster connection per process), else serial."""
     if _CURRENT:
         return _CURRENT[-1]
-    env = os.environ.get("SHLD_JOBS")
-    if env:
-        try:
-            return make_executor(int(env))
-        except (TypeError, ValueError):
-            raise ValueError(f"environment variable `SHLD_JOBS` must be an integer >= 1, got {env!r}") \
-                from None
+    if any(os.environ.get(k) for k in ("SHLD_EXECUTOR", "SHLD_JOBS", "SHLD_ADDRESS")):
+        return _env_executor()
     return SerialExecutor()
 
 
 @contextlib.contextmanager
 def use_executor(executor: int | Executor):
-    """Install an executor (or a worker count) for sweeps run inside the ``with`` block."""
+    """Install an executor (or a worker count) for sweeps run inside the ``with`` block. The caller
+    keeps ownership: a cluster executor is not closed on leaving the block."""
     _CURRENT.append(make_executor(executor))
     try:
         yield _CURRENT[-1]
@@ -131,10 +472,42 @@ def use_executor(executor: int | Executor):
         _CURRENT.pop()
 
 
+class SharedExecutor:
+    """The executor choice for child processes (``shld reproduce``): :meth:`env` gives the
+    ``SHLD_EXECUTOR`` / ``SHLD_JOBS`` / ``SHLD_ADDRESS`` values to set for them. For a local Dask
+    or Ray cluster, the first :meth:`env` starts ONE cluster in this process and hands its address
+    to every child (instead of each starting its own); :meth:`close` shuts it down. The cluster's
+    worker processes die with this process."""
+
+    def __init__(self, executor: str | None = None, jobs: int | None = None, address: str | None = None):
+        self.name, self.jobs, self.address = check_executor_args(executor, jobs, address)
+        self._local = None
+        if self.name in ("dask", "ray") and self.address is None:
+            self._local = executor_from_args(self.name, self.jobs)   # checks the extra is installed
+
+    def env(self) -> dict[str, str]:
+        if self._local is not None:
+            address = self._local.start()
+            return {"SHLD_EXECUTOR": self.name, "SHLD_JOBS": "", "SHLD_ADDRESS": address}
+        jobs = "" if self.jobs is None else str(self.jobs)
+        return {"SHLD_EXECUTOR": self.name, "SHLD_JOBS": jobs, "SHLD_ADDRESS": self.address or ""}
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def sweep_map(fn: Callable[[Any], Any], items: Iterable[Any], executor: Executor | int | None = None
               ) -> Iterator[Any]:
     """Map ``fn`` over independent sweep members with ``executor`` (default: the current one);
-    results come back in item order."""
+    results come back in item order. A cluster executor raises :class:`MemberFailedError` for a
+    member that failed on every attempt (the members before it are yielded first)."""
     ex = current_executor() if executor is None else make_executor(executor)
     return iter(ex.map(fn, items))
 
@@ -148,5 +521,6 @@ def member_seed(root: int, *key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(root, spawn_key=key)
 
 
-__all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "make_executor", "current_executor",
-           "use_executor", "sweep_map", "member_seed"]
+__all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "RayExecutor", "MemberFailedError",
+           "EXECUTORS", "make_executor", "check_executor_args", "executor_from_args", "current_executor",
+           "use_executor", "SharedExecutor", "sweep_map", "member_seed"]

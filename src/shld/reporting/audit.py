@@ -11,8 +11,9 @@ Layout of an audit folder::
 
 Each experiment runs in its own process (``python -m shld.reporting._child``) with the
 overrides in its module's ``AUDIT[mode]`` and the audit's seed; its wall time and peak
-resident memory come from ``os.wait4``. ``--jobs N`` reaches the experiment's sweeps through
-``SHLD_JOBS`` (:mod:`shld.experiments.executor`).
+resident memory come from ``os.wait4``. ``--executor``/``--jobs``/``--address`` reach the experiment's
+sweeps through ``SHLD_EXECUTOR``/``SHLD_JOBS``/``SHLD_ADDRESS`` (:mod:`shld.experiments.executor`); a local
+Dask or Ray cluster is started once here and every child connects to it (``SharedExecutor``).
 
 The audit folder is locked for the whole run (:func:`shld.runs.lock_folder`), and each experiment's
 folder by its own process. The children run in their own process group and die with this process,
@@ -73,8 +74,8 @@ def _environment() -> dict:
     return env
 
 
-def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int, resume: bool, overrides: dict,
-               progress: bool) -> dict:
+def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int | None, resume: bool, overrides: dict,
+               progress: bool, executor_env: dict | None = None) -> dict:
     run_dir = out / name
     status_path = out / "_status" / f"{name}.json"
     status_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int, resume: bo
         cmd.append("--resume")
     if not progress:
         cmd.append("--no-progress")
-    env = dict(os.environ, SHLD_JOBS=str(jobs), MPLBACKEND="Agg")
+    env = {**os.environ, "SHLD_JOBS": str(jobs), "MPLBACKEND": "Agg", **(executor_env or {})}
     t0 = time.perf_counter()
     # its own process group (a terminal's Ctrl-C reaches this process only, which forwards it); the child
     # arms its death signal against this pid, so it cannot outlive us
@@ -118,23 +119,27 @@ def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int, resume: bo
             "peak_rss_mb": round(ru.ru_maxrss / 1024.0, 1), "resumed": bool(resume and run_dir.exists())}
 
 
-def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resume: bool = False, jobs: int = 1,
-              seed: int = 0, *, names: list[str] | None = None, overrides: dict | None = None,
-              progress: bool = True) -> int:
+def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resume: bool = False,
+              jobs: int | None = None, seed: int = 0, *, names: list[str] | None = None, overrides: dict | None = None,
+              progress: bool = True, executor: str | None = None, address: str | None = None) -> int:
     """Run the audit; returns the exit code (0 ok, 1 an experiment failed, 2 bad arguments,
     130 interrupted).
 
     ``names`` restricts the experiments (default :data:`AUDIT_ORDER`); ``overrides`` maps an
     experiment name to extra parameter overrides on top of its ``AUDIT[mode]`` (used by tests).
+    ``executor``/``jobs``/``address`` choose the sweeps' engine
+    (:func:`shld.experiments.executor.check_executor_args`; default serial, or process when ``jobs`` > 1).
     """
     from shld._validation import check_choice, check_int
+    from shld.experiments.executor import SharedExecutor
 
     try:
         check_choice("mode", mode, ["quick", "full"])
-        jobs = check_int("jobs", jobs, minimum=1)
+        shared = SharedExecutor(executor, jobs, address)
+        jobs = shared.jobs
         seed = check_int("seed", seed, minimum=0)
         names = list(AUDIT_ORDER if names is None else names)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ModuleNotFoundError) as exc:
         print(f"shld reproduce: error: {exc}", file=sys.stderr)
         return 2
     overrides = overrides or {}
@@ -148,8 +153,8 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
         except OSError as exc:
             raise RunFolderError(f"`out` folder {str(out)!r} cannot be created ({type(exc).__name__}: "
                                  f"{exc.strerror or exc})") from None
-        with lock_folder(out):
-            return _reproduce(mode, out, resume, jobs, seed, names, overrides, progress)
+        with lock_folder(out), shared:
+            return _reproduce(mode, out, resume, jobs, seed, names, overrides, progress, shared)
     except RunFolderError as exc:
         print(f"shld reproduce: error: {exc}", file=sys.stderr)
         return 2
@@ -195,8 +200,8 @@ def _finished(run_dir: Path) -> bool:
         return False
 
 
-def _reproduce(mode: str, out: Path, resume: bool, jobs: int, seed: int, names: list[str], overrides: dict,
-               progress: bool) -> int:
+def _reproduce(mode: str, out: Path, resume: bool, jobs: int | None, seed: int, names: list[str], overrides: dict,
+               progress: bool, shared=None) -> int:
     audit_path = out / "audit.json"
     if resume:
         _check_resumed_folders(out, names, seed, mode, overrides)
@@ -211,6 +216,8 @@ def _reproduce(mode: str, out: Path, resume: bool, jobs: int, seed: int, names: 
         audit = {"mode": mode, "seed": seed, "started": _now(), "experiments": {}}
     audit["environment"] = _environment()
     audit["jobs"] = jobs
+    if shared is not None and shared.name not in ("serial", "process"):
+        audit["executor"] = {"name": shared.name, "address": shared.address}
     audit["names"] = names
     audit["overrides"] = overrides
     write_json(audit_path, audit)
@@ -231,7 +238,8 @@ def _reproduce(mode: str, out: Path, resume: bool, jobs: int, seed: int, names: 
             pass
         print(f"[{i}/{n}] {name}: running ({mode}) ...", file=sys.stderr, flush=True)
         try:
-            rec = _run_child(name, out, mode, seed, jobs, resume, overrides.get(name, {}), progress)
+            rec = _run_child(name, out, mode, seed, jobs, resume, overrides.get(name, {}), progress,
+                             shared.env() if shared is not None else None)
         except KeyboardInterrupt:
             write_json(audit_path, audit)
             print(f"\ninterrupted during {name}; continue with: shld reproduce --{mode} --out {out} --resume",

@@ -1,0 +1,336 @@
+"""Cluster executors on real local clusters started here: a Dask ``LocalCluster`` with 2 worker
+processes and ``ray.init(num_cpus=2)`` (one of each per module; Ray takes ~5-15 s to start).
+
+Checked: the same study gives a byte-identical summary.json with serial, process, Dask and Ray; results
+come back in member order; a worker process killed mid-sweep loses no member; a member failing on
+every attempt is reported (``MemberFailedError``), never dropped; a study stopped by a failed member
+and resumed under another executor runs only the members it had not finished. Tests needing an extra
+skip without it (``pip install shld[dask]`` / ``shld[ray]``).
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shld.experiments.executor import (
+    DaskExecutor,
+    MemberFailedError,
+    ProcessExecutor,
+    RayExecutor,
+    SerialExecutor,
+    SharedExecutor,
+    check_executor_args,
+    current_executor,
+    executor_from_args,
+    use_executor,
+)
+from shld.experiments.registry import run_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: a double-descent sweep of 10 members (2 draws x 5 widths), ~1 s of work in all
+DD = dict(datasets="synthetic", n_train=12, n_test=50, d_in=4, n_p=5, n_draws=2, gd_steps=30, gd_record_every=10,
+          seed=8)
+N_MEMBERS = 10
+
+
+def _by_value():
+    """Workers cannot import this test module (it is not on their path): ship its functions by value."""
+    mod = sys.modules[__name__]
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(mod)
+    try:
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(mod)
+    except ModuleNotFoundError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("dask.distributed")
+    import logging
+
+    _by_value()
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                                       silence_logs=logging.CRITICAL)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    _by_value()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(params=["dask", "ray"])
+def cluster(request):
+    """A cluster executor on the module's cluster (the executor does not own it)."""
+    if request.param == "dask":
+        return DaskExecutor(request.getfixturevalue("dask_client"))
+    request.getfixturevalue("ray_session")
+    return RayExecutor()
+
+
+# ---- members (module level: pickled by value to the workers) ----
+
+def _square(x):
+    return x * x
+
+
+def _slow_first(x):
+    time.sleep(0.3 if x == 0 else 0.0)
+    return x
+
+
+def _die_once(arg):
+    """Kills its worker process on the first attempt at member 2 (a marker file records it)."""
+    x, marker = arg
+    if x == 2 and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)
+    return x
+
+
+def _fail_at_3(arg):
+    """Member 3 raises on every attempt; each attempt appends a line to a log."""
+    x, log = arg
+    if x == 3:
+        with open(log, "a") as fh:
+            fh.write("attempt\n")
+        raise ValueError(f"member {x} is bad")
+    return x
+
+
+def _fail_first_attempt(arg):
+    x, marker = arg
+    if x == 1 and not os.path.exists(marker):
+        Path(marker).write_text("1")
+        raise RuntimeError("transient")
+    return x
+
+
+class _FailAt:
+    """Wraps a study's member function: the ``k``-th member of a sweep raises on every attempt."""
+
+    def __init__(self, fn, k):
+        self.fn, self.k = fn, k
+
+    def __call__(self, pair):
+        i, item = pair
+        if i == self.k:
+            raise ValueError(f"injected failure at member {i}")
+        return self.fn(item)
+
+
+class _Injecting:
+    """An executor running on ``inner`` with a failure injected at member ``k``; counts deliveries."""
+
+    def __init__(self, inner, k):
+        self.inner, self.k, self.delivered = inner, k, 0
+
+    def map(self, fn, items):
+        for res in self.inner.map(_FailAt(fn, self.k), list(enumerate(items))):
+            self.delivered += 1
+            yield res
+
+
+class _Counting:
+    """An executor that counts the members it is handed."""
+
+    def __init__(self, inner):
+        self.inner, self.n = inner, 0
+
+    def map(self, fn, items):
+        items = list(items)
+        self.n += len(items)
+        return self.inner.map(fn, items)
+
+
+# ---- selection and validation (no cluster needed) ----
+
+def test_arguments_are_checked_before_any_work(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"`executor` must be one of \['serial', 'process', 'dask', 'ray'\], got 'spark'"):
+        check_executor_args("spark")
+    with pytest.raises(ValueError, match="`address` .*'dask' or 'ray'.*'process'"):
+        check_executor_args("process", 2, "tcp://h:8786")
+    with pytest.raises(ValueError, match="`address`.*'serial'"):
+        check_executor_args(None, None, "tcp://h:8786")
+    with pytest.raises(ValueError, match="`jobs` = 3 needs a parallel executor"):
+        check_executor_args("serial", 3)
+    with pytest.raises(ValueError, match="`jobs` .*with `address`"):
+        check_executor_args("dask", 2, "tcp://h:8786")
+    with pytest.raises(ValueError, match="jobs"):
+        check_executor_args("process", 0)
+    assert check_executor_args(None, 3) == ("process", 3, None)
+    assert check_executor_args(None) == ("serial", 1, None)
+    assert check_executor_args("dask", None, "tcp://h:8786") == ("dask", None, "tcp://h:8786")
+    assert isinstance(executor_from_args("process", 2), ProcessExecutor)
+    assert isinstance(executor_from_args(), SerialExecutor)
+
+    from shld.cli import main
+
+    out = tmp_path / "r"
+    assert main(["run", "double-well", "--out", str(out), "--address", "tcp://h:8786"]) == 2
+    assert "`address`" in capsys.readouterr().err
+    assert not out.exists()
+    from shld.reporting.audit import reproduce
+
+    assert reproduce("quick", out, executor="serial", jobs=2, progress=False) == 2
+    assert "`jobs` = 2" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_environment_selects_the_executor(monkeypatch):
+    monkeypatch.setenv("SHLD_EXECUTOR", "process")
+    monkeypatch.setenv("SHLD_JOBS", "3")
+    ex = current_executor()
+    assert isinstance(ex, ProcessExecutor) and ex.jobs == 3
+    assert current_executor() is ex                          # one per process, reused by every sweep
+    monkeypatch.setenv("SHLD_EXECUTOR", "mpi")
+    with pytest.raises(ValueError, match="SHLD_EXECUTOR='mpi'.*must be one of"):
+        current_executor()
+    monkeypatch.setenv("SHLD_EXECUTOR", "serial")
+    monkeypatch.setenv("SHLD_JOBS", "")
+    monkeypatch.setenv("SHLD_ADDRESS", "tcp://h:1")
+    with pytest.raises(ValueError, match="SHLD_ADDRESS"):
+        current_executor()
+    env = SharedExecutor("process", 2).env()
+    assert env == {"SHLD_EXECUTOR": "process", "SHLD_JOBS": "2", "SHLD_ADDRESS": ""}
+    assert SharedExecutor("dask", None, "tcp://h:1").env()["SHLD_ADDRESS"] == "tcp://h:1"
+
+
+def test_core_imports_without_the_extras():
+    code = ("import sys\n"
+            "sys.modules['dask'] = sys.modules['dask.distributed'] = sys.modules['ray'] = None\n"
+            "import shld, shld.experiments.executor as ex, shld.cli\n"
+            "for cls, extra in ((ex.DaskExecutor, 'dask'), (ex.RayExecutor, 'ray')):\n"
+            "    try:\n"
+            "        cls()\n"
+            "    except ModuleNotFoundError as e:\n"
+            "        assert f\"pip install 'shld[{extra}]'\" in str(e), e\n"
+            "    else:\n"
+            "        raise SystemExit('no error')\n"
+            "from shld.reporting.audit import reproduce\n"
+            "assert reproduce('quick', 'never-made', executor='ray', jobs=2, progress=False) == 2\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "pip install 'shld[ray]'" in res.stderr
+    assert not (ROOT / "never-made").exists()
+
+
+# ---- engines ----
+
+def test_results_in_member_order(cluster):
+    assert list(cluster.map(_square, range(7))) == [x * x for x in range(7)]
+    assert list(cluster.map(_slow_first, range(5))) == list(range(5))
+    assert list(cluster.map(_square, [])) == []
+
+
+def test_killed_worker_loses_no_member(cluster, tmp_path):
+    marker = tmp_path / "died"
+    got = list(cluster.map(_die_once, [(i, str(marker)) for i in range(6)]))
+    assert marker.exists(), "no worker was killed"
+    assert got == list(range(6))
+
+
+def test_failing_member_is_reported_after_retries(cluster, tmp_path):
+    log = tmp_path / "attempts"
+    got = []
+    with pytest.raises(MemberFailedError) as info:
+        for r in cluster.map(_fail_at_3, [(i, str(log)) for i in range(6)]):
+            got.append(r)
+    assert got == [0, 1, 2]                                  # everything before it was delivered
+    err = info.value
+    assert (err.index, err.attempts) == (3, 3)
+    assert err.item == (3, str(log))
+    assert isinstance(err.error, ValueError)
+    assert "member 3 is bad" in str(err) and "sweep member 3" in str(err) and "--resume" in str(err)
+    assert log.read_text().count("attempt") == 3             # retries=2: three attempts, no more
+
+
+def test_transient_failure_is_retried(cluster, tmp_path):
+    marker = tmp_path / "once"
+    assert list(cluster.map(_fail_first_attempt, [(i, str(marker)) for i in range(3)])) == [0, 1, 2]
+    assert marker.exists()
+
+
+def test_no_retries(dask_client, tmp_path):
+    log = tmp_path / "attempts"
+    with pytest.raises(MemberFailedError, match="after 1 attempt"):
+        list(DaskExecutor(dask_client, retries=0).map(_fail_at_3, [(i, str(log)) for i in range(5)]))
+    assert log.read_text().count("attempt") == 1
+
+
+# ---- a study on every engine ----
+
+def test_same_summary_on_every_executor(tmp_path, dask_client, ray_session):
+    _, ref = run_experiment("double-descent", tmp_path / "serial", progress=False, **DD)
+    runs = {"process": ProcessExecutor(2), "dask": DaskExecutor(dask_client), "ray": RayExecutor()}
+    want = (tmp_path / "serial" / "summary.json").read_bytes()
+    for name, ex in runs.items():
+        with use_executor(ex):
+            run_experiment("double-descent", tmp_path / name, progress=False, **DD)
+        assert (tmp_path / name / "summary.json").read_bytes() == want, name
+
+
+def test_resume_under_another_executor(tmp_path, dask_client, ray_session):
+    out = tmp_path / "run"
+    # member 7 fails on every attempt under Dask: the run stops, the 7 members before it are kept
+    failing = _Injecting(DaskExecutor(dask_client), k=7)
+    with use_executor(failing), pytest.raises(MemberFailedError) as info:
+        run_experiment("double-descent", out, progress=False, **DD)
+    assert "injected failure at member 7" in str(info.value) and info.value.index == 7
+    assert failing.delivered == 7
+    assert not (out / "summary.json").exists()
+    # resumed under Ray: only the members not finished run
+    counting = _Counting(RayExecutor())
+    with use_executor(counting):
+        run_experiment("double-descent", out, resume=True, progress=False, **DD)
+    assert counting.n == N_MEMBERS - 7
+    run_experiment("double-descent", tmp_path / "whole", progress=False, **DD)
+    assert (out / "summary.json").read_bytes() == (tmp_path / "whole" / "summary.json").read_bytes()
+
+
+# ---- shld run / shld reproduce ----
+
+def test_cli_run_on_a_dask_scheduler(tmp_path, dask_client, capsys):
+    from shld.cli import main
+
+    opts = ["--datasets", "synthetic", "--n-train", "12", "--n-test", "50", "--d-in", "4", "--n-p", "5",
+            "--n-draws", "2", "--gd-steps", "30", "--gd-record-every", "10", "--seed", "8", "--no-progress"]
+    addr = dask_client.scheduler.address
+    assert main(["run", "double-descent", "--out", str(tmp_path / "d"), "--executor", "dask", "--address", addr,
+                 *opts]) == 0
+    assert main(["run", "double-descent", "--out", str(tmp_path / "s"), *opts]) == 0
+    assert (tmp_path / "d" / "summary.json").read_bytes() == (tmp_path / "s" / "summary.json").read_bytes()
+
+
+@pytest.mark.slow   # starts a local Dask cluster in the audit process and a child process per study (~20 s)
+def test_reproduce_children_share_one_local_cluster(tmp_path):
+    pytest.importorskip("dask.distributed")
+    from shld.reporting.audit import reproduce
+    from shld.runs import read_json
+
+    ov = {"double-descent": {k: v for k, v in DD.items() if k != "seed"}}
+    assert reproduce("quick", tmp_path / "a", names=["double-descent"], overrides=ov, executor="dask", jobs=2,
+                     progress=False) == 0
+    assert reproduce("quick", tmp_path / "b", names=["double-descent"], overrides=ov, progress=False) == 0
+    audit = read_json(tmp_path / "a" / "audit.json")
+    assert audit["executor"]["name"] == "dask" and audit["experiments"]["double-descent"]["status"] == "done"
+    a = (tmp_path / "a" / "double-descent" / "summary.json").read_bytes()
+    assert a == (tmp_path / "b" / "double-descent" / "summary.json").read_bytes()
