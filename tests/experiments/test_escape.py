@@ -71,9 +71,13 @@ def test_run_resumes_after_an_injected_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(esc, "_run_arm", flaky)
     with pytest.raises(RuntimeError, match="injected"):
         run_experiment("escape", tmp_path / "a", progress=False, **params)
-    assert (tmp_path / "a" / "checkpoint.npz").exists()
-    monkeypatch.setattr(esc, "_run_arm", real)
+    # the three members that finished before the failure are kept, and only the others run again
+    assert len(list((tmp_path / "a" / "members").glob("*.json"))) == 3
+    calls["n"] = 0
+    monkeypatch.setattr(esc, "_run_arm", flaky)
+    calls["n"] = -100
     _, resumed = run_experiment("escape", tmp_path / "a", resume=True, progress=False, **params)
+    assert calls["n"] == -100 + 8 - 3          # 8 members, 3 done before
     _, whole = run_experiment("escape", tmp_path / "b", progress=False, **params)
     assert json.dumps(resumed["stats"], sort_keys=True) == json.dumps(whole["stats"], sort_keys=True)
     assert resumed["claims"] == whole["claims"]

@@ -8,7 +8,7 @@ from shld.experiments.registry import run_experiment
 
 def test_kramers_small_run(tmp_path):
     run, summary = run_experiment("kramers", tmp_path / "k", progress=False, ratios="2,3", n_walkers=60,
-                                  n_cells=400, density_view=False)
+                                  n_cells=400)
     rows = validate_claims(summary["claims"])
     ids = {r["id"] for r in rows}
     assert {"kramers-prefactor", "kramers-exponent", "master-equation-mfpt", "fp-solver-vs-exact"} <= ids
@@ -20,10 +20,10 @@ def test_kramers_small_run(tmp_path):
     np.testing.assert_allclose([r["gamma_seed"] / r["gamma_langer"] for r in t], np.sqrt(2.0), rtol=1e-12)
     # FP absorbing MFPT vs exact quadrature: O(h²) at h = 0.01 (≤ 1e-3 is the experiment's own rule)
     assert all(abs(r["T_fp"] / r["T_exact"] - 1) < 1e-3 for r in t)
-    assert (run.path / "metrics.csv").exists() and (run.path / "rows.json").exists()
+    assert sorted(p.name for p in (run.path / "members").iterdir()) == ["ratio=2.json", "ratio=3.json"]
     # resume with everything done recomputes nothing and returns the same table
     run2, summary2 = run_experiment("kramers", tmp_path / "k", resume=True, progress=False, ratios="2,3",
-                                    n_walkers=60, n_cells=400, density_view=False)
+                                    n_walkers=60, n_cells=400)
     assert summary2["table"] == summary["table"]
 
 

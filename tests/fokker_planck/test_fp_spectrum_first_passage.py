@@ -122,3 +122,16 @@ def test_target_set_aligned_on_a_cell_centre_matches_quadrature():
     op = fokker_planck_operator(g, L, D=D)
     got = mean_first_passage_time(op, lambda p: p[..., 0] >= right.location[0] - 1e-9).at(left.location)
     assert abs(got / exact - 1) < 1e-4  # O(h²) at h = 0.005 (measured ~2e-5)
+
+
+def test_relaxation_rates_are_the_same_bits_on_every_call():
+    """ARPACK draws a random start vector unless given one; the rates then differed in the last digits
+    between calls (and processes), so summaries of the same seed were not byte-identical."""
+    from shld.fokker_planck import Grid, fokker_planck_operator, relaxation_rates
+    from shld.landscapes import make_landscape
+
+    L = make_landscape("double-well", barrier=1.0)
+    op = fokker_planck_operator(Grid.from_landscape(L, 800), L, D=0.5)
+    first = relaxation_rates(op, k=4).rates
+    for _ in range(3):
+        assert relaxation_rates(op, k=4).rates.tobytes() == first.tobytes()

@@ -135,7 +135,6 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
 def test_late_parameter_error_removes_only_what_the_run_wrote(tmp_path, monkeypatch):
     """A fresh run that fails inside the experiment with a ValueError removes its own files and the
     folder it made; in a folder the user made, the folder stays."""
-    import dataclasses
 
     from shld.experiments import registry
 
@@ -144,15 +143,15 @@ def test_late_parameter_error_removes_only_what_the_run_wrote(tmp_path, monkeypa
             w.write({"step": 0, "x": 1.0})
         raise ValueError("`barrier` is fine but something else is not")
 
-    exp = registry.get_experiment("double-well")
-    monkeypatch.setitem(registry._EXPERIMENTS, "double-well", dataclasses.replace(exp, fn=late))
-    with pytest.raises(ValueError):
-        run_experiment("double-well", tmp_path / "new" / "run", **TINY_KW)
-    assert not (tmp_path / "new").exists()
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    with pytest.raises(ValueError):
-        run_experiment("double-well", mine, **TINY_KW)
+    exp = registry.get_study("double-well")
+    with registry.registered(registry.FunctionStudy("double-well", late, exp.Params)):
+        with pytest.raises(ValueError):
+            run_experiment("double-well", tmp_path / "new" / "run", **TINY_KW)
+        assert not (tmp_path / "new").exists()
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        with pytest.raises(ValueError):
+            run_experiment("double-well", mine, **TINY_KW)
     assert mine.is_dir() and list(mine.iterdir()) == []
 
 
@@ -543,8 +542,7 @@ def test_two_concurrent_resumes_never_duplicate_rows(tmp_path, monkeypatch):
     kw = dict(n_steps=2000, n_walkers=10, record_every=20, seed=2)
     a = tmp_path / "a"
     _interrupted(a, monkeypatch, after=2, **kw)
-    cli = ("import sys; from shld.experiments import registry, double_well; registry._loaded = True; "
-           "from shld.cli import main; sys.exit(main(sys.argv[1:]))")       # the CLI without importing torch
+    cli = "import sys; from shld.cli import main; sys.exit(main(sys.argv[1:]))"
     argv = [sys.executable, "-c", cli, "run", "double-well", "--out", str(a), "--resume", "--no-progress"]
     procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": SRC, "MPLBACKEND": "Agg"}) for _ in range(2)]

@@ -42,14 +42,10 @@ def _probe(p: ProbeParams, run: RunFolder, *, resume: bool = False, progress: bo
 
 @pytest.fixture(scope="module")
 def probe():
-    registry._load_all()
-    registry._EXPERIMENTS[NAME] = registry.Experiment(NAME, _probe, ProbeParams, "contract probe")
-    try:
+    with registry.registered(registry.FunctionStudy(NAME, _probe, ProbeParams, "contract probe")):
         with tempfile.TemporaryDirectory() as d:
             ref, summary = registry.run_experiment(NAME, Path(d) / "ref", progress=False)
             yield (ref.path / "metrics.csv").read_bytes(), summary
-    finally:
-        registry._EXPERIMENTS.pop(NAME, None)
 
 
 class Kill(BaseException):
@@ -152,4 +148,4 @@ def _loads(data: bytes):
 
 
 def test_probe_is_registered_only_inside_the_test(probe):
-    assert NAME in registry._EXPERIMENTS and dataclasses.is_dataclass(ProbeParams)
+    assert registry.get_study(NAME).Params is ProbeParams and dataclasses.is_dataclass(ProbeParams)

@@ -51,8 +51,9 @@ from shld.claims import (
     wilson_interval,
 )
 from shld.dynamics.controllers import AdaptiveNoise
-from shld.experiments.executor import member_seed, sweep_map
-from shld.experiments.registry import register_experiment
+from shld.experiments.executor import member_seed
+from shld.experiments.registry import register
+from shld.experiments.study import Member, Study, Summary
 from shld.plotting import pyplot, save_figure
 
 LANDSCAPES = ("double-well", "tilted-double-well")
@@ -185,134 +186,104 @@ def _stats(r: dict, short: int, horizon: int) -> dict:
     }
 
 
-@register_experiment("escape", EscapeParams,
-                     "Noise-assisted escape from the poor well: no intervention, the seed's C<0.5 rule "
-                     "(restored), the seed's literal code, and a random-time control")
-def run_escape(params: EscapeParams, run, *, resume: bool = False, progress: bool = True) -> dict:
-    from shld._validation import check_int, check_positive
+class EscapeStudy(Study):
+    name = "escape"
+    help = ("Noise-assisted escape from the poor well: no intervention, the seed's C<0.5 rule (restored), the "
+            "seed's literal code, and a random-time control")
+    Params = EscapeParams
+    audit = AUDIT
 
-    check_int("n_walkers", params.n_walkers, minimum=1)
-    check_int("n_steps", params.n_steps, minimum=1)
-    check_int("short_steps", params.short_steps, minimum=1)
-    for name in ("barrier", "D", "dt", "threshold", "factor", "literal_factor"):
-        check_positive(name, getattr(params, name))
-    prm = {k: getattr(params, k) for k in ("n_walkers", "n_steps", "barrier", "D", "dt", "threshold",
-                                           "factor", "literal_factor", "hold_steps", "min_step")}
-    done = {}
-    ck = run.load_checkpoint() if resume else None
-    if ck is not None:
-        for key in ck:
-            lname, arm, field_ = key.split("|")
-            done.setdefault((lname, arm), {})[field_] = ck[key]
+    def validate(self, params: EscapeParams) -> None:
+        from shld._validation import check_int, check_positive
 
-    def save():
-        arrays = {}
-        for (lname, arm), r in done.items():
-            for f in ("fpt_steps", "x_final", "loss_final", "n_interventions", "status", "trace_steps",
-                      "trace_fraction_hit", "trace_D", "x_saddle", "x_right"):
-                arrays[f"{lname}|{arm}|{f}"] = np.asarray(r[f])
-        run.save_checkpoint(**arrays)
+        check_int("n_walkers", params.n_walkers, minimum=1)
+        check_int("n_steps", params.n_steps, minimum=1)
+        check_int("short_steps", params.short_steps, minimum=1)
+        for name in ("barrier", "D", "dt", "threshold", "factor", "literal_factor"):
+            check_positive(name, getattr(params, name))
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def members(self, params, done):
+        # the control arm of a landscape is sized by its rule arm's boosts, so it appears once that is done
+        out = [Member(f"{ln}.{a}", {"landscape": ln, "arm": a}) for ln in LANDSCAPES
+               for a in ("none", "rule", "literal")]
+        out += [Member(f"{ln}.control", {"landscape": ln, "arm": "control",
+                                         "n_boosts": np.asarray(done[f"{ln}.rule"]["n_interventions"]).tolist()})
+                for ln in LANDSCAPES if f"{ln}.rule" in done]
+        return out
 
-        bar = tqdm(total=len(LANDSCAPES) * len(ARMS), initial=len(done), desc="escape", unit="arm",
-                   leave=False)
-    phase1 = [{"landscape": ln, "arm": a, "seed": params.seed, "params": prm}
-              for ln in LANDSCAPES for a in ("none", "rule", "literal") if (ln, a) not in done]
-    for r in sweep_map(_run_arm, phase1):
-        done[(r["landscape"], r["arm"])] = r
-        save()
-        if bar is not None:
-            bar.update(1)
-    phase2 = [{"landscape": ln, "arm": "control", "seed": params.seed, "params": prm,
-               "n_boosts": np.asarray(done[(ln, "rule")]["n_interventions"]).tolist()}
-              for ln in LANDSCAPES if (ln, "control") not in done]
-    for r in sweep_map(_run_arm, phase2):
-        done[(r["landscape"], r["arm"])] = r
-        save()
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    def run_member(self, params, member, ctx) -> dict:
+        prm = {k: getattr(params, k) for k in ("n_walkers", "n_steps", "barrier", "D", "dt", "threshold",
+                                               "factor", "literal_factor", "hold_steps", "min_step")}
+        return _run_arm({**member.task, "seed": params.seed, "params": prm})
 
-    stats = {ln: {a: _stats(done[(ln, a)], params.short_steps, params.n_steps) for a in ARMS}
-             for ln in LANDSCAPES}
-    with run.metrics("metrics.csv") as mw:
-        if mw.path.exists():
-            mw.path.unlink()
+    def analyse(self, params, results) -> Summary:
+        done = {(ln, a): results[f"{ln}.{a}"] for ln in LANDSCAPES for a in ARMS}
+        stats = {ln: {a: _stats(done[(ln, a)], params.short_steps, params.n_steps) for a in ARMS}
+                 for ln in LANDSCAPES}
+        claims = []
+        short, hor = params.short_steps, params.n_steps
+        tag = {"double-well": "symmetric", "tilted-double-well": "tilted"}
+        for ln in LANDSCAPES:
+            s = stats[ln]["none"]
+            stuck = fraction_at_least(s["n"] - s["escaped_horizon"], s["n"], 0.90)
+            claims.append(claim_row(
+                f"escape-stuck-{tag[ln]}", f"without intervention, stuck {hor}+ steps ({tag[ln]} well)",
+                "stuck for 5000+ steps in 90% of runs", f"stuck: {stuck.measured}", stuck.verdict, RULE_STUCK,
+                value=stuck.p, uncertainty=stuck.halfwidth, figure="figures/escape.png"))
+        for arm, what in (("rule", "seed's rule, restored"), ("literal", "seed's literal code")):
+            for ln in LANDSCAPES:
+                s = stats[ln][arm]
+                esc = fraction_at_least(s["escaped_short"], s["n"], 0.95)
+                claims.append(claim_row(
+                    f"escape-{short}-{arm}-{tag[ln]}",
+                    f"with intervention ({what}), escapes within {short} steps ({tag[ln]} well)",
+                    "escapes within 100 steps in 95% of runs",
+                    f"escaped: {esc.measured}" + (f"; {s['nonfinite']}/{s['n']} walkers diverged (non-finite) "
+                                                  f"by step {hor}" if s["nonfinite"] else ""), esc.verdict,
+                    RULE_ESCAPE, value=esc.p, uncertainty=esc.halfwidth, figure="figures/escape.png"))
+        for ln in LANDSCAPES:
+            a, c = stats[ln]["rule"], stats[ln]["control"]
+            diff = fractions_differ(a["escaped_horizon"], a["n"], c["escaped_horizon"], c["n"])
+            claims.append(claim_row(
+                f"escape-rule-vs-control-{tag[ln]}",
+                f"C-triggered boosts beat the same budget at random times ({tag[ln]} well)",
+                "practical strategy: boost noise when C(t) drops",
+                f"escaped within {hor}: rule {a['frac_horizon']:.1%} vs random-time control "
+                f"{c['frac_horizon']:.1%} (n = {a['n']} each)",
+                HOLDS if diff == 1 else FAILS, RULE_CONTROL, value=a["frac_horizon"] - c["frac_horizon"],
+                uncertainty=None, figure="figures/escape.png"))
+
+        numbers = {
+            "setting": {"barrier": params.barrier, "D": params.D, "dt": params.dt,
+                        "barrier_over_D": params.barrier / params.D, "start": "left minimum",
+                        "escape": "first arrival at the right minimum",
+                        "note": "the seed gives no barrier, D or step size; D = 0.1 and dt = 0.01 are the "
+                                "seed code's noise_scale=0.001 and lr=0.01 mapped to Langevin time"},
+            "stats": stats,
+            "notes": [f"Setting: barrier {params.barrier}, D {params.D}, dt {params.dt} (barrier/D = "
+                      f"{params.barrier / params.D:.3g}); the seed states none of these."],
+        }
         for ln in LANDSCAPES:
             for a in ARMS:
                 s = stats[ln][a]
-                mw.write({"landscape": ln, "arm": a, "n": s["n"], "frac_escaped_short": s["frac_short"],
-                          "frac_escaped_horizon": s["frac_horizon"],
-                          "right_well_final": s["right_well_final"],
-                          "final_loss_mean": s["final_loss_mean"], "final_loss_se": s["final_loss_se"],
-                          "interventions_per_walker": s["interventions_per_walker"],
-                          "nonfinite": s["nonfinite"]})
+                (lo1, hi1), (lo2, hi2), (lo3, hi3) = s["frac_short_ci"], s["frac_horizon_ci"], s["right_well_final_ci"]
+                numbers["notes"].append(
+                    f"{tag[ln]} well, arm {a}: escaped within {short} steps {s['frac_short']:.1%} [{lo1:.1%}, "
+                    f"{hi1:.1%}], within {hor} {s['frac_horizon']:.1%} [{lo2:.1%}, {hi2:.1%}]; right well at the "
+                    f"end {s['right_well_final']:.1%} [{lo3:.1%}, {hi3:.1%}]; final loss "
+                    f"{s['final_loss_mean']:.3g} ± {s['final_loss_se']:.2g} (finite walkers); boosts per walker "
+                    f"{s['interventions_per_walker']:.3g}; non-finite walkers {s['nonfinite']}")
+        return Summary(claims, numbers)
 
-    claims = []
-    short, hor = params.short_steps, params.n_steps
-    tag = {"double-well": "symmetric", "tilted-double-well": "tilted"}
-    for ln in LANDSCAPES:
-        s = stats[ln]["none"]
-        stuck = fraction_at_least(s["n"] - s["escaped_horizon"], s["n"], 0.90)
-        claims.append(claim_row(
-            f"escape-stuck-{tag[ln]}", f"without intervention, stuck {hor}+ steps ({tag[ln]} well)",
-            "stuck for 5000+ steps in 90% of runs", f"stuck: {stuck.measured}", stuck.verdict, RULE_STUCK,
-            value=stuck.p, uncertainty=stuck.halfwidth, figure="figures/escape.png"))
-    for arm, what in (("rule", "seed's rule, restored"), ("literal", "seed's literal code")):
-        for ln in LANDSCAPES:
-            s = stats[ln][arm]
-            esc = fraction_at_least(s["escaped_short"], s["n"], 0.95)
-            claims.append(claim_row(
-                f"escape-{short}-{arm}-{tag[ln]}",
-                f"with intervention ({what}), escapes within {short} steps ({tag[ln]} well)",
-                "escapes within 100 steps in 95% of runs",
-                f"escaped: {esc.measured}" + (f"; {s['nonfinite']}/{s['n']} walkers diverged (non-finite) "
-                                              f"by step {hor}" if s["nonfinite"] else ""), esc.verdict,
-                RULE_ESCAPE, value=esc.p, uncertainty=esc.halfwidth, figure="figures/escape.png"))
-    for ln in LANDSCAPES:
-        a, c = stats[ln]["rule"], stats[ln]["control"]
-        diff = fractions_differ(a["escaped_horizon"], a["n"], c["escaped_horizon"], c["n"])
-        claims.append(claim_row(
-            f"escape-rule-vs-control-{tag[ln]}",
-            f"C-triggered boosts beat the same budget at random times ({tag[ln]} well)",
-            "practical strategy: boost noise when C(t) drops",
-            f"escaped within {hor}: rule {a['frac_horizon']:.1%} vs random-time control "
-            f"{c['frac_horizon']:.1%} (n = {a['n']} each)",
-            HOLDS if diff == 1 else FAILS, RULE_CONTROL, value=a["frac_horizon"] - c["frac_horizon"],
-            uncertainty=None, figure="figures/escape.png"))
-
-    summary = {
-        "setting": {"barrier": params.barrier, "D": params.D, "dt": params.dt,
-                    "barrier_over_D": params.barrier / params.D, "start": "left minimum",
-                    "escape": "first arrival at the right minimum",
-                    "note": "the seed gives no barrier, D or step size; D = 0.1 and dt = 0.01 are the "
-                            "seed code's noise_scale=0.001 and lr=0.01 mapped to Langevin time"},
-        "stats": stats, "claims": claims,
-        "notes": [f"Setting: barrier {params.barrier}, D {params.D}, dt {params.dt} (barrier/D = "
-                  f"{params.barrier / params.D:.3g}); the seed states none of these."],
-    }
-    for ln in LANDSCAPES:
-        for a in ARMS:
-            s = stats[ln][a]
-            (lo1, hi1), (lo2, hi2), (lo3, hi3) = s["frac_short_ci"], s["frac_horizon_ci"], s["right_well_final_ci"]
-            summary["notes"].append(
-                f"{tag[ln]} well, arm {a}: escaped within {short} steps {s['frac_short']:.1%} [{lo1:.1%}, "
-                f"{hi1:.1%}], within {hor} {s['frac_horizon']:.1%} [{lo2:.1%}, {hi2:.1%}]; right well at the "
-                f"end {s['right_well_final']:.1%} [{lo3:.1%}, {hi3:.1%}]; final loss "
-                f"{s['final_loss_mean']:.3g} ± {s['final_loss_se']:.2g} (finite walkers); boosts per walker "
-                f"{s['interventions_per_walker']:.3g}; non-finite walkers {s['nonfinite']}")
-    try:
-        _figure(run, done, stats, params)
-    except Exception as exc:
-        summary["figure_error"] = repr(exc)
-    return summary
+    def figures(self, params, results, summary, figs) -> None:
+        done = {(ln, a): results[f"{ln}.{a}"] for ln in LANDSCAPES for a in ARMS}
+        _figure(figs, done, summary["stats"], params)
 
 
-def _figure(run, done, stats, params) -> None:
+register(EscapeStudy())
+
+
+def _figure(figs, done, stats, params) -> None:
     plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -345,5 +316,5 @@ def _figure(run, done, stats, params) -> None:
     ax.set_ylabel("fraction escaped (95% Wilson CI)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, run.figures / "escape.png", tight=False, dpi=110)
+    save_figure(fig, figs / "escape.png", tight=False, dpi=110)
     plt.close(fig)

@@ -27,7 +27,7 @@ STUDY_MODULES: dict[str, str] = {
     "double-well": "shld.experiments.double_well",
     "high-dim": "shld.experiments.high_dim",
     "kramers": "shld.experiments.kramers",
-    "fp-vs-langevin": "shld.experiments.kramers",
+    "fp-vs-langevin": "shld.experiments.fp_vs_langevin",
     "grokking": "shld.experiments.grokking",
     "double-descent": "shld.experiments.double_descent",
     "lr-selection": "shld.experiments.lr_selection",
@@ -37,8 +37,8 @@ STUDY_MODULES: dict[str, str] = {
 }
 
 #: the studies ``shld reproduce`` runs, in report order
-AUDITED: tuple[str, ...] = ("double-well", "high-dim", "kramers", "grokking", "double-descent", "lr-selection",
-                            "escape", "batch-scaling", "theorems")
+AUDITED: tuple[str, ...] = ("double-well", "high-dim", "kramers", "fp-vs-langevin", "grokking", "double-descent",
+                            "lr-selection", "escape", "batch-scaling", "theorems")
 
 _STUDIES: dict[str, Study] = {}
 
