@@ -31,8 +31,9 @@ from shld.claims import (
     bound_verdict,
     claim_row,
 )
-from shld.experiments.executor import member_seed
-from shld.experiments.registry import register_experiment
+from shld.experiments.registry import register
+from shld.experiments.study import Member, Study, Summary
+from shld.seeds import member_seed
 
 RULE_T1_GIBBS = ("Gibbs ensembles (quadratic, double well; several D): holds if no ensemble's "
                  "per-coordinate product sqrt(Var theta) sqrt(Var dL) lies below D/2 by more than 3 standard "
@@ -240,58 +241,58 @@ def _theorem4(params, rng_root):
     return out, row
 
 
-@register_experiment("theorems", TheoremsParams,
-                     "The seed's Theorems 1-4 on ensembles with known answers (Gibbs, point mass, OU, KS)")
-def run_theorems(params: TheoremsParams, run, *, resume: bool = False, progress: bool = True) -> dict:
-    from shld._validation import check_int, check_positive
+class TheoremsStudy(Study):
+    name = "theorems"
+    help = "The seed's Theorems 1-4 on ensembles with known answers (Gibbs, point mass, OU, KS)"
+    Params = TheoremsParams
+    audit = AUDIT
 
-    check_int("n_walkers", params.n_walkers, minimum=10)
-    check_int("t3_walkers", params.t3_walkers, minimum=10)
-    for D in params.D_values:
-        check_positive("D_values", D)
-    # the parts are short and deterministic given the seed: a resumed run recomputes them
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def validate(self, params) -> None:
+        from shld._validation import check_int, check_positive
 
-        bar = tqdm(total=4, desc="theorems", unit="theorem", leave=False)
+        check_int("n_walkers", params.n_walkers, minimum=10)
+        check_int("t3_walkers", params.t3_walkers, minimum=10)
+        for D in params.D_values:
+            check_positive("D_values", D)
 
-    def tick():
-        if bar is not None:
-            bar.update(1)
+    def members(self, params, done):
+        return [Member(f"theorem{k}") for k in range(1, 5)]
 
-    t1_rows, t1_trans, t1_claims = _theorem1(params, params.seed)
-    tick()
-    t2, t2_claim = _theorem2()
-    tick()
-    t3, t3_claim = _theorem3(params, params.seed)
-    tick()
-    t4, t4_claim = _theorem4(params, params.seed)
-    tick()
-    if bar is not None:
-        bar.close()
-    with run.metrics("metrics.csv") as mw:
-        if mw.path.exists():
-            mw.path.unlink()
-        for r in t1_rows + t1_trans:
-            mw.write({"ensemble": r["ensemble"], "D": r["D"], "t": r.get("t", ""), "product": r["product"],
-                      "product_se": r["se"], "product_over_D": r["product"] / r["D"]})
-    summary = {
-        "theorem1": {"gibbs_and_point": t1_rows, "transient": t1_trans},
-        "theorem2": t2,
-        "theorem3": {k: v for k, v in t3.items() if k not in ("x", "mean_t", "mean_x")},
-        "theorem4": {k: {kk: vv for kk, vv in v.items() if kk not in ("t", "mean", "se", "seed_bound",
-                                                                      "exact_em")} for k, v in t4.items()},
-        "claims": [*t1_claims, t2_claim, t3_claim, t4_claim],
-    }
-    try:
-        _figures(run, t1_rows, t1_trans, t3, t4)
-    except Exception as exc:
-        summary["figure_error"] = repr(exc)
-    return summary
+    def run_member(self, params, member, ctx) -> dict:
+        if member.key == "theorem1":
+            rows, trans, claims = _theorem1(params, params.seed)
+            return {"gibbs_and_point": rows, "transient": trans, "claims": claims}
+        if member.key == "theorem2":
+            out, claim = _theorem2()
+            return {"table": out, "claims": [claim]}
+        if member.key == "theorem3":
+            info, claim = _theorem3(params, params.seed)
+            return {"info": info, "claims": [claim]}
+        out, claim = _theorem4(params, params.seed)
+        return {"spectra": out, "claims": [claim]}
+
+    def analyse(self, params, results) -> Summary:
+        r1, r2, r3, r4 = (results[f"theorem{k}"] for k in range(1, 5))
+        numbers = {
+            "theorem1": {"gibbs_and_point": r1["gibbs_and_point"], "transient": r1["transient"]},
+            "theorem2": r2["table"],
+            "theorem3": {k: v for k, v in r3["info"].items() if k not in ("x", "mean_t", "mean_x")},
+            "theorem4": {k: {kk: vv for kk, vv in v.items() if kk not in ("t", "mean", "se", "seed_bound",
+                                                                          "exact_em")}
+                         for k, v in r4["spectra"].items()},
+        }
+        return Summary([*r1["claims"], *r2["claims"], *r3["claims"], *r4["claims"]], numbers)
+
+    def figures(self, params, results, summary, figs) -> None:
+        r1 = results["theorem1"]
+        _figures(figs, r1["gibbs_and_point"], r1["transient"], results["theorem3"]["info"],
+                 results["theorem4"]["spectra"])
 
 
-def _figures(run, t1_rows, t1_trans, t3, t4) -> None:
+register(TheoremsStudy())
+
+
+def _figures(figs, t1_rows, t1_trans, t3, t4) -> None:
     from shld import plotting
     from shld.landscapes import make_landscape
     from shld.theory import gibbs_density_1d
@@ -316,12 +317,12 @@ def _figures(run, t1_rows, t1_trans, t3, t4) -> None:
         a2.set_ylabel("product / D")
         a2.set_title("away from equilibrium (quadratic λ=1)")
         a2.legend(fontsize=8)
-    plotting.close(plotting.save_figure(fig, run.figures / "theorem1.png"))
+    plotting.close(plotting.save_figure(fig, figs / "theorem1.png"))
 
     L = make_landscape("double-well", barrier=1.0)
     xs = np.linspace(-2.2, 2.2, 400)
     plotting.close(plotting.plot_histogram_vs_density(
-        t3["x"], xs, gibbs_density_1d(L, t3["D"], xs), path=run.figures / "theorem3.png", bins=80,
+        t3["x"], xs, gibbs_density_1d(L, t3["D"], xs), path=figs / "theorem3.png", bins=80,
         title=f"Theorem 3: KS p = {t3['ks_pvalue']:.3g}"))
 
     fig, axes = plt.subplots(1, len(t4), figsize=(5.5 * len(t4), 4), squeeze=False)
@@ -334,4 +335,4 @@ def _figures(run, t1_rows, t1_trans, t3, t4) -> None:
         ax.set_ylabel("E[L] − L*")
         ax.set_title(f"Theorem 4, {name}")
         ax.legend(fontsize=8)
-    plotting.close(plotting.save_figure(fig, run.figures / "theorem4.png"))
+    plotting.close(plotting.save_figure(fig, figs / "theorem4.png"))
