@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,11 +53,24 @@ import numpy as np
 
 from shld._validation import check_choice, check_int, check_positive
 from shld.claims import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row, k_of_n
-from shld.experiments.executor import member_seed, sweep_map
-from shld.experiments.registry import register_experiment
+from shld.experiments.registry import register
+from shld.experiments.study import Member, Study, Summary
 from shld.observables.consolidation import regime_label
+from shld.observables.early_warning import (
+    BASELINES,
+    C2_THRESHOLD,
+    C_RULES,
+    SEED_THRESHOLD,
+    WARNING_RULES,
+    c_drop_within,
+    first_epoch,
+    loo_prediction_errors,
+    mean_se,
+    rule_fires,
+)
 from shld.plotting import pyplot, save_figure
-from shld.runs import RunFolder, make_identity, read_json, write_json
+from shld.runs import RunFolder
+from shld.seeds import member_seed
 
 # --------------------------------------------------------------------------------------------
 # rules (fixed before any run)
@@ -66,19 +78,6 @@ from shld.runs import RunFolder, make_identity, read_json, write_json
 TRAIN_ARM = 0.99
 TEST_HALF = 0.50
 TEST_GROK = 0.95
-SEED_THRESHOLD = 1.0          # the seed's critical C
-SEED_DROP_FACTOR = 0.5        # "drops sharply": to half ...
-SEED_DROP_WINDOW = 200        # ... within 200 epochs (the seed's "~200 epochs")
-C2_THRESHOLD = 2.0
-C2_WINDOW = 20                # "decreasing": below its value 20 epochs earlier
-BASELINE_DROP = 0.9           # baselines fire at 90 % of their post-arming maximum
-DROP300_WINDOW = 300          # the issue's pre-registered example window
-DROP300_FACTOR = 0.5
-
-WARNING_RULES = ("seed_c_below_1", "seed_c_drop", "c_below_2_decreasing", "test_loss_onset",
-                 "weight_norm_drop")
-C_RULES = WARNING_RULES[:3]
-BASELINES = WARNING_RULES[3:]
 
 RULE_GROKS = ("holds if test accuracy reaches 95 % after train accuracy reached 99 % in at least "
               "⌈2n/3⌉ of the n seeds; fails if in none; partly otherwise.")
@@ -111,65 +110,12 @@ def _need(n: int) -> int:
     return max(1, math.ceil(2 * n / 3))
 
 
-def first_epoch(epochs: np.ndarray, mask: np.ndarray, after: float = -np.inf) -> float | None:
-    """First epoch with ``mask`` true and epoch ≥ ``after``; None if never."""
-    sel = np.flatnonzero(np.asarray(mask, bool) & (np.asarray(epochs) >= after))
-    return float(epochs[sel[0]]) if sel.size else None
-
-
 def events(cols: dict[str, np.ndarray]) -> dict[str, float | None]:
     """The accuracy events of one run from its metrics columns."""
     e = cols["epoch"]
     return {"t_train99": first_epoch(e, cols["train_acc"] >= TRAIN_ARM),
             "t_test50": first_epoch(e, cols["test_acc"] >= TEST_HALF),
             "t_test95": first_epoch(e, cols["test_acc"] >= TEST_GROK)}
-
-
-def _running_max(x: np.ndarray) -> np.ndarray:
-    x = np.where(np.isfinite(x), x, -np.inf)
-    return np.maximum.accumulate(x)
-
-
-def rule_fires(epochs: np.ndarray, C: np.ndarray, test_loss: np.ndarray, wnorm: np.ndarray,
-               arm: float | None) -> dict[str, float | None]:
-    """Epoch at which each warning rule first fires (None: never), all rules armed at ``arm``.
-
-    ``epochs`` must be consecutive integers (one row per epoch); NaN values of C never fire.
-    """
-    out = dict.fromkeys(WARNING_RULES)
-    if arm is None:
-        return out
-    e = np.asarray(epochs, float)
-    C = np.asarray(C, float)
-    armed = e >= arm
-    with np.errstate(invalid="ignore"):
-        out["seed_c_below_1"] = first_epoch(e, armed & (C < SEED_THRESHOLD))
-        # max of C over the previous SEED_DROP_WINDOW epochs (inclusive), NaN ignored
-        Cm = np.where(np.isfinite(C), C, -np.inf)
-        win_max = np.array([Cm[max(0, i - SEED_DROP_WINDOW):i + 1].max() for i in range(len(C))])
-        out["seed_c_drop"] = first_epoch(e, armed & np.isfinite(C) & (C <= SEED_DROP_FACTOR * win_max))
-        lag = np.full_like(C, np.nan)
-        lag[C2_WINDOW:] = C[:-C2_WINDOW] if C2_WINDOW else C
-        out["c_below_2_decreasing"] = first_epoch(e, armed & (C < C2_THRESHOLD) & (C < lag))
-        for name, series in (("test_loss_onset", test_loss), ("weight_norm_drop", wnorm)):
-            s = np.asarray(series, float)
-            s_arm = np.where(armed, s, np.nan)
-            peak = _running_max(s_arm)
-            out[name] = first_epoch(e, armed & (s <= BASELINE_DROP * peak))
-    return out
-
-
-def c_drop_within(epochs: np.ndarray, C: np.ndarray, t_end: float | None, window: int = DROP300_WINDOW,
-                  factor: float = DROP300_FACTOR) -> bool:
-    """Whether C falls to ≤ ``factor`` × an earlier value within ``[t_end − window, t_end]``."""
-    if t_end is None:
-        return False
-    e = np.asarray(epochs, float)
-    sel = (e >= t_end - window) & (e <= t_end) & np.isfinite(C)
-    c = np.asarray(C, float)[sel]
-    if c.size < 2:
-        return False
-    return bool(np.any(c[1:] <= factor * np.maximum.accumulate(c)[:-1]))
 
 
 def warning_verdict(leads: list[float | None], control_fired: bool) -> str:
@@ -181,16 +127,6 @@ def warning_verdict(leads: list[float | None], control_fired: bool) -> str:
     if before >= _need(n) and not control_fired:
         return HOLDS.value
     return PARTLY.value
-
-
-def mean_se(values) -> tuple[float, float]:
-    """Mean and its standard error (ddof=1; NaN when fewer than 2 values)."""
-    v = np.asarray([x for x in values if x is not None], float)
-    if v.size == 0:
-        return math.nan, math.nan
-    if v.size == 1:
-        return float(v[0]), math.nan
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
 
 def regime_verdict(values: list[float], seed_value: float) -> str:
@@ -227,19 +163,6 @@ def c_vs_baseline_verdict(c_leads: dict[str, list], base_leads: dict[str, list])
     if diff < -2 * se:
         return FAILS.value, text
     return PARTLY.value, text
-
-
-def loo_prediction_errors(fires: list[float | None], t_grok: list[float | None]) -> list[float]:
-    """Leave-one-out relative errors of ``t_fire(i) + mean_{j≠i} lead(j)`` against ``t_grok(i)``."""
-    pairs = [(f, t) for f, t in zip(fires, t_grok) if f is not None and t is not None]
-    errs = []
-    for i, (f, t) in enumerate(pairs):
-        others = [t2 - f2 for j, (f2, t2) in enumerate(pairs) if j != i]
-        if not others:
-            continue
-        pred = f + float(np.mean(others))
-        errs.append(abs(pred - t) / t)
-    return errs
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,71 +238,53 @@ def make_monitor(model, lr: float, lambda_every: int = 0):
     return monitor_hook(model, lr=lr, lambda_every=lambda_every)
 
 
-def run_member(task: dict) -> dict:
-    """One grokking run (a seed or the random-label control) into ``task["folder"]``.
-
-    ``task`` = {"params": dict, "folder": str, "key": (0, i) or (1, 0), "control": bool,
-    "resume": bool, "progress": bool}. Module-level and picklable for worker processes.
-    Returns the run's events and rule firings (also written to the folder's ``summary.json``).
-    """
-    from shld.experiments._torch_train import one_thread
-
-    with one_thread():
-        return _run_member(task)
+#: the metrics columns a member's result carries (what the analysis and the figures read)
+RESULT_COLUMNS = ("epoch", "train_acc", "test_acc", "train_loss", "test_loss", "weight_norm", "C_smoothed",
+                  "C_unbiased")
 
 
-def _run_member(task: dict) -> dict:
+def train_member(params: GrokkingParams, key: tuple[int, ...], control: bool, run: RunFolder, *,
+                 resume: bool, progress: bool) -> dict:
+    """One grokking run (a seed, or the random-label control) into ``run``; returns its result: the
+    accuracy events and the metrics columns of :data:`RESULT_COLUMNS`."""
     import torch
 
-    from shld.experiments._torch_train import Data, make_generator, train
+    from shld.experiments._torch_train import Data, make_generator, one_thread, train
     from shld.experiments.modular import make_model, modular_dataset, split_indices
 
-    params = GrokkingParams(**task["params"])
-    folder = Path(task["folder"])
-    if task["resume"] and (folder / "summary.json").exists():
-        return read_json(folder / "summary.json")
-    config = {"experiment": "grokking-member", "key": list(task["key"]), "control": task["control"],
-              **dataclasses.asdict(params)}
-    run = RunFolder.create(folder, config, exist_ok=task["resume"], identity=make_identity("grokking-member", config))
-    seq = member_seed(params.seed, *task["key"])
+    seq = member_seed(params.seed, *key)
     s_data, s_init, s_order, s_labels = seq.spawn(4)
     x, y = modular_dataset(params.p, params.op)
     tr, te = split_indices(len(y), params.train_fraction, make_generator(s_data))
     y_train = y[tr]
-    if task["control"]:
+    if control:
         y_train = torch.randint(0, params.p, y_train.shape, generator=make_generator(s_labels))
     data = Data(x[tr], y_train, x[te], y[te])
-    model = make_model(params.model, params.p, params.width, generator=make_generator(s_init))
-    opt = _make_optimizer(params, model)
-    if params.monitor:
-        monitor = make_monitor(model, params.lr, params.lambda_every)
-    else:
-        from shld.experiments._torch_train import MonitorHook
+    with one_thread():
+        model = make_model(params.model, params.p, params.width, generator=make_generator(s_init))
+        opt = _make_optimizer(params, model)
+        if params.monitor:
+            monitor = make_monitor(model, params.lr, params.lambda_every)
+        else:
+            from shld.experiments._torch_train import MonitorHook
 
-        monitor = MonitorHook()
+            monitor = MonitorHook()
+        state = {"t95": None}
 
-    state = {"t95": None}
+        def stop(row):
+            if state["t95"] is None and row["test_acc"] >= TEST_GROK:
+                state["t95"] = row["epoch"]
+            return state["t95"] is not None and row["epoch"] >= state["t95"] + params.post_epochs
 
-    def stop(row):
-        if state["t95"] is None and row["test_acc"] >= TEST_GROK:
-            state["t95"] = row["epoch"]
-        return state["t95"] is not None and row["epoch"] >= state["t95"] + params.post_epochs
-
-    t0 = time.perf_counter()
-    label = "control" if task["control"] else f"seed {task['key'][-1]}"
-    cols = train(model, opt, data, epochs=params.epochs, run=run, generator=make_generator(s_order),
-                 batch_size=params.batch_size or None, monitor=monitor,
-                 checkpoint_every=params.checkpoint_every, resume=task["resume"],
-                 progress=task["progress"], desc=f"grokking {label}", stop=stop)
-    ev = events(cols)
-    summary = {"control": task["control"], "key": list(task["key"]), **ev,
-               "epochs_run": float(cols["epoch"][-1]), "n_train": data.n_train,
-               "final_train_acc": float(cols["train_acc"][-1]),
-               "final_test_acc": float(cols["test_acc"][-1]),
-               "wall_s": time.perf_counter() - t0}
-    summary["figure"] = "figures/curves.png"  # drawn by analyse(), with the rule firings marked
-    write_json(run.path / "summary.json", summary)
-    return summary
+        label = "control" if control else f"seed {key[-1]}"
+        cols = train(model, opt, data, epochs=params.epochs, run=run, generator=make_generator(s_order),
+                     batch_size=params.batch_size or None, monitor=monitor,
+                     checkpoint_every=params.checkpoint_every, resume=resume, progress=progress,
+                     desc=f"grokking {label}", stop=stop)
+    return {"control": control, "key": list(key), **events(cols), "epochs_run": float(cols["epoch"][-1]),
+            "n_train": data.n_train, "final_train_acc": float(cols["train_acc"][-1]),
+            "final_test_acc": float(cols["test_acc"][-1]),
+            "cols": {k: np.asarray(cols[k], float) for k in RESULT_COLUMNS if k in cols}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,36 +388,68 @@ def _fmt_lead(m, s):
     return f"{m:.0f} ± {s:.0f}" if np.isfinite(s) else f"{m:.0f}"
 
 
-@register_experiment("grokking", GrokkingParams,
-                     help="Grokking on (a∘b) mod p: C(t) early-warning rules vs baselines over seeds, "
-                          "with a random-label control.", validate=_check)
-def grokking(params: GrokkingParams, run: RunFolder, *, resume: bool = False, progress: bool = True) -> dict:
-    _check(params)
-    t0 = time.perf_counter()
-    pdict = dataclasses.asdict(params)
-    tasks = [{"params": pdict, "folder": str(run.path / f"seed_{i}"), "key": (0, i), "control": False,
-              "resume": resume, "progress": progress} for i in range(params.n_seeds)]
-    if params.control:
-        tasks.append({"params": pdict, "folder": str(run.path / "control"), "key": (1, 0), "control": True,
-                      "resume": resume, "progress": progress})
-    results = list(sweep_map(run_member, tasks))
-    return analyse(run, params, tasks, results, wall_s=time.perf_counter() - t0)
+class GrokkingStudy(Study):
+    name = "grokking"
+    help = ("Grokking on (a∘b) mod p: C(t) early-warning rules vs baselines over seeds, with a random-label "
+            "control.")
+    Params = GrokkingParams
+    audit = AUDIT
+
+    def validate(self, params: GrokkingParams) -> None:
+        _check(params)
+
+    def members(self, params, done):
+        out = [Member(f"seed_{i}", {"key": [0, i], "control": False}, folder=f"seed_{i}")
+               for i in range(params.n_seeds)]
+        if params.control:
+            out.append(Member("control", {"key": [1, 0], "control": True}, folder="control"))
+        return out
+
+    def run_member(self, params, member, ctx) -> dict:
+        config = {"experiment": "grokking-member", "key": member.task["key"], "control": member.task["control"],
+                  **dataclasses.asdict(params)}
+        return train_member(params, tuple(member.task["key"]), member.task["control"], ctx.run_folder(config),
+                            resume=ctx.resume, progress=ctx.progress)
+
+    def analyse(self, params, results) -> Summary:
+        return Summary(*_analyse(params, results))
+
+    def figures(self, params, results, summary, figs) -> None:
+        run_path = figs.parent
+        members_cols = []
+        for m in self.members(params, results):
+            r = results[m.key]
+            cols = r["cols"]
+            if m.task["control"]:
+                ctrl = summary["control"]
+                members_cols.append(("control", cols))
+                plot_run(cols, ctrl["events"], ctrl["fires"], run_path / m.folder / "figures" / "curves.png",
+                         title=f"grokking p={params.p} — random-label control")
+            else:
+                s = summary["per_seed"][m.task["key"][-1]]
+                members_cols.append((f"seed {m.task['key'][-1]}", cols))
+                plot_run(cols, s["events"], s["fires"], run_path / m.folder / "figures" / "curves.png",
+                         title=f"grokking p={params.p} {params.op} — seed {m.task['key'][-1]}")
+        plot_overview(members_cols, figs / "grokking.png")
+        plot_leads({k: (v["mean"], v["se"]) for k, v in summary["lead_times"].items()}, figs / "lead_times.png")
 
 
-def analyse(run: RunFolder, params: GrokkingParams, tasks: list[dict], results: list[dict],
-            wall_s: float = math.nan) -> dict:
-    """Rule firings, lead times, claims rows and figures from the members' folders."""
-    from shld.runs import read_metrics
+FIG_OVERVIEW = "figures/grokking.png"
+FIG_LEADS = "figures/lead_times.png"
 
-    seeds = [(t, r) for t, r in zip(tasks, results) if not t["control"]]
-    control = [(t, r) for t, r in zip(tasks, results) if t["control"]]
+
+def _series(cols: dict, name: str) -> np.ndarray:
+    return cols.get(name, np.full_like(cols["epoch"], np.nan))
+
+
+def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
+    """Rule firings, lead times and claims rows from the members' results (a pure function)."""
+    seeds = [results[f"seed_{i}"] for i in range(params.n_seeds)]
     n = len(seeds)
-    members_cols = []
     per_seed = []
-    for t, r in seeds:
-        cols = read_metrics(Path(t["folder"]) / "metrics.csv")
-        members_cols.append((f"seed {t['key'][-1]}", cols))
-        C = cols.get(C_COLUMN, np.full_like(cols["epoch"], np.nan))
+    for r in seeds:
+        cols = r["cols"]
+        C = _series(cols, C_COLUMN)
         fires = rule_fires(cols["epoch"], C, cols["test_loss"], cols["weight_norm"], r["t_train99"])
         t95 = r["t_test95"]
         leads = {k: (t95 - f if (f is not None and t95 is not None) else None) for k, f in fires.items()}
@@ -531,33 +468,24 @@ def analyse(run: RunFolder, params: GrokkingParams, tasks: list[dict], results: 
         per_seed.append({"events": {k: r[k] for k in ("t_train99", "t_test50", "t_test95")}, "fires": fires,
                          "leads": leads, "C_pre": pre, "C_post": post, "C_at_test50": at50,
                          "drop300": c_drop_within(e, C, t95)})
-        plot_run(cols, per_seed[-1]["events"], fires, Path(t["folder"]) / "figures" / "curves.png",
-                 title=f"grokking p={params.p} {params.op} — seed {t['key'][-1]}")
     ctrl = None
-    if control:
-        t, r = control[0]
-        cols = read_metrics(Path(t["folder"]) / "metrics.csv")
-        members_cols.append(("control", cols))
-        C = cols.get(C_COLUMN, np.full_like(cols["epoch"], np.nan))
+    if params.control:
+        r = results["control"]
+        cols = r["cols"]
+        C = _series(cols, C_COLUMN)
         arms = [s["events"]["t_train99"] for s in per_seed if s["events"]["t_train99"] is not None]
         arm = r["t_train99"] if r["t_train99"] is not None else (float(np.median(arms)) if arms else None)
         fires = rule_fires(cols["epoch"], C, cols["test_loss"], cols["weight_norm"], arm)
         finite = C[np.isfinite(C)]
+        after = (cols["epoch"] >= arm) & np.isfinite(C) if arm is not None else np.zeros(C.shape, bool)
         ctrl = {"events": {k: r[k] for k in ("t_train99", "t_test50", "t_test95")}, "arm": arm,
                 "fires": fires, "final_test_acc": r["final_test_acc"],
                 "final_train_acc": r["final_train_acc"],
                 "C_final": float(finite[-1]) if finite.size else None,
-                "C_median_after_arm": (float(np.median(C[(cols["epoch"] >= arm) & np.isfinite(C)]))
-                                       if arm is not None and np.any((cols["epoch"] >= arm) & np.isfinite(C))
-                                       else None)}
-        plot_run(cols, ctrl["events"], fires, Path(t["folder"]) / "figures" / "curves.png",
-                 title=f"grokking p={params.p} — random-label control")
+                "C_median_after_arm": float(np.median(C[after])) if after.any() else None}
 
-    fig_over = plot_overview(members_cols, run.figures / "grokking.png")
     lead_stats = {k: mean_se([s["leads"][k] for s in per_seed]) for k in WARNING_RULES}
-    fig_leads = plot_leads(lead_stats, run.figures / "lead_times.png")
-    fo = str(fig_over.relative_to(run.path))
-    fl = str(fig_leads.relative_to(run.path))
+    fo, fl = FIG_OVERVIEW, FIG_LEADS
     ctrl_fired = {k: (ctrl is not None and ctrl["fires"][k] is not None) for k in WARNING_RULES}
 
     claims = []
@@ -649,10 +577,13 @@ def analyse(run: RunFolder, params: GrokkingParams, tasks: list[dict], results: 
                 row["verdict"] = NOT_TESTABLE.value
                 row["measured"] = "no seed grokked; " + row["measured"]
                 row["rule"] = row["rule"] + " " + RULE_NO_GROK
-    return {"experiment": "grokking", "params": dataclasses.asdict(params), "per_seed": per_seed,
-            "control": ctrl, "lead_times": {k: {"mean": m, "se": s} for k, (m, s) in lead_stats.items()},
-            "claims": claims, "figures": [fo, fl], "wall_s": wall_s}
+    numbers = {"experiment": "grokking", "params": dataclasses.asdict(params), "per_seed": per_seed,
+               "control": ctrl, "lead_times": {k: {"mean": m, "se": s} for k, (m, s) in lead_stats.items()},
+               "figures": [fo, fl]}
+    return claims, numbers
 
+
+register(GrokkingStudy())
 
 def _fmt_c(m, se):
     if m is None or not np.isfinite(m):
@@ -660,5 +591,5 @@ def _fmt_c(m, se):
     return f"{m:.3g} ± {se:.2g}" if se is not None and np.isfinite(se) else f"{m:.3g}"
 
 
-__all__ = ["GrokkingParams", "AUDIT", "run_member", "rule_fires", "events", "warning_verdict",
-           "c_drop_within", "regime_verdict", "loo_prediction_errors", "c_vs_baseline_verdict", "grokking"]
+__all__ = ["GrokkingParams", "AUDIT", "train_member", "rule_fires", "events", "warning_verdict",
+           "c_drop_within", "regime_verdict", "loo_prediction_errors", "c_vs_baseline_verdict", "GrokkingStudy"]
