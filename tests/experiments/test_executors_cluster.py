@@ -8,6 +8,8 @@ and resumed under another executor runs only the members it had not finished. Te
 skip without it (``pip install shld[dask]`` / ``shld[ray]``).
 """
 
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -41,15 +43,11 @@ N_MEMBERS = 10
 def _by_value():
     """Workers cannot import this test module (it is not on their path): ship its functions by value."""
     mod = sys.modules[__name__]
-    import cloudpickle
-
-    cloudpickle.register_pickle_by_value(mod)
-    try:
-        import ray.cloudpickle
-
-        ray.cloudpickle.register_pickle_by_value(mod)
-    except ModuleNotFoundError:
-        pass
+    for name in ("cloudpickle", "ray.cloudpickle"):
+        try:
+            importlib.import_module(name).register_pickle_by_value(mod)
+        except ModuleNotFoundError:
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +68,10 @@ def dask_client():
 def ray_session():
     ray = pytest.importorskip("ray")
     _by_value()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    owner = RayExecutor(num_cpus=2)          # ray.init(address="local", num_cpus=2), torn down below
+    owner.start()
     yield ray
-    ray.shutdown()
+    owner.close()
 
 
 @pytest.fixture(params=["dask", "ray"])
@@ -278,17 +277,28 @@ def test_no_retries(dask_client, tmp_path):
 
 # ---- a study on every engine ----
 
-def test_same_summary_on_every_executor(tmp_path, dask_client, ray_session):
-    _, ref = run_experiment("double-descent", tmp_path / "serial", progress=False, **DD)
-    runs = {"process": ProcessExecutor(2), "dask": DaskExecutor(dask_client), "ray": RayExecutor()}
-    want = (tmp_path / "serial" / "summary.json").read_bytes()
-    for name, ex in runs.items():
-        with use_executor(ex):
-            run_experiment("double-descent", tmp_path / name, progress=False, **DD)
-        assert (tmp_path / name / "summary.json").read_bytes() == want, name
+@pytest.fixture(scope="module")
+def serial_summary(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "run"
+    run_experiment("double-descent", out, progress=False, **DD)
+    return (out / "summary.json").read_bytes()
 
 
-def test_resume_under_another_executor(tmp_path, dask_client, ray_session):
+@pytest.mark.parametrize("engine", ["process", "dask", "ray"])
+def test_same_summary_on_every_executor(engine, tmp_path, serial_summary, request):
+    if engine == "process":
+        ex = ProcessExecutor(2)
+    elif engine == "dask":
+        ex = DaskExecutor(request.getfixturevalue("dask_client"))
+    else:
+        request.getfixturevalue("ray_session")
+        ex = RayExecutor()
+    with use_executor(ex):
+        run_experiment("double-descent", tmp_path / engine, progress=False, **DD)
+    assert (tmp_path / engine / "summary.json").read_bytes() == serial_summary     # byte-identical
+
+
+def test_resume_under_another_executor(tmp_path, dask_client, serial_summary, request):
     out = tmp_path / "run"
     # member 7 fails on every attempt under Dask: the run stops, the 7 members before it are kept
     failing = _Injecting(DaskExecutor(dask_client), k=7)
@@ -297,13 +307,17 @@ def test_resume_under_another_executor(tmp_path, dask_client, ray_session):
     assert "injected failure at member 7" in str(info.value) and info.value.index == 7
     assert failing.delivered == 7
     assert not (out / "summary.json").exists()
-    # resumed under Ray: only the members not finished run
-    counting = _Counting(RayExecutor())
+    # resumed under Ray (serial without the extra): only the members not finished run
+    if importlib.util.find_spec("ray") is not None:
+        request.getfixturevalue("ray_session")
+        other = RayExecutor()
+    else:
+        other = SerialExecutor()
+    counting = _Counting(other)
     with use_executor(counting):
         run_experiment("double-descent", out, resume=True, progress=False, **DD)
     assert counting.n == N_MEMBERS - 7
-    run_experiment("double-descent", tmp_path / "whole", progress=False, **DD)
-    assert (out / "summary.json").read_bytes() == (tmp_path / "whole" / "summary.json").read_bytes()
+    assert (out / "summary.json").read_bytes() == serial_summary
 
 
 # ---- shld run / shld reproduce ----
@@ -322,9 +336,16 @@ def test_cli_run_on_a_dask_scheduler(tmp_path, dask_client, capsys):
 
 @pytest.mark.slow   # starts a local Dask cluster in the audit process and a child process per study (~20 s)
 def test_reproduce_children_share_one_local_cluster(tmp_path):
-    pytest.importorskip("dask.distributed")
+    distributed = pytest.importorskip("dask.distributed")
     from shld.reporting.audit import reproduce
     from shld.runs import read_json
+
+    with SharedExecutor("dask", 2) as shared:              # what reproduce hands its children
+        env = shared.env()
+        assert env["SHLD_EXECUTOR"] == "dask" and env["SHLD_ADDRESS"].startswith("tcp://")
+        assert shared.env() == env                          # one cluster, started once
+        with distributed.Client(env["SHLD_ADDRESS"]) as client:
+            assert len(client.scheduler_info()["workers"]) == 2
 
     ov = {"double-descent": {k: v for k, v in DD.items() if k != "seed"}}
     assert reproduce("quick", tmp_path / "a", names=["double-descent"], overrides=ov, executor="dask", jobs=2,
@@ -334,3 +355,56 @@ def test_reproduce_children_share_one_local_cluster(tmp_path):
     assert audit["executor"]["name"] == "dask" and audit["experiments"]["double-descent"]["status"] == "done"
     a = (tmp_path / "a" / "double-descent" / "summary.json").read_bytes()
     assert a == (tmp_path / "b" / "double-descent" / "summary.json").read_bytes()
+
+
+_HOLD = """
+import sys, time
+from shld.experiments.executor import DaskExecutor, RayExecutor
+if __name__ == "__main__":
+    ex = DaskExecutor(n_workers=1) if sys.argv[1] == "dask" else RayExecutor(num_cpus=1)
+    ex.start()
+    print(list(ex.map(abs, [-1, -2])), flush=True)
+    time.sleep(300)
+"""
+
+
+def _descendants(pid):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                text = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            kids.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(d))
+    out, todo = set(), [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.add(k)
+            todo.append(k)
+    return out
+
+
+@pytest.mark.slow   # starts a local cluster in a process, SIGKILLs it (~10-20 s per engine)
+@pytest.mark.parametrize("engine", ["dask", "ray"])
+def test_local_cluster_dies_with_its_process(engine, tmp_path):
+    pytest.importorskip("dask.distributed" if engine == "dask" else "ray")
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc")
+    script = tmp_path / "hold.py"
+    script.write_text(_HOLD)
+    proc = subprocess.Popen([sys.executable, str(script), engine], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        assert proc.stdout.readline().strip() == "[1, 2]"
+        time.sleep(1.0)
+        below = _descendants(proc.pid)
+        assert below, "no cluster processes found"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in below):
+        time.sleep(0.5)
+    left = [(p, Path(f"/proc/{p}/comm").read_text().strip()) for p in below if os.path.exists(f"/proc/{p}")]
+    assert not left, f"outlived their parent: {left}"

@@ -258,6 +258,58 @@ def _ray_call(fn, item):
     return fn(item)
 
 
+#: run by :func:`_start_reaper` in its own process: collects the descendants of PARENT (pid and start
+#: time, so a reused pid is never hit) while it lives, SIGKILLs those still running once it is gone
+_REAPER = r"""
+import os, signal, sys, time
+parent, me = int(sys.argv[1]), os.getpid()
+def stat(p):
+    try:
+        s = open(f"/proc/{p}/stat").read()
+    except OSError:
+        return None
+    f = s[s.rindex(")") + 2:].split()
+    return int(f[1]), f[19]
+seen = {}
+while os.getppid() == parent:
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != me:
+            st = stat(int(d))
+            if st:
+                kids.setdefault(st[0], []).append((int(d), st[1]))
+    todo = [parent]
+    while todo:
+        for pid, start in kids.get(todo.pop(), []):
+            if pid not in seen:
+                seen[pid] = start
+            todo.append(pid)
+    time.sleep(1.0)
+for pid, start in seen.items():
+    st = stat(pid)
+    if st and st[1] == start:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def _start_reaper():
+    """A watcher that SIGKILLs every process started below this one once this one dies (Linux).
+
+    A local Ray instance's GCS, raylet and workers die with the driver, but its node agents (dashboard
+    and runtime-env agents) outlive a killed driver; this makes them die too. Returns the watcher's
+    ``Popen`` (stop it on a clean shutdown) or ``None`` where ``/proc`` is missing."""
+    import subprocess
+    import sys
+
+    if not os.path.isdir("/proc/self"):
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 class RayExecutor:
     """Sweep members as Ray tasks (``pip install shld[ray]``), one CPU each.
 
@@ -288,12 +340,14 @@ class RayExecutor:
         self.num_cpus = None if num_cpus is None else check_int("num_cpus", num_cpus, minimum=1)
         self._owns = False
         self._remote = None
+        self._reaper = None
 
     def start(self) -> str:
         """Connect (starting the local instance if needed); returns the address others can connect to."""
         ray = self._ray
         if not ray.is_initialized():
             if self.address is None:
+                self._reaper = _start_reaper()      # the local instance dies with this process
                 ctx = ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
                                logging_level="ERROR")
             else:
@@ -314,6 +368,10 @@ class RayExecutor:
                 self._ray.shutdown()
             self._owns = False
         self._remote = None
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
 
     def __enter__(self):
         self.start()
