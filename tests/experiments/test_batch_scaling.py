@@ -51,8 +51,7 @@ def test_noise_matches_finite_population_formula(tmp_path):
     with M batches the trace estimate's relative standard deviation is at most √(2/(M−1))."""
     seq = np.random.SeedSequence(2, spawn_key=(0, 0))
     M = 60
-    out = bs.run_noise({"folder": str(tmp_path / "n"), "entropy": seq.entropy, "spawn_key": list(seq.spawn_key),
-                        "resume": False, "base_lr": 0.1, "base_batch": 32, "warmup_epochs": 1,
+    out = bs.run_noise({"seq": seq, "base_lr": 0.1, "base_batch": 32, "warmup_epochs": 1,
                         "noise_batches": [4, 16, 64, 256], "n_batches": M})
     ratios = np.array([r["tr_cov_emp"] / r["tr_cov_theory"] for r in out["rows"]])
     tol = 3 * math.sqrt(2 / (M - 1))                                 # 3 σ of the worst case

@@ -35,16 +35,19 @@ def test_task_score_and_verdicts():
     assert lrs.speedup_verdict([3, 15]) == "fails"
 
 
-def _job(tmp_path, task="digits-mlp", **kw):
-    seq = np.random.SeedSequence(5, spawn_key=(0, 0))
-    job = {"task": task, "entropy": seq.entropy, "spawn_key": list(seq.spawn_key), "batch_size": 32,
-           "resume": False, "folder": str(tmp_path / task), "lanczos_steps": 12, "range_steps": 40}
-    job.update(kw)
-    return job
+SEQ = np.random.SeedSequence(5, spawn_key=(0, 0))
+
+
+def _train(folder, lr):
+    from shld.experiments._tasks import train_sgd
+    from shld.runs import RunFolder
+
+    return train_sgd("digits-mlp", SEQ, lr=lr, batch_size=32, epochs=2, run=RunFolder.create(folder, {}),
+                     resume=False)
 
 
 def test_probe_picks_follow_their_definitions(tmp_path):
-    pr = lrs.run_probe(_job(tmp_path))
+    pr = lrs.run_probe("digits-mlp", SEQ, batch_size=32, lanczos_steps=12, range_steps=40)
     B, d, lam = pr["batch_size"], pr["d"], pr["lambda_max"]
     assert d == 64 * 128 + 128 + 128 * 10 + 10
     assert lam > 0 and pr["trace_sigma"] > 0 and pr["grad_sq_norm"] > 0
@@ -62,11 +65,11 @@ def test_probe_picks_follow_their_definitions(tmp_path):
 
 
 def test_training_is_reproducible(tmp_path):
-    a = lrs.run_training(_job(tmp_path / "a", lr=0.1, method="grid", epochs=2))
-    b = lrs.run_training(_job(tmp_path / "b", lr=0.1, method="grid", epochs=2))
+    a = _train(tmp_path / "a", 0.1)
+    b = _train(tmp_path / "b", 0.1)
     assert a["test_acc"] == b["test_acc"] and a["train_loss"] == b["train_loss"]
     assert a["steps"] == 2 * math.ceil(a["samples"] / 2 / 32)   # ceil(n_train / B) steps per epoch
-    d = lrs.run_training(_job(tmp_path / "d", lr=1e4, method="grid", epochs=2))
+    d = _train(tmp_path / "d", 1e4)
     assert d["diverged"]                                          # an absurd lr is flagged, not hidden
 
 
@@ -81,4 +84,5 @@ def test_tiny_lr_selection_run(tmp_path):
     assert t["grid_best_lr"] in (0.05, 0.1, 0.2)
     assert set(t["methods"]) == set(lrs.METHODS)
     assert (tmp_path / "lr" / "figures" / "lr_selection.png").exists()
-    assert (tmp_path / "lr" / "results.csv").exists()
+    # probe + 3 grid rates + the 4 methods' rates, each a member result
+    assert len(list((tmp_path / "lr" / "members").glob("*.json"))) == 1 + 3 + 4

@@ -70,10 +70,16 @@ def _split3(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Ten
     return perm[:a], perm[a:b], perm[b:]
 
 
+def child_seed(seq: np.random.SeedSequence, j: int) -> np.random.SeedSequence:
+    """Child ``j`` of ``seq`` by spawn key (what ``seq.spawn`` hands out at position j), stateless."""
+    return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (j,))
+
+
 def make_task(name: str, seq: np.random.SeedSequence) -> Task:
     """Build task ``name`` (one of :data:`TASKS`) from the seed stream ``seq``."""
     check_choice("task", name, TASKS)
-    s_split, s_init = seq.spawn(2)
+    # children by spawn key, not seq.spawn(), which advances seq: the same seq always builds the same task
+    s_split, s_init = child_seed(seq, 0), child_seed(seq, 1)
     g_split = make_generator(s_split)
     if name == "modular":
         from shld.experiments.modular import EmbedMLP, modular_dataset
@@ -101,4 +107,43 @@ def make_task(name: str, seq: np.random.SeedSequence) -> Task:
     return Task(name, Data(x[tr], y[tr], x[te], y[te]), x[va], y[va], factory, n_classes)
 
 
-__all__ = ["TASKS", "Task", "make_task"]
+#: a run is stopped as diverged when its training loss is not finite or exceeds this × its first value
+DIVERGE_FACTOR = 10.0
+
+
+def train_sgd(task_name: str, seq: np.random.SeedSequence, *, lr: float, batch_size: int, epochs: int, run,
+              resume: bool) -> dict:
+    """Train task ``task_name`` (built from ``seq``) with plain SGD at learning rate ``lr`` and batch size
+    ``batch_size`` for ``epochs`` epochs into ``run`` (a :class:`~shld.runs.RunFolder`; checkpoints twice,
+    resumable); stops early when the training loss diverges (:data:`DIVERGE_FACTOR`). Returns the final
+    numbers and the ``train_loss`` curve. Shared by the learning-rate and batch-size studies."""
+    from shld.experiments._torch_train import evaluate, one_thread, train
+
+    with one_thread():
+        task = make_task(task_name, seq)
+        model = task.make_model()
+        opt = torch.optim.SGD(model.parameters(), lr=float(lr))
+        state = {"first": None, "diverged": False}
+
+        def stop(row):
+            tl = row["train_loss"]
+            if state["first"] is None:
+                state["first"] = tl
+            if not math.isfinite(tl) or tl > DIVERGE_FACTOR * state["first"]:
+                state["diverged"] = True
+            return state["diverged"]
+
+        g_order = make_generator(child_seed(seq, 10))  # children 0, 1: the task's split and init
+        cols = train(model, opt, task.data, epochs=epochs, run=run, generator=g_order, batch_size=batch_size,
+                     checkpoint_every=max(1, epochs // 2), resume=resume, stop=stop)
+        val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
+    diverged = bool(state["diverged"]) or not math.isfinite(float(cols["train_loss"][-1]))
+    steps = float(cols["step"][-1])
+    return {"task": task_name, "lr": float(lr), "diverged": diverged, "val_acc": val_acc, "val_loss": val_loss,
+            "test_acc": float(cols["test_acc"][-1]), "test_loss": float(cols["test_loss"][-1]),
+            "train_loss": float(cols["train_loss"][-1]), "n_test": int(task.data.y_test.shape[0]),
+            "steps": steps, "samples": float(min(steps * batch_size, cols["epoch"][-1] * task.data.n_train)),
+            "train_loss_curve": np.asarray(cols["train_loss"], float)}
+
+
+__all__ = ["TASKS", "Task", "make_task", "child_seed", "train_sgd", "DIVERGE_FACTOR"]

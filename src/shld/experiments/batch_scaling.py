@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +36,11 @@ import numpy as np
 
 from shld._validation import check_int, check_positive
 from shld.claims import FAILS, HOLDS, PARTLY, claim_row
-from shld.experiments.executor import member_seed, sweep_map
-from shld.experiments.registry import register_experiment
+from shld.experiments._tasks import train_sgd
+from shld.experiments.registry import register
+from shld.experiments.study import Member, Study, Summary
 from shld.plotting import pyplot, save_figure
-from shld.runs import RunFolder, read_json, read_metrics, write_json
+from shld.seeds import member_seed
 
 TASK = "digits-mlp"
 RULES = ("sqrt", "linear")
@@ -161,7 +161,9 @@ def slope_sign_verdict(slope: float, se: float) -> str:
 # workers
 # --------------------------------------------------------------------------------------------
 def run_noise(job: dict) -> dict:
-    """Noise against B at θ after a warm-up (see the module docstring); writes ``noise.csv``."""
+    """Noise against B at θ after a warm-up (see the module docstring); ``job`` holds the seed stream
+    ``seq`` and the parameters ``base_lr``, ``base_batch``, ``warmup_epochs``, ``noise_batches``,
+    ``n_batches``."""
     from shld.experiments._torch_train import one_thread
 
     with one_thread():
@@ -172,21 +174,17 @@ def _run_noise(job: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from shld.experiments._tasks import make_task
+    from shld.experiments._tasks import child_seed, make_task
     from shld.experiments._torch_monitor import ce_loss
     from shld.experiments._torch_train import make_generator
     from shld.torch import Monitor
 
-    folder = Path(job["folder"])
-    if job["resume"] and (folder / "noise.json").exists():
-        return read_json(folder / "noise.json")
-    folder.mkdir(parents=True, exist_ok=True)
-    seq = np.random.SeedSequence(job["entropy"], spawn_key=tuple(job["spawn_key"]))
+    seq = job["seq"]
     task = make_task(TASK, seq)
     model = task.make_model()
     x, y = task.data.x_train, task.data.y_train
     N = int(y.shape[0])
-    g = make_generator(np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (10,)))
+    g = make_generator(child_seed(seq, 10))
     opt = torch.optim.SGD(model.parameters(), lr=job["base_lr"])
     for _ in range(job["warmup_epochs"]):
         for idx in torch.split(torch.randperm(N, generator=g), job["base_batch"]):
@@ -226,118 +224,132 @@ def _run_noise(job: dict) -> dict:
                      "C_true": 2.0 * B * G2 / tr_full})
         del mon.records[:-1]
     opt.zero_grad()
-    out = {"N": N, "d": d, "trace_sigma": tr_full, "grad_sq_norm": G2, "rows": rows}
-    with RunFolder(folder).metrics("noise.csv") as w:
-        for r in rows:
-            w.write(r)
-    write_json(folder / "noise.json", out)
-    return out
+    return {"N": N, "d": d, "trace_sigma": tr_full, "grad_sq_norm": G2, "rows": rows}
 
 
 # --------------------------------------------------------------------------------------------
 # the experiment
 # --------------------------------------------------------------------------------------------
-@register_experiment("batch-scaling", BatchScalingParams,
-                     help="Batch size and scaling rules: tr Cov(g_B) and C against B; α ∝ √B vs α ∝ B "
-                          "learning curves from a base pair (digits MLP, SGD).")
-def batch_scaling(params: BatchScalingParams, run: RunFolder, *, resume: bool = False,
-                  progress: bool = True) -> dict:
-    from shld.experiments.lr_selection import run_training
-
-    B0 = check_int("base_batch", params.base_batch, minimum=1)
-    lr0 = check_positive("base_lr", params.base_lr)
+def _validate(params: BatchScalingParams) -> None:
+    check_int("base_batch", params.base_batch, minimum=1)
+    check_positive("base_lr", params.base_lr)
     check_int("n_batches", params.n_batches, minimum=3)
     check_int("warmup_epochs", params.warmup_epochs, minimum=0)
     check_int("epochs", params.epochs, minimum=1)
     check_int("n_seeds", params.n_seeds, minimum=1)
-    tb = _ints("train_batches", params.train_batches)
-    nb = _ints("noise_batches", params.noise_batches)
-    t0 = time.perf_counter()
-
-    nseq = member_seed(params.seed, 0, 0)
-    noise = run_noise({"folder": str(run.path / "noise"), "entropy": nseq.entropy,
-                       "spawn_key": list(nseq.spawn_key), "resume": resume, "base_lr": lr0, "base_batch": B0,
-                       "warmup_epochs": params.warmup_epochs, "noise_batches": nb,
-                       "n_batches": params.n_batches})
-
-    jobs = []
-    for s in range(params.n_seeds):
-        seq = member_seed(params.seed, 1, s)  # same task split/init across rules and B for seed s
-        common = {"task": TASK, "entropy": seq.entropy, "spawn_key": list(seq.spawn_key), "resume": resume,
-                  "epochs": params.epochs}
-        jobs.append({**common, "folder": str(run.path / f"seed_{s}" / f"base_B{B0}"), "lr": lr0,
-                     "batch_size": B0, "method": "base"})
-        for rule in RULES:
-            for B in tb:
-                if B == B0:
-                    continue
-                jobs.append({**common, "folder": str(run.path / f"seed_{s}" / f"{rule}_B{B}"),
-                             "lr": rule_lr(rule, B, B0, lr0), "batch_size": B, "method": rule})
-    items = jobs
-    if progress:
-        from tqdm.auto import tqdm
-
-        items = tqdm(jobs, desc="batch-scaling runs", leave=False)
-    results = list(sweep_map(run_training, items))
-    curves = {j["folder"]: read_metrics(Path(j["folder"]) / "metrics.csv") for j in jobs}
-
-    dist = {rule: {B: [] for B in tb if B != B0} for rule in RULES}
-    for s in range(params.n_seeds):
-        base = curves[str(run.path / f"seed_{s}" / f"base_B{B0}")]["train_loss"]
-        for rule in RULES:
-            for B in dist[rule]:
-                c = curves[str(run.path / f"seed_{s}" / f"{rule}_B{B}")]["train_loss"]
-                dist[rule][B].append(curve_distance(base, c))
-    mean_dist = {rule: {B: float(np.mean(v)) for B, v in d.items()} for rule, d in dist.items()}
-    wins_sqrt = [mean_dist["sqrt"][B] < mean_dist["linear"][B] for B in mean_dist["sqrt"]]
-
-    rows = noise["rows"]
-    Bs = np.array([r["B"] for r in rows], float)
-    N, d = noise["N"], noise["d"]
-    tr_emp = np.array([r["tr_cov_emp"] for r in rows])
-    slope, slope_se = fit_slope(Bs, tr_emp / (1 - Bs / N))
-    deff_sqrt = [rule_lr("sqrt", int(B), B0, lr0) ** 2 * t / d for B, t in zip(Bs, tr_emp)]
-    # D_sde = α·tr Σ/(2Bd) = α·tr Cov(g_B)/(2d) (up to the finite-population factor)
-    dsde_lin = [rule_lr("linear", int(B), B0, lr0) * t / (2 * d) for B, t in zip(Bs, tr_emp)]
-    v_deff, r_deff = spread_verdict(deff_sqrt)
-    _, r_dsde_lin = spread_verdict(dsde_lin)
-    Cm = np.array([r["C_unbiased_mean"] for r in rows])
-    ok = np.isfinite(Cm) & (Cm > 0)
-    c_slope, c_se = fit_slope(Bs[ok], Cm[ok]) if ok.sum() >= 3 else (math.nan, math.nan)
-
-    fig = plot_scaling(run, params, tb, B0, noise, curves, mean_dist)
-    fr = str(fig.relative_to(run.path))
-    claims = [
-        claim_row("batch-noise-1-over-B", "mini-batch gradient noise ∝ 1/B", "D_eff ≈ α²σ²/B",
-                  f"exponent of tr Cov(g_B) in B (finite-population corrected): {slope:.3f} ± {slope_se:.3f}; "
-                  f"empirical/exact tr Cov at B={int(Bs[0])}…{int(Bs[-1])}: "
-                  + ", ".join(f"{a / b:.2f}" for a, b in zip(tr_emp, [r['tr_cov_theory'] for r in rows])),
-                  one_over_b_verdict(slope, slope_se), RULE_ONE_OVER_B, value=slope, uncertainty=slope_se,
-                  figure=fr),
-        claim_row("batch-sqrt-keeps-deff", "α ∝ √B keeps D_eff constant",
-                  "α ∝ √B maintains constant D_eff across batch sizes",
-                  f"max/min of per-step D_eff = α²tr Cov(g_B)/d under α ∝ √B: {r_deff:.3g}; of the SDE "
-                  f"temperature D_sde = α·tr Σ/(2Bd) under α ∝ B: {r_dsde_lin:.3g}",
-                  v_deff, RULE_DEFF_CONST, value=r_deff, figure=fr),
-        claim_row("batch-sqrt-vs-linear", "α ∝ √B keeps learning curves (vs α ∝ B)",
-                  "α ∝ √B (called 'linear scaling')",
-                  "curve distance √B / linear: " + ", ".join(
-                      f"B={B}: {mean_dist['sqrt'][B]:.3g}/{mean_dist['linear'][B]:.3g}" for B in mean_dist["sqrt"])
-                  + f"; √B closer at {sum(wins_sqrt)}/{len(wins_sqrt)} batch sizes ({params.n_seeds} seed(s))",
-                  curves_verdict(wins_sqrt), RULE_CURVES, value=sum(wins_sqrt) / max(len(wins_sqrt), 1),
-                  figure=fr),
-        claim_row("batch-c-rises", "C rises with batch size", "small batch: C stays low; large batch: C rises",
-                  f"exponent of mean C_unbiased in B: {c_slope:.3f} ± {c_se:.3f}",
-                  slope_sign_verdict(c_slope, c_se), RULE_C_RISES, value=c_slope, uncertainty=c_se, figure=fr),
-    ]
-    return {"experiment": "batch-scaling", "params": dataclasses.asdict(params), "noise": noise,
-            "curve_distance": {r: {str(B): v for B, v in d.items()} for r, d in mean_dist.items()},
-            "final": [{k: r[k] for k in ("method", "lr", "diverged", "train_loss", "test_acc")}
-                      | {"batch_size": j["batch_size"]} for j, r in zip(jobs, results)],
-            "claims": claims, "figures": [fr], "wall_s": time.perf_counter() - t0}
+    _ints("train_batches", params.train_batches)
+    _ints("noise_batches", params.noise_batches)
 
 
-def plot_scaling(run, params, tb, B0, noise, curves, mean_dist) -> Path:
+class BatchScalingStudy(Study):
+    name = "batch-scaling"
+    help = ("Batch size and scaling rules: tr Cov(g_B) and C against B; α ∝ √B vs α ∝ B learning curves from a "
+            "base pair (digits MLP, SGD).")
+    Params = BatchScalingParams
+    audit = AUDIT
+
+    def validate(self, params) -> None:
+        _validate(params)
+
+    def members(self, params, done):
+        B0, lr0 = params.base_batch, params.base_lr
+        out = [Member("noise", {"kind": "noise"}, folder="noise")]
+        for s in range(params.n_seeds):
+            out.append(Member(f"seed_{s}.base_B{B0}", {"kind": "train", "s": s, "lr": lr0, "B": B0,
+                                                       "method": "base"}, folder=f"seed_{s}/base_B{B0}"))
+            for rule in RULES:
+                for B in _ints("train_batches", params.train_batches):
+                    if B != B0:
+                        out.append(Member(f"seed_{s}.{rule}_B{B}",
+                                          {"kind": "train", "s": s, "lr": rule_lr(rule, B, B0, lr0), "B": B,
+                                           "method": rule}, folder=f"seed_{s}/{rule}_B{B}"))
+        return out
+
+    def run_member(self, params, member, ctx) -> dict:
+        t = member.task
+        if t["kind"] == "noise":
+            return run_noise({"seq": member_seed(params.seed, 0, 0), "base_lr": params.base_lr,
+                              "base_batch": params.base_batch, "warmup_epochs": params.warmup_epochs,
+                              "noise_batches": _ints("noise_batches", params.noise_batches),
+                              "n_batches": params.n_batches})
+        # the same task split and initialisation across rules and B for seed s
+        config = {"task": TASK, "method": t["method"], "lr": t["lr"], "batch_size": t["B"], "epochs": params.epochs}
+        r = train_sgd(TASK, member_seed(params.seed, 1, t["s"]), lr=t["lr"], batch_size=t["B"],
+                      epochs=params.epochs, run=ctx.run_folder(config), resume=ctx.resume)
+        return {**r, "method": t["method"], "batch_size": t["B"]}
+
+    def analyse(self, params, results) -> Summary:
+        B0, lr0 = params.base_batch, params.base_lr
+        tb = _ints("train_batches", params.train_batches)
+        noise = results["noise"]
+        trains = [(m, results[m.key]) for m in self.members(params, results) if m.task["kind"] == "train"]
+        curves = {m.key: r["train_loss_curve"] for m, r in trains}
+        dist = {rule: {B: [] for B in tb if B != B0} for rule in RULES}
+        for s in range(params.n_seeds):
+            base = curves[f"seed_{s}.base_B{B0}"]
+            for rule in RULES:
+                for B in dist[rule]:
+                    c = curves[f"seed_{s}.{rule}_B{B}"]
+                    dist[rule][B].append(curve_distance(base, c))
+        mean_dist = {rule: {B: float(np.mean(v)) for B, v in d.items()} for rule, d in dist.items()}
+        wins_sqrt = [mean_dist["sqrt"][B] < mean_dist["linear"][B] for B in mean_dist["sqrt"]]
+
+        rows = noise["rows"]
+        Bs = np.array([r["B"] for r in rows], float)
+        N, d = noise["N"], noise["d"]
+        tr_emp = np.array([r["tr_cov_emp"] for r in rows])
+        slope, slope_se = fit_slope(Bs, tr_emp / (1 - Bs / N))
+        deff_sqrt = [rule_lr("sqrt", int(B), B0, lr0) ** 2 * t / d for B, t in zip(Bs, tr_emp)]
+        # D_sde = α·tr Σ/(2Bd) = α·tr Cov(g_B)/(2d) (up to the finite-population factor)
+        dsde_lin = [rule_lr("linear", int(B), B0, lr0) * t / (2 * d) for B, t in zip(Bs, tr_emp)]
+        v_deff, r_deff = spread_verdict(deff_sqrt)
+        _, r_dsde_lin = spread_verdict(dsde_lin)
+        Cm = np.array([r["C_unbiased_mean"] for r in rows])
+        ok = np.isfinite(Cm) & (Cm > 0)
+        c_slope, c_se = fit_slope(Bs[ok], Cm[ok]) if ok.sum() >= 3 else (math.nan, math.nan)
+
+        fr = FIG
+        claims = [
+            claim_row("batch-noise-1-over-B", "mini-batch gradient noise ∝ 1/B", "D_eff ≈ α²σ²/B",
+                      f"exponent of tr Cov(g_B) in B (finite-population corrected): {slope:.3f} ± {slope_se:.3f}; "
+                      f"empirical/exact tr Cov at B={int(Bs[0])}…{int(Bs[-1])}: "
+                      + ", ".join(f"{a / b:.2f}" for a, b in zip(tr_emp, [r['tr_cov_theory'] for r in rows])),
+                      one_over_b_verdict(slope, slope_se), RULE_ONE_OVER_B, value=slope, uncertainty=slope_se,
+                      figure=fr),
+            claim_row("batch-sqrt-keeps-deff", "α ∝ √B keeps D_eff constant",
+                      "α ∝ √B maintains constant D_eff across batch sizes",
+                      f"max/min of per-step D_eff = α²tr Cov(g_B)/d under α ∝ √B: {r_deff:.3g}; of the SDE "
+                      f"temperature D_sde = α·tr Σ/(2Bd) under α ∝ B: {r_dsde_lin:.3g}",
+                      v_deff, RULE_DEFF_CONST, value=r_deff, figure=fr),
+            claim_row("batch-sqrt-vs-linear", "α ∝ √B keeps learning curves (vs α ∝ B)",
+                      "α ∝ √B (called 'linear scaling')",
+                      "curve distance √B / linear: " + ", ".join(
+                          f"B={B}: {mean_dist['sqrt'][B]:.3g}/{mean_dist['linear'][B]:.3g}" for B in mean_dist["sqrt"])
+                      + f"; √B closer at {sum(wins_sqrt)}/{len(wins_sqrt)} batch sizes ({params.n_seeds} seed(s))",
+                      curves_verdict(wins_sqrt), RULE_CURVES, value=sum(wins_sqrt) / max(len(wins_sqrt), 1),
+                      figure=fr),
+            claim_row("batch-c-rises", "C rises with batch size", "small batch: C stays low; large batch: C rises",
+                      f"exponent of mean C_unbiased in B: {c_slope:.3f} ± {c_se:.3f}",
+                      slope_sign_verdict(c_slope, c_se), RULE_C_RISES, value=c_slope, uncertainty=c_se, figure=fr),
+        ]
+        numbers = {"experiment": "batch-scaling", "params": dataclasses.asdict(params), "noise": noise,
+                   "curve_distance": {r: {str(B): v for B, v in d.items()} for r, d in mean_dist.items()},
+                   "final": [{k: r[k] for k in ("method", "lr", "diverged", "train_loss", "test_acc")}
+                             | {"batch_size": r["batch_size"]} for _, r in trains],
+                   "figures": [fr]}
+        return Summary(claims, numbers)
+
+    def figures(self, params, results, summary, figs) -> None:
+        curves = {m.key: results[m.key]["train_loss_curve"] for m in self.members(params, results)
+                  if m.task["kind"] == "train"}
+        plot_scaling(figs, params, _ints("train_batches", params.train_batches), params.base_batch,
+                     results["noise"], curves)
+
+
+FIG = "figures/batch_scaling.png"
+
+
+def plot_scaling(figs, params, tb, B0, noise, curves) -> Path:
     plt = pyplot()
 
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
@@ -358,21 +370,23 @@ def plot_scaling(run, params, tb, B0, noise, curves, mean_dist) -> Path:
     ax.set_title("C vs batch size")
     ax.legend(fontsize=8)
     for ax, rule in zip(axes[2:], RULES):
-        base = curves[str(run.path / "seed_0" / f"base_B{B0}")]
-        ax.semilogy(base["epoch"], base["train_loss"], "k-", lw=2, label=f"base B={B0}")
+        base = curves[f"seed_0.base_B{B0}"]
+        ax.semilogy(np.arange(len(base)), base, "k-", lw=2, label=f"base B={B0}")
         for i, B in enumerate(b for b in tb if b != B0):
-            c = curves[str(run.path / "seed_0" / f"{rule}_B{B}")]
-            ax.semilogy(c["epoch"], c["train_loss"], color=f"C{i}", label=f"B={B}")
+            c = curves[f"seed_0.{rule}_B{B}"]
+            ax.semilogy(np.arange(len(c)), c, color=f"C{i}", label=f"B={B}")
         ax.set_title(f"α ∝ {'√B' if rule == 'sqrt' else 'B'} (seed 0)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("train loss")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = run.figures / "batch_scaling.png"
+    path = figs / "batch_scaling.png"
     save_figure(fig, path, tight=False, dpi=90)
     plt.close(fig)
     return path
 
 
 __all__ = ["BatchScalingParams", "AUDIT", "rule_lr", "fit_slope", "one_over_b_verdict", "spread_verdict",
-           "curve_distance", "curves_verdict", "slope_sign_verdict", "run_noise", "batch_scaling"]
+           "curve_distance", "curves_verdict", "slope_sign_verdict", "run_noise", "BatchScalingStudy"]
+
+register(BatchScalingStudy())

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +45,11 @@ import numpy as np
 
 from shld._validation import check_int, check_positive
 from shld.claims import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
-from shld.experiments.executor import member_seed, sweep_map
-from shld.experiments.registry import register_experiment
+from shld.experiments._tasks import child_seed, train_sgd
+from shld.experiments.registry import register
+from shld.experiments.study import Member, Study, Summary
 from shld.plotting import pyplot, save_figure
-from shld.runs import RunFolder, make_identity, read_json, write_json
+from shld.seeds import member_seed
 
 METHODS = ("seed", "mccandlish", "two_over_lambda", "range_test")
 METHOD_LABEL = {"seed": "seed's 2D/λ_max", "mccandlish": "McCandlish ε_opt", "two_over_lambda": "2/λ_max",
@@ -58,7 +58,6 @@ RANGE_LR = (1e-4, 10.0)
 RANGE_BETA = 0.9
 RANGE_STOP = 4.0
 RANGE_DIVIDE = 10.0
-DIVERGE_FACTOR = 10.0
 ACC_TOL = 0.01        # one accuracy point
 LOSS_TOL = math.log(2.0)  # modular: within a factor 2 of the grid's final training loss
 
@@ -70,8 +69,8 @@ RULE_LR_CLOSE = ("holds if the method's learning rate is within a factor 2 (one 
                  "on every task; fails if on none; partly otherwise.")
 RULE_SPEEDUP = ("Cost ratio = (per-sample gradient evaluations of the whole grid) / (those of the probe that "
                 "gives the seed's α). holds if ≥ 1000 on every task; fails if < 1000 on every task; partly "
-                "otherwise. (Counted in gradient evaluations, not wall time, so the report is reproducible; the "
-                "wall-time ratios are in summary.json.)")
+                "otherwise. (Counted in gradient evaluations, not wall time, so the report is reproducible; each "
+                "run's wall time is in members/*.json.)")
 RULE_NOT_TESTABLE = "ImageNet / ResNet-50 are not available on this machine (no data, CPU only)."
 
 
@@ -107,11 +106,6 @@ def _tasks(params) -> list[str]:
     return names
 
 
-def _child(seq: np.random.SeedSequence, j: int) -> np.random.SeedSequence:
-    """Child ``j`` of ``seq`` by spawn key (what ``seq.spawn`` hands out at position j), stateless."""
-    return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (j,))
-
-
 def grid_lrs(params) -> list[float]:
     return [params.grid_min * 2.0 ** k for k in range(params.grid_points)]
 
@@ -119,68 +113,16 @@ def grid_lrs(params) -> list[float]:
 # --------------------------------------------------------------------------------------------
 # workers (module level, picklable)
 # --------------------------------------------------------------------------------------------
-def run_training(job: dict) -> dict:
-    """Train one (task, seed, lr) with SGD into ``job["folder"]``; returns its final numbers."""
-    from shld.experiments._torch_train import one_thread
-
-    with one_thread():
-        return _run_training(job)
-
-
-def _run_training(job: dict) -> dict:
-    import torch
-
-    from shld.experiments._tasks import make_task
-    from shld.experiments._torch_train import evaluate, make_generator, train
-
-    folder = Path(job["folder"])
-    if job["resume"] and (folder / "summary.json").exists():
-        return read_json(folder / "summary.json")
-    config = {k: v for k, v in job.items() if k not in ("resume",)}
-    run = RunFolder.create(folder, config, exist_ok=job["resume"], identity=make_identity("training-member", config))
-    seq = np.random.SeedSequence(job["entropy"], spawn_key=tuple(job["spawn_key"]))
-    task = make_task(job["task"], seq)
-    model = task.make_model()
-    lr = float(job["lr"])
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    state = {"first": None, "diverged": False}
-
-    def stop(row):
-        tl = row["train_loss"]
-        if state["first"] is None:
-            state["first"] = tl
-        if not math.isfinite(tl) or tl > DIVERGE_FACTOR * state["first"]:
-            state["diverged"] = True
-        return state["diverged"]
-
-    t0 = time.perf_counter()
-    g_order = make_generator(_child(seq, 10))  # children 0, 1: the task's split and init
-    cols = train(model, opt, task.data, epochs=job["epochs"], run=run, generator=g_order,
-                 batch_size=job["batch_size"], checkpoint_every=max(1, job["epochs"] // 2),
-                 resume=job["resume"], stop=stop)
-    wall = time.perf_counter() - t0
-    val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
-    diverged = bool(state["diverged"]) or not math.isfinite(float(cols["train_loss"][-1]))
-    steps = float(cols["step"][-1])
-    out = {"task": job["task"], "lr": lr, "method": job["method"], "diverged": diverged,
-           "val_acc": val_acc, "val_loss": val_loss, "test_acc": float(cols["test_acc"][-1]),
-           "test_loss": float(cols["test_loss"][-1]), "train_loss": float(cols["train_loss"][-1]),
-           "n_test": int(task.data.y_test.shape[0]), "steps": steps,
-           "samples": float(min(steps * job["batch_size"], (cols["epoch"][-1]) * task.data.n_train)),
-           "wall_s": wall}
-    write_json(folder / "summary.json", out)
-    return out
-
-
-def run_probe(job: dict) -> dict:
+def run_probe(task_name: str, seq: np.random.SeedSequence, *, batch_size: int, lanczos_steps: int,
+              range_steps: int) -> dict:
     """Monitor probe at θ₀ (λ_max, tr Σ, ‖G‖², GᵀHG) and the LR range test; returns picks and costs."""
     from shld.experiments._torch_train import one_thread
 
     with one_thread():
-        return _run_probe(job)
+        return _run_probe(task_name, seq, batch_size, lanczos_steps, range_steps)
 
 
-def _run_probe(job: dict) -> dict:
+def _run_probe(task_name, seq, batch_size, lanczos_steps, range_steps) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -189,27 +131,20 @@ def _run_probe(job: dict) -> dict:
     from shld.experiments._torch_train import make_generator
     from shld.torch import Monitor
 
-    folder = Path(job["folder"])
-    if job["resume"] and (folder / "probe.json").exists():
-        return read_json(folder / "probe.json")
-    folder.mkdir(parents=True, exist_ok=True)
-    seq = np.random.SeedSequence(job["entropy"], spawn_key=tuple(job["spawn_key"]))
-    task = make_task(job["task"], seq)
-    B = int(job["batch_size"])
+    task = make_task(task_name, seq)
+    B = int(batch_size)
     n = task.data.n_train
 
     # --- the monitor probe on the full training set at θ₀
-    t0 = time.perf_counter()
     model = task.make_model()
-    mon = Monitor(model, loss_fn=ce_loss, schedule=1, curvature_schedule=1, lanczos_steps=job["lanczos_steps"],
+    mon = Monitor(model, loss_fn=ce_loss, schedule=1, curvature_schedule=1, lanczos_steps=lanczos_steps,
                   lanczos_tol=1e-6, smoothing=0.0, events=None, groups="none",
-                  generator=make_generator(_child(seq, 11)))
+                  generator=make_generator(child_seed(seq, 11)))
     batch = (task.data.x_train, task.data.y_train)
     with mon.track(batch):
         loss = F.cross_entropy(model(batch[0]), batch[1])
         loss.backward()
     rec = mon.last
-    probe_wall = time.perf_counter() - t0
     d = mon.dim
     tr = float(rec["trace_sigma"])
     g2 = float(rec["grad_sq_norm"])          # exact ‖G‖² of the training loss (full training set)
@@ -226,11 +161,10 @@ def _run_probe(job: dict) -> dict:
     probe_samples = float(n + 2 * n * n_hvp)
 
     # --- LR range test from θ₀
-    t1 = time.perf_counter()
     model = task.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=RANGE_LR[0])
-    g = make_generator(_child(seq, 12))
-    K = int(job["range_steps"])
+    g = make_generator(child_seed(seq, 12))
+    K = int(range_steps)
     lrs = np.geomspace(RANGE_LR[0], RANGE_LR[1], K)
     avg, best, best_lr, hist = 0.0, math.inf, math.nan, []
     steps_done = 0
@@ -254,15 +188,12 @@ def _run_probe(job: dict) -> dict:
         if sm > RANGE_STOP * best:
             break
     picks["range_test"] = best_lr / RANGE_DIVIDE
-    range_wall = time.perf_counter() - t1
-    out = {"task": job["task"], "d": d, "n_train": n, "batch_size": B, "trace_sigma": tr, "grad_sq_norm": g2,
+    return {"task": task_name, "d": d, "n_train": n, "batch_size": B, "trace_sigma": tr, "grad_sq_norm": g2,
            "lambda_max": lam, "gHg": gHg, "n_hvp": n_hvp, "D_seed": D_seed, "B_simple": B_simple,
-           "eps_max": eps_max, "picks": picks, "probe_wall_s": probe_wall, "probe_samples": probe_samples,
-           "range_wall_s": range_wall, "range_samples": float(steps_done * B), "range_curve": hist,
-           "monitor_alpha_opt_seed_at_probe_batch": float(rec["alpha_opt_seed"]),
-           "monitor_eps_opt_at_probe_batch": float(rec["eps_opt"])}
-    write_json(folder / "probe.json", out)
-    return out
+            "eps_max": eps_max, "picks": picks, "probe_samples": probe_samples,
+            "range_samples": float(steps_done * B), "range_curve": hist,
+            "monitor_alpha_opt_seed_at_probe_batch": float(rec["alpha_opt_seed"]),
+            "monitor_eps_opt_at_probe_batch": float(rec["eps_opt"])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,7 +237,7 @@ def speedup_verdict(ratios: list[float], level: float = 1000.0) -> str:
 def _mean_result(results: list[dict]) -> dict:
     acc = np.array([r["test_acc"] for r in results], float)
     out = {k: float(np.mean([r[k] for r in results])) for k in ("test_acc", "test_loss", "train_loss",
-                                                                "val_acc", "wall_s", "samples")}
+                                                                "val_acc", "samples")}
     out["diverged"] = any(r["diverged"] for r in results)
     if len(results) > 1:
         out["acc_se"] = float(acc.std(ddof=1) / math.sqrt(len(acc)))
@@ -316,11 +247,7 @@ def _mean_result(results: list[dict]) -> dict:
     return out
 
 
-@register_experiment("lr-selection", LRSelectionParams,
-                     help="Learning-rate selection: grid vs the seed's 2D/λ_max, McCandlish's ε_opt, 2/λ_max "
-                          "and an LR range test on CPU tasks, with costs.")
-def lr_selection(params: LRSelectionParams, run: RunFolder, *, resume: bool = False,
-                 progress: bool = True) -> dict:
+def _validate(params: LRSelectionParams) -> None:
     check_int("batch_size", params.batch_size, minimum=1)
     check_int("epochs", params.epochs, minimum=1)
     check_positive("grid_min", params.grid_min)
@@ -328,93 +255,98 @@ def lr_selection(params: LRSelectionParams, run: RunFolder, *, resume: bool = Fa
     check_int("lanczos_steps", params.lanczos_steps, minimum=2)
     check_int("range_steps", params.range_steps, minimum=10)
     check_int("n_seeds", params.n_seeds, minimum=1)
-    t_start = time.perf_counter()
-    tasks = _tasks(params)
-    grid = grid_lrs(params)
-
-    def base(ti, task, s):
-        seq = member_seed(params.seed, ti, s)
-        return {"task": task, "entropy": seq.entropy, "spawn_key": list(seq.spawn_key),
-                "batch_size": params.batch_size, "resume": resume}
-
-    probes_jobs = []
-    for ti, task in enumerate(tasks):
-        for s in range(params.n_seeds):
-            probes_jobs.append({**base(ti, task, s), "folder": str(run.path / task / f"seed_{s}"),
-                                "lanczos_steps": params.lanczos_steps, "range_steps": params.range_steps})
-    probes = list(sweep_map(run_probe, _progress(probes_jobs, progress, "lr-selection probes")))
-
-    jobs = []
-    for (ti, task), s in ((x, s) for x in enumerate(tasks) for s in range(params.n_seeds)):
-        pr = probes[ti * params.n_seeds + s]
-        for k, lr in enumerate(grid):
-            jobs.append({**base(ti, task, s), "folder": str(run.path / task / f"seed_{s}" / f"grid_{k:02d}"),
-                         "lr": lr, "method": "grid", "epochs": params.epochs})
-        for m in METHODS:
-            lr = pr["picks"][m]
-            if not (math.isfinite(lr) and lr > 0):
-                continue
-            jobs.append({**base(ti, task, s), "folder": str(run.path / task / f"seed_{s}" / m), "lr": lr,
-                         "method": m, "epochs": params.epochs})
-    results = list(sweep_map(run_training, _progress(jobs, progress, "lr-selection trainings")))
-
-    per_task = {}
-    with run.metrics("results.csv") as w:
-        for job, r in zip(jobs, results):
-            w.write({"task": r["task"], "seed": job["folder"].split("seed_")[1].split("/")[0],
-                     "method": r["method"], "lr": r["lr"], "diverged": int(r["diverged"]),
-                     "val_acc": r["val_acc"], "test_acc": r["test_acc"], "test_loss": r["test_loss"],
-                     "train_loss": r["train_loss"], "samples": r["samples"], "wall_s": r["wall_s"]})
-    for ti, task in enumerate(tasks):
-        rs = [(j, r) for j, r in zip(jobs, results) if r["task"] == task]
-        grid_by_lr = {}
-        for _, r in rs:
-            if r["method"] == "grid":
-                grid_by_lr.setdefault(r["lr"], []).append(r)
-        scores = {lr: float(np.mean([task_score(task, r) for r in v])) for lr, v in grid_by_lr.items()}
-        best_lr = max(scores, key=lambda lr: scores[lr])
-        grid_best = _mean_result(grid_by_lr[best_lr])
-        pr = [probes[ti * params.n_seeds + s] for s in range(params.n_seeds)]
-        grid_wall = float(sum(r["wall_s"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
-        grid_samples = float(sum(r["samples"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
-        grid_steps = float(sum(r["steps"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
-        probe_wall = float(np.mean([p["probe_wall_s"] for p in pr]))
-        probe_samples = float(np.mean([p["probe_samples"] for p in pr]))
-        methods = {}
-        for m in METHODS:
-            mr = [r for _, r in rs if r["method"] == m]
-            lr_m = float(np.exp(np.mean([math.log(p["picks"][m]) for p in pr
-                                         if math.isfinite(p["picks"][m]) and p["picks"][m] > 0])))\
-                if mr else math.nan
-            if not mr:
-                methods[m] = {"lr": math.nan, "reaches_grid": False, "lr_ratio": math.nan}
-                continue
-            res = _mean_result(mr)
-            cost_wall = probe_wall if m != "range_test" else float(np.mean([p["range_wall_s"] for p in pr]))
-            cost_samples = probe_samples if m != "range_test" else float(np.mean([p["range_samples"] for p in pr]))
-            methods[m] = {"lr": lr_m, "lr_ratio": lr_m / best_lr, **res,
-                          "reaches_grid": reaches_grid(task, res, grid_best),
-                          "selection_wall_s": cost_wall, "selection_samples": cost_samples,
-                          "speedup_wall": grid_wall / cost_wall if cost_wall > 0 else math.inf,
-                          "speedup_samples": grid_samples / cost_samples if cost_samples > 0 else math.inf}
-        per_task[task] = {"grid_best_lr": best_lr, "grid_best": grid_best, "grid_scores": scores,
-                          "grid_wall_s": grid_wall, "grid_samples": grid_samples,
-                          "grid_steps": grid_steps, "methods": methods,
-                          "probe": pr}
-
-    fig = plot_lr(per_task, grid, run.figures / "lr_selection.png")
-    fr = str(fig.relative_to(run.path))
-    claims = _claims(per_task, params, fr)
-    return {"experiment": "lr-selection", "params": dataclasses.asdict(params), "tasks": per_task,
-            "claims": claims, "figures": [fr], "wall_s": time.perf_counter() - t_start}
+    _tasks(params)
 
 
-def _progress(items, progress, desc):
-    if not progress:
-        return items
-    from tqdm.auto import tqdm
+class LRSelectionStudy(Study):
+    name = "lr-selection"
+    help = ("Learning-rate selection: grid vs the seed's 2D/λ_max, McCandlish's ε_opt, 2/λ_max and an LR range "
+            "test on CPU tasks, with costs.")
+    Params = LRSelectionParams
+    audit = AUDIT
 
-    return tqdm(items, desc=desc, leave=False)
+    def validate(self, params) -> None:
+        _validate(params)
+
+    def members(self, params, done):
+        out = []
+        for ti, task in enumerate(_tasks(params)):
+            for s in range(params.n_seeds):
+                base = {"task": task, "ti": ti, "s": s}
+                run = f"{task}.seed_{s}"
+                out.append(Member(f"{run}.probe", {**base, "kind": "probe"}, folder=f"{task}/seed_{s}"))
+                for k, lr in enumerate(grid_lrs(params)):
+                    out.append(Member(f"{run}.grid_{k:02d}", {**base, "kind": "train", "method": "grid", "lr": lr},
+                                      folder=f"{task}/seed_{s}/grid_{k:02d}"))
+                probe = done.get(f"{run}.probe")
+                if probe is None:           # the methods' rates come from the probe
+                    continue
+                for m in METHODS:
+                    lr = probe["picks"][m]
+                    if math.isfinite(lr) and lr > 0:
+                        out.append(Member(f"{run}.{m}", {**base, "kind": "train", "method": m, "lr": lr},
+                                          folder=f"{task}/seed_{s}/{m}"))
+        return out
+
+    def run_member(self, params, member, ctx) -> dict:
+        t = member.task
+        seq = member_seed(params.seed, t["ti"], t["s"])
+        if t["kind"] == "probe":
+            return run_probe(t["task"], seq, batch_size=params.batch_size, lanczos_steps=params.lanczos_steps,
+                             range_steps=params.range_steps)
+        config = {"task": t["task"], "method": t["method"], "lr": t["lr"], "batch_size": params.batch_size,
+                  "epochs": params.epochs}
+        r = train_sgd(t["task"], seq, lr=t["lr"], batch_size=params.batch_size, epochs=params.epochs,
+                      run=ctx.run_folder(config), resume=ctx.resume)
+        r.pop("train_loss_curve")
+        return {**r, "method": t["method"]}
+
+    def analyse(self, params, results) -> Summary:
+        tasks = _tasks(params)
+        members = self.members(params, results)
+        probes = {m.key: results[m.key] for m in members if m.task["kind"] == "probe"}
+        trains = [(m, results[m.key]) for m in members if m.task["kind"] == "train"]
+        per_task = {}
+        for task in tasks:
+            rs = [r for m, r in trains if m.task["task"] == task]
+            grid_by_lr = {}
+            for r in rs:
+                if r["method"] == "grid":
+                    grid_by_lr.setdefault(r["lr"], []).append(r)
+            scores = {lr: float(np.mean([task_score(task, r) for r in v])) for lr, v in grid_by_lr.items()}
+            best_lr = max(scores, key=lambda lr: scores[lr])
+            grid_best = _mean_result(grid_by_lr[best_lr])
+            pr = [probes[f"{task}.seed_{s}.probe"] for s in range(params.n_seeds)]
+            grid_samples = float(sum(r["samples"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
+            grid_steps = float(sum(r["steps"] for v in grid_by_lr.values() for r in v)) / params.n_seeds
+            probe_samples = float(np.mean([p["probe_samples"] for p in pr]))
+            methods = {}
+            for m in METHODS:
+                mr = [r for r in rs if r["method"] == m]
+                if not mr:
+                    methods[m] = {"lr": math.nan, "reaches_grid": False, "lr_ratio": math.nan}
+                    continue
+                lr_m = float(np.exp(np.mean([math.log(p["picks"][m]) for p in pr
+                                             if math.isfinite(p["picks"][m]) and p["picks"][m] > 0])))
+                res = _mean_result(mr)
+                cost_samples = (probe_samples if m != "range_test"
+                                else float(np.mean([p["range_samples"] for p in pr])))
+                methods[m] = {"lr": lr_m, "lr_ratio": lr_m / best_lr, **res,
+                              "reaches_grid": reaches_grid(task, res, grid_best),
+                              "selection_samples": cost_samples,
+                              "speedup_samples": grid_samples / cost_samples if cost_samples > 0 else math.inf}
+            per_task[task] = {"grid_best_lr": best_lr, "grid_best": grid_best, "grid_scores": scores,
+                              "grid_samples": grid_samples, "grid_steps": grid_steps, "methods": methods,
+                              "probe": pr}
+        numbers = {"experiment": "lr-selection", "params": dataclasses.asdict(params), "tasks": per_task,
+                   "figures": [FIG]}
+        return Summary(_claims(per_task, params, FIG), numbers)
+
+    def figures(self, params, results, summary, figs) -> None:
+        plot_lr(summary["tasks"], grid_lrs(params), figs / "lr_selection.png")
+
+
+FIG = "figures/lr_selection.png"
 
 
 def _claims(per_task: dict, params, fig: str) -> list[dict]:
@@ -496,5 +428,7 @@ def plot_lr(per_task: dict, grid: list[float], path: Path) -> Path:
     return path
 
 
-__all__ = ["LRSelectionParams", "AUDIT", "run_training", "run_probe", "reaches_grid", "task_score",
-           "speedup_verdict", "lr_selection", "METHODS"]
+register(LRSelectionStudy())
+
+__all__ = ["LRSelectionParams", "AUDIT", "run_probe", "reaches_grid", "task_score", "speedup_verdict",
+           "LRSelectionStudy", "METHODS"]

@@ -211,11 +211,11 @@ class Study:
                 bar.total = len(members)    # members that depend on finished ones appear later
             items = [(self.name, dataclasses.asdict(params), m, str(run.path), resume,
                       progress and serial, run.identity) for m in todo]
-            for m, res in zip(todo, sweep_map(_run_member_task, items)):
+            for m, (res, wall) in zip(todo, sweep_map(_run_member_task, items)):
                 if not isinstance(res, dict):
                     raise TypeError(f"study {self.name!r}: run_member({m.key!r}) returned "
                                     f"{type(res).__name__}, not a dict")
-                save_result(run.path, m.key, res)
+                save_result(run.path, m.key, res, wall_s=wall)
                 results[m.key] = res
                 bar.update(1)
         if bar is not None:
@@ -244,8 +244,12 @@ def _check_unique(members: list[Member]) -> None:
         seen.add(m.key)
 
 
-def _run_member_task(item) -> dict:
-    """Executor task: one member of study ``name`` (module level, so worker processes can run it)."""
+def _run_member_task(item) -> tuple[dict, float]:
+    """Executor task: one member of study ``name`` (module level, so worker processes can run it);
+    returns its result and its wall time in seconds (kept beside the result, never in it, so results
+    and summaries do not depend on timing)."""
+    import time
+
     from shld.experiments.registry import get_study
 
     name, params, member, run_path, resume, progress, identity = item
@@ -253,7 +257,9 @@ def _run_member_task(item) -> dict:
     p = study.Params(**params)
     folder = Path(run_path) if member.folder in (None, ".") else Path(run_path) / member.folder
     ctx = MemberContext(folder, resume=resume, progress=progress, identity=identity)
-    return study.run_member(p, member, ctx)
+    t0 = time.perf_counter()
+    result = study.run_member(p, member, ctx)
+    return result, time.perf_counter() - t0
 
 
 # -------------------------------------------------------------------------------------- result files
@@ -290,12 +296,25 @@ def result_path(run_path: Path | str, key: str) -> Path:
     return Path(run_path) / RESULTS_DIR / f"{key}.json"
 
 
-def save_result(run_path: Path | str, key: str, result: dict) -> Path:
-    """Write one member's result atomically to ``members/KEY.json``."""
+def save_result(run_path: Path | str, key: str, result: dict, *, wall_s: float | None = None) -> Path:
+    """Write one member's result atomically to ``members/KEY.json`` (with its wall time, if given)."""
     path = result_path(run_path, key)
     path.parent.mkdir(exist_ok=True)
-    text = json.dumps({"key": key, "result": _encode(result)}, allow_nan=True)
+    doc = {"key": key, "result": _encode(result)}
+    if wall_s is not None:
+        doc["wall_s"] = round(float(wall_s), 3)
+    text = json.dumps(doc, allow_nan=True)
     return atomic_write(path, lambda fh: fh.write(text))
+
+
+def member_wall_times(run_path: Path | str) -> dict[str, float]:
+    """Each finished member's wall time in seconds (key → seconds), from ``members/*.json``."""
+    out = {}
+    for path in sorted((Path(run_path) / RESULTS_DIR).glob("*.json")):
+        doc = read_json(path)
+        if isinstance(doc, dict) and isinstance(doc.get("wall_s"), (int, float)):
+            out[path.stem] = float(doc["wall_s"])
+    return out
 
 
 def load_results(run_path: Path | str) -> dict[str, dict]:
@@ -336,4 +355,4 @@ def redraw_figures(run_path: Path | str) -> list[str]:
 
 
 __all__ = ["Study", "Member", "MemberContext", "Summary", "check_params", "save_result", "load_results",
-           "result_path", "redraw_figures", "RESULTS_DIR"]
+           "result_path", "member_wall_times", "redraw_figures", "RESULTS_DIR"]
