@@ -40,19 +40,16 @@ The seed's numbers "1247 / 1580 / 2100" (first peak, valley, second descent) com
 the number of training samples, the input dimension or the data; a feature count is only
 meaningful relative to n, so those numbers are reported as "not testable here".
 
-Sweep members (dataset, draw, p) are independent and run through
-:func:`shld.experiments.executor.sweep_map` (``--jobs N``); each member's randomness comes from
+Sweep members (dataset, draw, p) are independent and run through the study driver's executor
+(``--jobs N``); each member's randomness comes from
 ``member_seed(seed, dataset, draw, p)`` (data from ``member_seed(seed, dataset, draw)``), so
 results do not depend on the number of workers or on resuming.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,9 +63,10 @@ from shld.claims import (
     claim_row,
     format_pm,
 )
-from shld.experiments.executor import member_seed, sweep_map
-from shld.experiments.registry import register_experiment
+from shld.experiments.registry import register
+from shld.experiments.study import Member, Study, Summary
 from shld.plotting import pyplot, save_figure
+from shld.seeds import member_seed
 
 DATASETS = ("synthetic", "digits")
 
@@ -108,14 +106,6 @@ class DoubleDescentParams:
     gd_steps: int = field(default=3000, metadata={"help": "gradient-descent steps per p"})
     gd_record_every: int = field(default=25, metadata={"help": "record L and C every this many GD steps"})
     batch_size: int = field(default=10, metadata={"help": "B of the mini-batch SGD whose noise defines D"})
-    cifar_dir: str = field(default="", metadata={"help": "folder with CIFAR-10 in torchvision's python format "
-                                                         "(cifar-10-batches-py); empty = skip the width sweep"})
-    cifar_n_train: int = field(default=1000, metadata={"help": "CIFAR-10 training images used"})
-    cifar_n_test: int = field(default=2000, metadata={"help": "CIFAR-10 test images used"})
-    cifar_widths: tuple[int, ...] = field(default=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
-                                          metadata={"help": "hidden widths of the CIFAR-10 MLP"})
-    cifar_epochs: int = field(default=300, metadata={"help": "full-batch Adam epochs per width"})
-    cifar_label_noise: float = field(default=0.2, metadata={"help": "fraction of training labels randomised"})
 
 
 # --------------------------------------------------------------------------------------
@@ -183,7 +173,6 @@ def _fit_member(task: dict) -> dict:
     W = rng.standard_normal((Xtr.shape[1], p)) / math.sqrt(Xtr.shape[1])
     Ptr, Pte = relu_features(Xtr, W), relu_features(Xte, W)
 
-    t0 = time.perf_counter()
     a_mn = np.linalg.lstsq(Ptr, Ytr, rcond=None)[0]
     lam = prm["ridge"]
     if p <= n:
@@ -223,8 +212,7 @@ def _fit_member(task: dict) -> dict:
     row["gd_test_mse"] = mse(Pte, Yte, a)
     row["gd_C_final"] = traj[-1][2]
     row["gd_C_min"] = float(min(t[2] for t in traj))
-    row["fit_seconds"] = time.perf_counter() - t0
-    return {"row": row, "traj": traj}
+    return {"row": row, "traj": np.array(traj, float)}
 
 
 def p_grid(n: int, lo: float, hi: float, n_p: int) -> list[int]:
@@ -236,51 +224,12 @@ def p_grid(n: int, lo: float, hi: float, n_p: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------
-# resume helpers
-
-_METRIC_FIELDS = ["dataset", "draw", "p", "n", "p_over_n", "train_mse_minnorm", "test_mse_minnorm",
-                  "test_mse_ridge", "norm_minnorm", "test_err_minnorm", "test_err_ridge", "gd_lr",
-                  "gd_train_loss", "gd_test_mse", "gd_C_final", "gd_C_min", "fit_seconds"]
-_TRAJ_FIELDS = ["dataset", "draw", "p", "step", "loss", "C"]
-
-
-def _read_complete_rows(path: Path, fields: list[str]) -> list[dict]:
-    """Rows of a CSV that were written completely: terminated by a newline and with every field
-    present (a kill can leave a half-written last line)."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    if not text.endswith("\n"):          # a kill mid-write: drop the unterminated last line
-        text = text[: text.rfind("\n") + 1]
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    return [r for r in rows if all(r.get(f) not in (None, "") for f in fields)]
-
-
-def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:
-    from shld.runs import atomic_write
-
-    def write(fh):
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-
-    atomic_write(path, write)
-
-
-def _key(row) -> tuple:
-    return (row["dataset"], int(row["draw"]), int(row["p"]))
-
-
-# --------------------------------------------------------------------------------------
 # the experiment
 
 
-@register_experiment("double-descent", DoubleDescentParams,
-                     "Model-wise double descent: random ReLU features (min-norm, ridge, GD with C(t)) "
-                     "on a teacher-student task and on digits")
-def run_double_descent(params: DoubleDescentParams, run, *, resume: bool = False,
-                       progress: bool = True) -> dict:
-    from shld._validation import check_choice, check_int, check_positive
+def _datasets(params) -> tuple[list[str], dict[str, str]]:
+    """The data sets to run and those skipped (name → why)."""
+    from shld._validation import check_choice
 
     datasets = [s.strip() for s in params.datasets.split(",") if s.strip()]
     for ds in datasets:
@@ -292,63 +241,55 @@ def run_double_descent(params: DoubleDescentParams, run, *, resume: bool = False
         except ModuleNotFoundError as exc:
             skipped["digits"] = f"scikit-learn is not installed ({exc}); pip install scikit-learn"
             datasets = [d for d in datasets if d != "digits"]
-    check_int("n_train", params.n_train, minimum=2)
-    check_int("digits_n_train", params.digits_n_train, minimum=2)
-    if params.digits_n_train > 1700:
-        raise ValueError(f"`digits_n_train` must be <= 1700 (1797 images), got {params.digits_n_train}")
-    check_int("n_p", params.n_p, minimum=3)
-    check_int("n_draws", params.n_draws, minimum=1)
-    check_int("gd_steps", params.gd_steps, minimum=1)
-    check_int("gd_record_every", params.gd_record_every, minimum=1)
-    check_int("batch_size", params.batch_size, minimum=1)
-    check_positive("noise", params.noise, allow_zero=True)
-    check_positive("ridge", params.ridge)
+    return datasets, skipped
 
-    prm = {k: getattr(params, k) for k in ("n_train", "n_test", "d_in", "noise", "digits_n_train", "ridge",
-                                           "gd_steps", "gd_record_every", "batch_size")}
-    tasks = []
-    grids = {}
-    for ds in datasets:
-        n = params.n_train if ds == "synthetic" else params.digits_n_train
-        grids[ds] = p_grid(n, params.p_min_ratio, params.p_max_ratio, params.n_p)
-        for draw in range(params.n_draws):
-            for p in grids[ds]:
-                tasks.append({"dataset": ds, "draw": draw, "p": p, "seed": params.seed, "params": prm})
 
-    mpath, tpath = run.path / "metrics.csv", run.path / "gd_trajectories.csv"
-    done_rows = _read_complete_rows(mpath, _METRIC_FIELDS) if resume else []
-    done = {_key(r) for r in done_rows}
-    traj_rows = [r for r in _read_complete_rows(tpath, _TRAJ_FIELDS) if _key(r) in done] if resume else []
-    _rewrite(mpath, _METRIC_FIELDS, done_rows)
-    _rewrite(tpath, _TRAJ_FIELDS, traj_rows)
-    todo = [t for t in tasks if (t["dataset"], t["draw"], t["p"]) not in done]
+def _grids(params, datasets) -> dict[str, list[int]]:
+    return {ds: p_grid(params.n_train if ds == "synthetic" else params.digits_n_train, params.p_min_ratio,
+                       params.p_max_ratio, params.n_p) for ds in datasets}
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="double-descent", unit="fit",
-                   leave=False)
-    mw = run.metrics("metrics.csv", _METRIC_FIELDS)
-    tw = run.metrics("gd_trajectories.csv", _TRAJ_FIELDS)
-    try:
-        for res in sweep_map(_fit_member, todo):
-            r = res["row"]
-            for step, loss, C in res["traj"]:
-                tw.write({"dataset": r["dataset"], "draw": r["draw"], "p": r["p"], "step": step,
-                          "loss": loss, "C": C})
-            mw.write(r)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        mw.close()
-        tw.close()
-        if bar is not None:
-            bar.close()
+class DoubleDescentStudy(Study):
+    name = "double-descent"
+    help = ("Model-wise double descent: random ReLU features (min-norm, ridge, GD with C(t)) on a "
+            "teacher-student task and on digits")
+    Params = DoubleDescentParams
+    audit = AUDIT
 
-    summary = summarize(run.path, params, grids, datasets, skipped)
-    summary["claims"].append(_cifar_sweep(params, run, resume=resume))
-    return summary
+    def validate(self, params) -> None:
+        from shld._validation import check_int, check_positive
+
+        _datasets(params)
+        check_int("n_train", params.n_train, minimum=2)
+        check_int("digits_n_train", params.digits_n_train, minimum=2)
+        if params.digits_n_train > 1700:
+            raise ValueError(f"`digits_n_train` must be <= 1700 (1797 images), got {params.digits_n_train}")
+        check_int("n_p", params.n_p, minimum=3)
+        check_int("n_draws", params.n_draws, minimum=1)
+        check_int("gd_steps", params.gd_steps, minimum=1)
+        check_int("gd_record_every", params.gd_record_every, minimum=1)
+        check_int("batch_size", params.batch_size, minimum=1)
+        check_positive("noise", params.noise, allow_zero=True)
+        check_positive("ridge", params.ridge)
+
+    def members(self, params, done):
+        datasets, _ = _datasets(params)
+        grids = _grids(params, datasets)
+        return [Member(f"{ds}.draw{draw}.p{p}", {"dataset": ds, "draw": draw, "p": p})
+                for ds in datasets for draw in range(params.n_draws) for p in grids[ds]]
+
+    def run_member(self, params, member, ctx) -> dict:
+        prm = {k: getattr(params, k) for k in ("n_train", "n_test", "d_in", "noise", "digits_n_train", "ridge",
+                                               "gd_steps", "gd_record_every", "batch_size")}
+        return _fit_member({**member.task, "seed": params.seed, "params": prm})
+
+    def analyse(self, params, results) -> Summary:
+        datasets, skipped = _datasets(params)
+        rows = [results[m.key]["row"] for m in self.members(params, results)]
+        return summarize(rows, params, _grids(params, datasets), datasets, skipped)
+
+    def figures(self, params, results, summary, figs) -> None:
+        make_figures(figs, summary, {m.key: results[m.key]["traj"] for m in self.members(params, results)})
 
 
 def _bootstrap_peak(err: np.ndarray, ps: np.ndarray, n: int, rng: np.random.Generator, n_boot: int = 500):
@@ -359,12 +300,10 @@ def _bootstrap_peak(err: np.ndarray, ps: np.ndarray, n: int, rng: np.random.Gene
     return float(np.std(peaks)), float(np.percentile(peaks, 5)), float(np.percentile(peaks, 95))
 
 
-def summarize(path: Path, params: DoubleDescentParams, grids: dict, datasets: list[str],
-              skipped: dict | None = None) -> dict:
-    """Summary and claims from the run folder's CSV files alone."""
-    from shld.runs import read_metrics
-
-    m = read_metrics(path / "metrics.csv")
+def summarize(rows: list[dict], params: DoubleDescentParams, grids: dict, datasets: list[str],
+              skipped: dict | None = None) -> Summary:
+    """Summary and claims from the members' rows (one per data set, draw and p)."""
+    m = {k: np.array([r[k] for r in rows]) for k in rows[0]} if rows else {}
     claims, per_ds = [], {}
     rng = np.random.default_rng(member_seed(params.seed, 99))
     for ds in datasets:
@@ -428,7 +367,7 @@ def summarize(path: Path, params: DoubleDescentParams, grids: dict, datasets: li
         NOT_TESTABLE, RULE_NUMBERS))
     summary = {"datasets": per_ds, "D_definition": "D = lr * tr(Sigma) / (2 B d), B = batch_size "
                "(mini-batch SGD noise at the same lr, dt = lr)", "batch_size": params.batch_size,
-               "claims": claims, "notes": [
+               "notes": [
                    "D for full-batch GD: D = lr * tr(Sigma) / (2 B d) with B = "
                    f"{params.batch_size}, the noise of mini-batch SGD at the same lr (dt = lr); "
                    "C = 2 B |grad L|^2 / (lr tr Sigma)."]}
@@ -439,18 +378,13 @@ def summarize(path: Path, params: DoubleDescentParams, grids: dict, datasets: li
             f"(max mean {max(d['test_mse_minnorm_mean']):.3g}); small ridge (lambda = {params.ridge:g}) "
             f"max mean {max(d['test_mse_ridge_mean']):.3g} at p/n = {d['ridge_peak_p_over_n']:.3g}; "
             f"GD ({params.gd_steps} steps) max mean {max(d['gd_test_mse_mean']):.3g}.")
-    try:
-        make_figures(path, summary)
-    except Exception as exc:  # figures never lose a run's numbers
-        summary["figure_error"] = repr(exc)
-    return summary
+    return Summary(claims, summary, tables={"metrics.csv": rows})
 
 
-def make_figures(path: Path, summary: dict) -> None:
-    """figures/double_descent.png and figures/C_vs_p.png from the summary and the CSV files."""
+def make_figures(figs: Path, summary: dict, trajectories: dict[str, np.ndarray]) -> None:
+    """double_descent.png and C_vs_p.png from the summary and the GD trajectories (member key → rows of
+    step, loss, C)."""
     plt = pyplot()
-
-    from shld.runs import read_metrics
 
     per = summary["datasets"]
     fig, axes = plt.subplots(1, len(per), figsize=(5.5 * len(per), 4), squeeze=False)
@@ -467,13 +401,12 @@ def make_figures(path: Path, summary: dict) -> None:
         ax.set_title(f"{ds} (n = {d['n']})")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path / "figures" / "double_descent.png", tight=False, dpi=110)
+    save_figure(fig, figs / "double_descent.png", tight=False, dpi=110)
     plt.close(fig)
 
     if "synthetic" not in per:
         return
     d = per["synthetic"]
-    t = read_metrics(path / "gd_trajectories.csv")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     a1.plot(d["p_over_n"], d["gd_C_final_median"], "o-")
     a1.axvline(1.0, color="k", ls="--", lw=1)
@@ -485,158 +418,17 @@ def make_figures(path: Path, summary: dict) -> None:
     n, ps = d["n"], np.array(d["p"])
     pick = sorted({int(ps[0]), int(ps[np.searchsorted(ps, n // 2) - 1]) if n // 2 > ps[0] else int(ps[0]),
                    n, int(ps[-1])})
-    sel0 = (t["dataset"] == "synthetic") & (t["draw"] == 0)
     for p in pick:
-        s = sel0 & (t["p"] == p)
-        a2.plot(t["step"][s], t["C"][s], label=f"p/n = {p / n:.2g}")
+        t = np.asarray(trajectories[f"synthetic.draw0.p{p}"])
+        a2.plot(t[:, 0], t[:, 2], label=f"p/n = {p / n:.2g}")
     a2.set_yscale("log")
     a2.set_xlabel("GD step")
     a2.set_ylabel("C(t)")
     a2.set_title("C(t) along gradient descent (draw 0)")
     a2.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path / "figures" / "C_vs_p.png", tight=False, dpi=110)
+    save_figure(fig, figs / "C_vs_p.png", tight=False, dpi=110)
     plt.close(fig)
 
 
-# --------------------------------------------------------------------------------------
-# optional: CIFAR-10 width sweep (the seed's "CIFAR-10 with ResNet, varying width"), torch
-
-RULE_CIFAR = ("model-wise double descent in width (Nakkiran et al. 2021): holds if the largest test error over "
-              "the widths lies within one grid step of the smallest width whose training error is <= 1% "
-              "(the interpolation threshold) and the widest model's test error is below that peak; fails "
-              "otherwise; not testable without a local CIFAR-10 folder.")
-_CIFAR_FIELDS = ["width", "n_params", "train_err", "test_err", "train_loss", "seconds"]
-
-
-def load_cifar10(folder: str | Path):
-    """CIFAR-10 from torchvision's python format (no download): ``folder`` is ``cifar-10-batches-py``
-    or its parent. Returns (X_train uint8 (50000, 3072), y_train, X_test, y_test) — or fewer rows when
-    the folder holds smaller batches (as the tests' generated data set does)."""
-    import pickle
-
-    folder = Path(folder)
-    if (folder / "cifar-10-batches-py").is_dir():
-        folder = folder / "cifar-10-batches-py"
-    train = sorted(folder.glob("data_batch_*"))
-    test = folder / "test_batch"
-    if not train or not test.exists():
-        raise FileNotFoundError(f"`cifar_dir` {str(folder)!r} holds no data_batch_* / test_batch files "
-                                "(torchvision's CIFAR-10 python format)")
-
-    def read(path):
-        with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
-        return np.asarray(d[b"data"], dtype=np.uint8), np.asarray(d[b"labels"], dtype=np.int64)
-
-    parts = [read(p) for p in train]
-    Xte, yte = read(test)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), Xte, yte
-
-
-def _cifar_member(task: dict) -> dict:
-    """Train a 2-layer ReLU MLP of one width with full-batch Adam on the (noisy-label) subset."""
-    import torch
-
-    d = np.load(task["data"])
-    Xtr, ytr, Xte, yte = (torch.from_numpy(d[k]) for k in ("Xtr", "ytr", "Xte", "yte"))
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(int(member_seed(task["seed"], 7, task["width"]).generate_state(1)[0]))
-        w = task["width"]
-        lin1, lin2 = torch.nn.Linear(Xtr.shape[1], w), torch.nn.Linear(w, 10)
-        for lin in (lin1, lin2):
-            bound = 1.0 / np.sqrt(lin.in_features)
-            with torch.no_grad():
-                lin.weight.uniform_(-bound, bound, generator=gen)
-                lin.bias.uniform_(-bound, bound, generator=gen)
-        model = torch.nn.Sequential(lin1, torch.nn.ReLU(), lin2)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        t0 = time.perf_counter()
-        for _ in range(task["epochs"]):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(Xtr), ytr)
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            train_err = float((model(Xtr).argmax(1) != ytr).float().mean())
-            test_err = float((model(Xte).argmax(1) != yte).float().mean())
-            train_loss = float(torch.nn.functional.cross_entropy(model(Xtr), ytr))
-    finally:
-        torch.set_num_threads(n_threads)
-    return {"width": w, "n_params": sum(p.numel() for p in model.parameters()), "train_err": train_err,
-            "test_err": test_err, "train_loss": train_loss, "seconds": time.perf_counter() - t0}
-
-
-def _cifar_sweep(params: DoubleDescentParams, run, *, resume: bool) -> dict:
-    seed_text = "CIFAR-10 with ResNet, varying width (validation of the double-descent prediction)"
-    if not params.cifar_dir:
-        return claim_row("dd-cifar-width", "model-wise double descent on CIFAR-10 (width sweep)", seed_text,
-                         "not run: no local CIFAR-10 folder given (--cifar-dir); nothing is downloaded",
-                         NOT_TESTABLE, RULE_CIFAR)
-    try:
-        import torch  # noqa: F401
-    except ModuleNotFoundError as exc:
-        return claim_row("dd-cifar-width", "model-wise double descent on CIFAR-10 (width sweep)", seed_text,
-                         f"not run: {exc}", NOT_TESTABLE, RULE_CIFAR)
-    Xtr, ytr, Xte, yte = load_cifar10(params.cifar_dir)
-    rng = np.random.default_rng(member_seed(params.seed, 7))
-    itr = rng.permutation(len(Xtr))[: params.cifar_n_train]
-    ite = rng.permutation(len(Xte))[: params.cifar_n_test]
-    xtr = Xtr[itr].astype(np.float32) / 255.0
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    y = ytr[itr].copy()
-    flip = rng.random(y.size) < params.cifar_label_noise
-    y[flip] = rng.integers(0, 10, flip.sum())
-    data = run.path / "cifar_subset.npz"
-    if not data.exists():
-        np.savez(data, Xtr=((xtr - mu) / sd).astype(np.float32), ytr=y,
-                 Xte=((Xte[ite].astype(np.float32) / 255.0 - mu) / sd).astype(np.float32), yte=yte[ite])
-    path = run.path / "cifar_metrics.csv"
-    done = _read_complete_rows(path, _CIFAR_FIELDS) if resume else []
-    _rewrite(path, _CIFAR_FIELDS, done)
-    have = {int(r["width"]) for r in done}
-    tasks = [{"data": str(data), "width": int(w), "epochs": params.cifar_epochs, "seed": params.seed}
-             for w in params.cifar_widths if int(w) not in have]
-    with run.metrics("cifar_metrics.csv", _CIFAR_FIELDS) as mw:
-        for r in sweep_map(_cifar_member, tasks):
-            mw.write(r)
-    m = read_metrics_sorted(path)
-    widths, tr_err, te_err = m["width"], m["train_err"], m["test_err"]
-    i_peak = int(np.argmax(te_err))
-    interp = np.nonzero(tr_err <= 0.01)[0]
-    i_thr = int(interp[0]) if interp.size else None
-    ok = i_thr is not None and abs(i_peak - i_thr) <= 1 and te_err[-1] < te_err[i_peak]
-    _cifar_figure(run, widths, tr_err, te_err)
-    thr_text = f"width {int(widths[i_thr])}" if i_thr is not None else "never reached"
-    return claim_row(
-        "dd-cifar-width", "model-wise double descent on CIFAR-10 (width sweep)", seed_text,
-        f"test error peaks at width {int(widths[i_peak])} ({te_err[i_peak]:.1%}); train error <= 1% first at "
-        f"{thr_text}; widest ({int(widths[-1])}) {te_err[-1]:.1%} (2-layer MLP, n = {params.cifar_n_train}, "
-        f"{params.cifar_label_noise:.0%} label noise; not a ResNet)",
-        HOLDS if ok else FAILS, RULE_CIFAR, value=float(widths[i_peak]), figure="figures/cifar_width.png")
-
-
-def read_metrics_sorted(path: Path) -> dict[str, np.ndarray]:
-    from shld.runs import read_metrics
-
-    m = read_metrics(path)
-    order = np.argsort(m["width"], kind="stable")
-    return {k: v[order] for k, v in m.items()}
-
-
-def _cifar_figure(run, widths, tr_err, te_err) -> None:
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(widths, te_err, "o-", label="test error")
-    ax.plot(widths, tr_err, "s--", label="train error (noisy labels)")
-    ax.set_xscale("log")
-    ax.set_xlabel("hidden width")
-    ax.set_ylabel("error")
-    ax.set_title("CIFAR-10 subset, 2-layer MLP")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, run.figures / "cifar_width.png", tight=False, dpi=110)
-    plt.close(fig)
+register(DoubleDescentStudy())

@@ -30,6 +30,7 @@ STUDY_MODULES: dict[str, str] = {
     "fp-vs-langevin": "shld.experiments.fp_vs_langevin",
     "grokking": "shld.experiments.grokking",
     "double-descent": "shld.experiments.double_descent",
+    "cifar-width": "shld.experiments.cifar_width",
     "lr-selection": "shld.experiments.lr_selection",
     "escape": "shld.experiments.escape",
     "batch-scaling": "shld.experiments.batch_scaling",
@@ -38,7 +39,7 @@ STUDY_MODULES: dict[str, str] = {
 
 #: the studies ``shld reproduce`` runs, in report order
 AUDITED: tuple[str, ...] = ("double-well", "high-dim", "kramers", "fp-vs-langevin", "grokking", "double-descent",
-                            "lr-selection", "escape", "batch-scaling", "theorems")
+                            "cifar-width", "lr-selection", "escape", "batch-scaling", "theorems")
 
 _STUDIES: dict[str, Study] = {}
 

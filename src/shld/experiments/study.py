@@ -144,11 +144,13 @@ class MemberContext:
 
 @dataclass
 class Summary:
-    """What :meth:`Study.analyse` returns: the claims rows (:func:`shld.claims.claim_row`) and the other
-    numbers of ``summary.json`` (key order kept)."""
+    """What :meth:`Study.analyse` returns: the claims rows (:func:`shld.claims.claim_row`), the other
+    numbers of ``summary.json`` (key order kept) and optional tables for people and spreadsheets
+    (file name → rows, written as CSV files in the run folder by the driver)."""
 
     claims: list[dict]
     numbers: dict
+    tables: dict[str, list[dict]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {**self.numbers, "claims": self.claims}
@@ -223,7 +225,10 @@ class Study:
         # results as the analysis sees them: after a round trip through their files, so a resumed run and
         # an uninterrupted one analyse the same values
         results = {m.key: _decode(_encode(results[m.key])) for m in members}
-        summary = self.analyse(params, results).to_dict()
+        analysed = self.analyse(params, results)
+        for name, rows in analysed.tables.items():
+            write_table(run.path / name, rows)
+        summary = analysed.to_dict()
         run.write_summary(summary)
         self.figures(params, results, summary, run.figures)
         self.report(summary)
@@ -290,6 +295,21 @@ def _decode(x: Any) -> Any:
     if isinstance(x, list):
         return [_decode(v) for v in x]
     return x
+
+
+def write_table(path: Path, rows: list[dict]) -> Path:
+    """Write ``rows`` (dicts with the same keys) atomically as a CSV file (floats exactly, by repr)."""
+    import csv
+
+    fields = list(rows[0]) if rows else []
+
+    def write(fh):
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows({k: repr(float(v)) if isinstance(v, (float, np.floating)) else v for k, v in r.items()}
+                    for r in rows)
+
+    return atomic_write(path, write)
 
 
 def result_path(run_path: Path | str, key: str) -> Path:
