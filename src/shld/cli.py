@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         first = exp.help.splitlines()[0] if exp.help else name
         p = run_sub.add_parser(name, help=first, description=exp.help,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_param_options(p, exp.params)
+        _add_param_options(p, exp.Params)
         p.add_argument("--out", default=None, help="run folder (default: runs/NAME)")
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out from its checkpoint")

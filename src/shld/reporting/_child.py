@@ -14,17 +14,12 @@ keeps writing into a run folder that a later ``--resume`` will use.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import traceback
 from pathlib import Path
 
 from shld.runs import RunFolderError, write_json, write_text
-
-
-def module_name(name: str) -> str:
-    return "shld.experiments." + name.replace("-", "_")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,24 +44,23 @@ def main(argv: list[str] | None = None) -> int:
         write_json(status, {"status": state, "reason": reason})
         return code
 
+    from shld.experiments.registry import audit_preset, get_study, run_experiment
+
+    # this process runs one study: get_study imports its module only (others may import torch, which
+    # costs seconds per process)
     try:
-        mod = importlib.import_module(module_name(args.name))
+        get_study(args.name)
     except ModuleNotFoundError as exc:
         return done("not run", f"import failed: {exc}", 3)
+    except ValueError as exc:
+        return done("not run", str(exc), 3)
     except Exception as exc:  # an import error inside the module is a failure, not a skip
         return done("failed", f"import raised {exc!r}", 1)
-    audit = getattr(mod, "AUDIT", None)
-    if not isinstance(audit, dict) or args.mode not in audit:
-        return done("not run", f"module {module_name(args.name)} defines no AUDIT[{args.mode!r}]", 3)
-    from shld.experiments import registry
-    from shld.experiments.registry import run_experiment
-
-    # this process runs one experiment: its module is imported above, so the registry need not
-    # import the others (some import torch, which costs seconds per experiment process)
-    registry._loaded = True
-    if args.name not in registry._EXPERIMENTS:
-        return done("not run", f"experiment {args.name!r} is not registered", 3)
-    overrides = {**audit[args.mode], "seed": args.seed, **json.loads(args.overrides)}
+    try:
+        preset = audit_preset(args.name, args.mode)
+    except KeyError as exc:
+        return done("not run", str(exc.args[0]), 3)
+    overrides = {**preset, "seed": args.seed, **json.loads(args.overrides)}
     try:
         run_experiment(args.name, args.out, resume=args.resume, progress=not args.no_progress, **overrides)
     except KeyboardInterrupt:

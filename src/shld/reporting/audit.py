@@ -29,7 +29,6 @@ so a killed-and-resumed audit writes the same report as an uninterrupted one apa
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
 import os
 import signal
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 from shld._process import kill_group
+from shld.experiments.registry import AUDITED
 from shld.runs import (
     CorruptFileError,
     RunFolderError,
@@ -50,9 +50,8 @@ from shld.runs import (
     write_text,
 )
 
-#: the audited experiments, in report order
-AUDIT_ORDER = ("double-well", "high-dim", "kramers", "grokking", "double-descent", "lr-selection", "escape",
-               "batch-scaling", "theorems")
+#: the audited experiments, in report order (kept in the registry)
+AUDIT_ORDER = AUDITED
 
 
 def _now() -> str:
@@ -164,7 +163,7 @@ def _check_resumed_folders(out: Path, names: list[str], seed: int, mode: str, ov
     """Every experiment folder already in ``out`` must have been run with ``seed`` and, when
     ``audit.json`` (which records the mode) is missing, with the parameters of ``mode``: a resume must
     not label results of another seed or size with this audit's."""
-    from shld.reporting._child import module_name
+    from shld.experiments.registry import audit_preset
     from shld.runs import _jsonable
 
     no_audit = not (out / "audit.json").exists()
@@ -181,8 +180,8 @@ def _check_resumed_folders(out: Path, names: list[str], seed: int, mode: str, ov
         if not no_audit:
             continue
         try:
-            preset = getattr(importlib.import_module(module_name(name)), "AUDIT", {}).get(mode, {})
-        except Exception:     # a module that does not import is reported by its own child
+            preset = audit_preset(name, mode)
+        except Exception:     # a study that does not import (or has no preset) is reported by its own child
             continue
         for key, want in {**preset, **overrides.get(name, {})}.items():
             if key in doc["config"] and _jsonable(doc["config"][key]) != _jsonable(want):
