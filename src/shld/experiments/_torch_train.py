@@ -38,7 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from shld._validation import check_int
+from shld.progress import progress_bar
 from shld.runs import CorruptFileError, RunFolder, RunFolderError, atomic_write, check_identity, count_rows
+from shld.seeds import torch_generator, torch_seed
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -57,16 +59,9 @@ class Data:
         return int(self.y_train.shape[0])
 
 
-def torch_seed(seq: np.random.SeedSequence) -> int:
-    """A 63-bit torch seed from a numpy ``SeedSequence`` (one per independent run)."""
-    return int(seq.generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1 << 31, 1],
-                                                                                   dtype=np.uint64))
-
-
 def make_generator(seq: np.random.SeedSequence | int) -> torch.Generator:
-    if not isinstance(seq, np.random.SeedSequence):
-        seq = np.random.SeedSequence(int(seq))
-    return torch.Generator().manual_seed(torch_seed(seq))
+    """A CPU ``torch.Generator`` seeded from ``seq`` by the project's one rule (:mod:`shld.seeds`)."""
+    return torch_generator(seq)
 
 
 @contextlib.contextmanager
@@ -201,11 +196,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
                                 "next_epoch": next_epoch, "step": step, "stopped": stopped,
                                 "identity": run.identity})
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs + 1, initial=start, desc=desc, leave=False)
+    bar = progress_bar(epochs + 1, desc, "epoch", enabled=progress, initial=start)
     nan_cols = dict.fromkeys(monitor.columns, math.nan)
     try:
         for epoch in range(start, epochs + 1):
@@ -250,9 +241,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
                 row.update(extra(epoch, row))
             writer.write(row)
             stopped = stop is not None and stop(row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}")
+            bar.update(1)
+            bar.set_postfix_str(f"train={row['train_acc']:.3f}, test={row['test_acc']:.3f}", refresh=False)
             if stopped:
                 checkpoint(epoch + 1, stopped=True)
                 break
@@ -260,8 +250,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
                 checkpoint(epoch + 1)
     finally:
         writer.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
     return run.read_metrics()
 
 
