@@ -5,7 +5,10 @@ interleaved in blocks so that load on the shared machine hits all contenders ali
 
 * floor   — drawing the same normal variates alone with the same generator (PCG64, same dtype, in place);
 * engine  — ``Simulation.advance`` (Euler–Maruyama, records only at block ends);
-* torch   — the optional float32 torch backend (``simulate_torch``) against ``torch.randn`` alone;
+* torch   — the same driver on its torch backend (``backend="torch"``, CPU, float32 and float64) against
+            its own floor, ``torch.randn`` alone into a buffer of the same shape and dtype (one torch
+            thread: on a shared machine torch's thread pool waits for busy cores, and the numpy engine
+            keeps its BLAS calls on one thread for the same reason);
 * seed    — the seed's ``StochasticHarmonicLearning.step`` verbatim, one walker at a time (timed on a
             few thousand steps and expressed per walker-step).
 
@@ -63,35 +66,49 @@ def bench(n_walkers: int, n_steps: int, block: int, dtype) -> dict:
         t0 = time.perf_counter()
         sim.advance(state, block)
         t_engine.append(time.perf_counter() - t0)
-    f, e = np.median(t_floor) / block, np.median(t_engine) / block
-    return {"N": n_walkers, "dtype": np.dtype(dtype).name, "floor_step_s": f, "engine_step_s": e,
-            "engine_over_floor": e / f, "engine_per_walker_step_s": e / n_walkers}
+    return _summary(n_walkers, np.dtype(dtype).name, t_floor, t_engine, block)
 
 
-def bench_torch(n_walkers: int, n_steps: int, block: int) -> dict | None:
-    """The optional torch float32 backend against its own floor (torch.randn alone, same generator)."""
+def _summary(n_walkers, label, t_floor, t_engine, block) -> dict:
+    """Per-step times (medians over blocks) and the ratio engine/floor: the median over blocks of the
+    ratio within a pair of adjacent blocks (load that drifts hits both members of a pair alike), with
+    the ratio of the fastest blocks beside it."""
+    tf, te = np.asarray(t_floor), np.asarray(t_engine)
+    f, e = float(np.median(tf)) / block, float(np.median(te)) / block
+    return {"N": n_walkers, "dtype": label, "floor_step_s": f, "engine_step_s": e,
+            "engine_over_floor": float(np.median(te / tf)), "fastest_ratio": float(te.min() / tf.min()),
+            "engine_per_walker_step_s": e / n_walkers}
+
+
+def bench_torch(n_walkers: int, n_steps: int, block: int, dtype: str = "float32", device: str = "cpu") -> dict | None:
+    """The engine on its torch backend (``Simulation(..., backend="torch")``, the same driver) against
+    its own floor: ``torch.randn`` alone into a buffer of the same shape and dtype, same device, with an
+    explicit generator. One torch thread (see ``main``)."""
     try:
         import torch
     except ImportError:
         return None
-    from shld.dynamics.torch_backend import simulate_torch
 
     L = DoubleWell(barrier=1.0)
-    gen = torch.Generator().manual_seed(2)
-    buf = torch.empty((n_walkers, 1), dtype=torch.float32)
+    sync = (lambda: torch.cuda.synchronize(device)) if str(device).startswith("cuda") else (lambda: None)
+    sim = Simulation(L, D=0.25, dt=1e-3, record_every=block, observables=("loss",), check_every=block,
+                     backend="torch", device=device, dtype=dtype)
+    state = sim.init_state(np.array([-1.0]), n_walkers=n_walkers, seed=1)
+    tdtype = getattr(torch, dtype)
+    gen = torch.Generator(device=device).manual_seed(2)
+    buf = torch.empty((n_walkers, 1), dtype=tdtype, device=device)
+    sim.advance(state, 2)                                        # warm-up
     t_floor, t_engine = [], []
-    for r in range(max(1, n_steps // block)):
+    for _ in range(max(1, n_steps // block)):
         t0 = time.perf_counter()
         for _ in range(block):
-            torch.randn(buf.shape, generator=gen, dtype=torch.float32, out=buf)
+            torch.randn(buf.shape, generator=gen, dtype=tdtype, device=device, out=buf)
+        sync()
         t_floor.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        simulate_torch(L, np.array([-1.0]), n_walkers=n_walkers, D=0.25, dt=1e-3, n_steps=block, seed=r,
-                       record_every=block, check_every=block)
+        sim.advance(state, block)
         t_engine.append(time.perf_counter() - t0)
-    f, e = np.median(t_floor) / block, np.median(t_engine) / block
-    return {"N": n_walkers, "dtype": "torch-f32", "floor_step_s": f, "engine_step_s": e,
-            "engine_over_floor": e / f, "engine_per_walker_step_s": e / n_walkers}
+    return _summary(n_walkers, f"torch-{dtype[5:]}", t_floor, t_engine, block)
 
 
 def bench_defaults(n_walkers: int, n_steps: int, rounds: int, D: float = 0.2, dt: float = 1e-3) -> dict:
@@ -145,7 +162,14 @@ def main(argv=None):
     ap.add_argument("--walkers", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--rounds", type=int, default=7, help="rounds of the default-recording table")
     ap.add_argument("--only", choices=["all", "engine", "defaults"], default="all")
+    ap.add_argument("--device", default="cpu", help="device of the torch rows (cpu, cuda)")
     args = ap.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     if args.only != "defaults":
         engine_table(args)
     if args.only != "engine":
@@ -169,15 +193,18 @@ def engine_table(args):
     seed_step = bench_seed()
     print(f"seed reference: {seed_step * 1e6:.2f} µs per walker-step (one walker at a time, best of 5)")
     print(f"{'N':>8} {'dtype':>8} {'floor µs/step':>14} {'engine µs/step':>15} {'engine/floor':>13} "
-          f"{'speed-up vs seed per walker-step':>33}")
+          f"{'[fastest]':>9} {'speed-up vs seed per walker-step':>33}")
     for n in args.walkers:
-        for dtype in (np.float64, np.float32, "torch"):
-            r = bench_torch(n, args.steps, args.block) if dtype == "torch" else bench(n, args.steps, args.block, dtype)
+        for dtype in (np.float64, np.float32, "torch-float32", "torch-float64"):
+            if isinstance(dtype, str):
+                r = bench_torch(n, args.steps, args.block, dtype[6:], args.device)
+            else:
+                r = bench(n, args.steps, args.block, dtype)
             if r is None:
                 continue
             print(f"{n:>8} {r['dtype']:>8} {r['floor_step_s'] * 1e6:>14.1f} {r['engine_step_s'] * 1e6:>15.1f} "
-                  f"{r['engine_over_floor']:>13.2f} {seed_step / r['engine_per_walker_step_s']:>33.0f}")
-
+                  f"{r['engine_over_floor']:>13.2f} {r['fastest_ratio']:>9.2f} "
+                  f"{seed_step / r['engine_per_walker_step_s']:>33.0f}")
 
 if __name__ == "__main__":
     main()

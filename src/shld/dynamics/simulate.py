@@ -345,8 +345,26 @@ class Simulation:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             kern.grad_into(theta, grad)
             grad_fresh = True
+            recheck_stop = True
+            # fused, no target, constant D: runs of steps with no record, check or progress update between
+            # them go through a tight loop (the same operations, without the per-step bookkeeping)
+            tight = fused and self.target is None and D_const is not None
+            if tight:
+                sigma_c = math.sqrt(2.0 * D_const * dt)
+                normal_, ce = bk.normal_, self.check_every
             while state.step < end:
                 s = state.step
+                if tight and s % k:
+                    m = min(-(-s // k) * k - s, (s // ce + 1) * ce - 1 - s, end - 1 - s)
+                    if bar is not None:
+                        m = min(m, (s // 500 + 1) * 500 - 1 - s)
+                    if m > 0:
+                        for _ in range(m):
+                            normal_(noise, rng, sigma_c)
+                            descend_(theta, dt, noise)
+                        state.step = s + m
+                        grad_fresh = False
+                        continue
                 t = s * dt
                 D_t = D_const if D_const is not None else float(self.schedule(t))
                 if not 0.0 <= D_t < _INF:
@@ -360,9 +378,9 @@ class Simulation:
                         recorder.record(s, t, theta, g2, Cw, D_t, alive, all_alive, state, on_record)
                         if recorder.flagged:
                             alive, all_alive = self._fail_flagged(state, recorder, interventions)
+                            recheck_stop = True
                     bk.normal_(noise, rng, math.sqrt(2.0 * D_t * dt))
-                    descend_(theta, dt)
-                    theta += noise
+                    descend_(theta, dt, noise)
                     grad_fresh = False
                 else:
                     D = D_t if ctrl is None else D_t * self._multiplier(state)
@@ -372,6 +390,7 @@ class Simulation:
                         recorder.record(s, t, theta, g2, Cw, D, alive, all_alive, state, on_record)
                         if recorder.flagged:
                             alive, all_alive = self._fail_flagged(state, recorder, interventions)
+                            recheck_stop = True
                     if ctrl is not None:
                         fired = ctrl.update(state.controller, s, np.where(bk.to_numpy(alive), Cw, np.inf))
                         if fired.size:
@@ -389,11 +408,16 @@ class Simulation:
                     if bk.any(newly):
                         state.hit |= newly
                         state.first_passage_time[newly] = state.step * dt
-                    if self.stop_when_all_hit and bk.all(state.hit[alive]):
-                        stopped_early = True
+                        recheck_stop = True
+                    # whether every live walker has hit changes only with a new hit or a new failure
+                    if self.stop_when_all_hit and recheck_stop:
+                        recheck_stop = False
+                        if bk.all(state.hit) if all_alive else bk.all(state.hit[alive]):
+                            stopped_early = True
                 if state.step % self.check_every == 0 or state.step == end or stopped_early:
                     all_alive = self._check_finite(state, alive, all_alive, recorder, interventions)
                     alive = state.status == STATUS_OK
+                    recheck_stop = True
                 if not baoab and not fused:
                     kern.grad_into(theta, grad)
                 if bar is not None and (state.step % 500 == 0 or state.step == end):
@@ -688,7 +712,8 @@ def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int
         chunks; ``C_median`` is exact with ``record_walkers=True`` and otherwise the walker-weighted mean
         of the chunks' medians (a message says so). ``on_record`` sees the merged rows after the run.
         ``result.state`` is then the list of the chunks' states (arrays with an executor), which
-        ``state=`` accepts to continue.
+        ``state=`` accepts to continue. A budget that holds the whole ensemble (one chunk, no executor)
+        is the plain run, bit for bit; one chunk on an executor uses the run seed itself.
     **options
         ``integrator`` ("euler" | "baoab"), ``friction``, ``preconditioner``, ``divergence``,
         ``record_every`` (default: every max(20, ⌈n_steps/50⌉) steps and at the last step, see
@@ -799,11 +824,15 @@ def _simulate_chunked(sim, landscape, theta0, D, dt, n_steps, *, n_walkers, rng,
                                  f"(d={d}, {sim.dtype.name})")
             n_chunks = max(n_chunks, -(-int(n * per) // int(budget)))
         n_chunks = min(n_chunks, n)
+        if n_chunks == 1 and executor is None:
+            # the budget holds the whole ensemble: the plain run, bit for bit (its state is no list)
+            st = sim.init_state(theta0, n_walkers=n_walkers, rng=rng, seed=seed)
+            return sim.advance(st, n_steps, on_record=on_record, progress=progress)
         starts = np.linspace(0, n, n_chunks + 1).round().astype(np.int64)
         parts = [theta if theta.ndim == 1 else theta[starts[i]:starts[i + 1]] for i in range(n_chunks)]
         parts = [np.broadcast_to(p, (starts[i + 1] - starts[i], d)) if p.ndim == 1 else p
                  for i, p in enumerate(parts)]
-        seeds = _root_seeds(rng, seed, n_chunks)
+        seeds = _root_seeds(rng, seed, n_chunks) if n_chunks > 1 else [rng if rng is not None else seed]
         specs_state = [None] * n_chunks
     portable = executor is not None
     specs = [dict(landscape=landscape, D=D, dt=dt, backend=backend, device=device, options=options,

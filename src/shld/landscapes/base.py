@@ -71,9 +71,9 @@ class ArrayKernels(NamedTuple):
     """A landscape's kernels on one backend's arrays (θ of shape (N, d)).
 
     ``grad_into(theta, out)`` writes ∇L(θ) into ``out`` and returns it; ``value(theta)`` returns L(θ),
-    shape (N,); ``descend_(theta, dt)``, when not None, applies θ ← θ − dt·∇L(θ) in place without
-    materialising the gradient (the engine's fast Euler–Maruyama path; equal to the two-pass update
-    up to rounding)."""
+    shape (N,); ``descend_(theta, dt, noise=None)``, when not None, applies θ ← θ − dt·∇L(θ) (+ noise)
+    in place without materialising the gradient, in as few passes as the formula allows (the engine's
+    fast Euler–Maruyama path; equal to the separate updates up to rounding)."""
 
     grad_into: Callable
     value: Callable

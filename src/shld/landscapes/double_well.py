@@ -98,18 +98,28 @@ class DoubleWell(Landscape):
                 torch.mul(theta[:, 1:], k, out=out[:, 1:])
             return out
 
-        def descend_(theta, dt):
-            # θ₀ ← θ₀ − dt·(c·x·(x² − a²) + tilt): two passes, the gradient never stored
+        def descend_(theta, dt, noise=None):
+            # θ₀ ← θ₀·(1 − dt·c·(θ₀² − a²)) − dt·tilt (+ noise): with no tilt and d = 1 two passes in all,
+            # the gradient never stored
             x = theta[:, 0]
-            t = scratch.get(x.shape)
-            if t is None or t.dtype != x.dtype:
-                t = scratch[x.shape] = torch.empty_like(x)
-            torch.addcmul(neg_a2, x, x, out=t)
-            x.addcmul_(t, x, value=-dt * c)
+            key = (x.shape, dt)
+            got = scratch.get(key)
+            if got is None:
+                scratch.clear()
+                got = scratch[key] = (torch.empty_like(x), torch.tensor(1.0 + dt * c * a * a, dtype=x.dtype,
+                                                                        device=x.device))
+            w, one_plus = got
+            torch.addcmul(one_plus, x, x, value=-dt * c, out=w)
+            if noise is not None and dim == 1 and not tilt:
+                torch.addcmul(noise[:, 0], w, x, out=x)
+                return theta
+            x.mul_(w)
             if tilt:
                 x.add_(-dt * tilt)
             if dim > 1:
                 theta[:, 1:].mul_(1.0 - dt * k)
+            if noise is not None:
+                theta.add_(noise)
             return theta
 
         def value(theta):

@@ -111,12 +111,16 @@ class Quadratic(Landscape):
         if diag is not None:
             factor = {}
 
-            def descend_(theta, dt):
-                # θ ← θ − dt·λ·(θ − θ*) = (1 − dt·λ)·θ + dt·λ·θ*: one pass about the centre
+            def descend_(theta, dt, noise=None):
+                # θ ← (1 − dt·λ)·θ + dt·λ·θ* (+ noise): one pass about the centre (two off it)
                 f = factor.get(dt)
                 if f is None:
+                    factor.clear()
                     f = factor[dt] = (1.0 - dt * diag, dt * diag * center)
-                theta.mul_(f[0])
+                if noise is None:
+                    theta.mul_(f[0])
+                else:
+                    torch.addcmul(noise, theta, f[0], out=theta)
                 if centred:
                     theta.add_(f[1])
                 return theta
