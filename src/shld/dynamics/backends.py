@@ -15,12 +15,11 @@ transfers              ``asarray`` (numpy â†’ backend), ``to_numpy`` (backend â†
 Backends: ``"numpy"`` (float32/float64, CPU, a ``numpy.random.Generator``; the engine's reference)
 and ``"torch"`` (float32/float64 on ``"cpu"`` or ``"cuda"``, a ``torch.Generator`` on that device).
 
-Seeds: one rule for the whole package. A run seed (int or ``numpy.random.SeedSequence``) seeds
-numpy's PCG64 directly; for torch the generator is seeded with
-``SeedSequence(seed).generate_state(1, uint64)[0] >> 1`` (a 63-bit integer derived from the same
-seed sequence, :func:`torch_seed`). The two backends' streams differ, so their results agree in
-distribution, not in bits; within one backend, dtype and device, the same seed gives the same bits
-on the same machine.
+Seeds: the package's one rule (:mod:`shld.seeds`). A run seed (int or ``numpy.random.SeedSequence``)
+seeds numpy's PCG64 directly; a torch generator is seeded with :func:`shld.seeds.torch_seed` of the
+same seed sequence; chunks of walkers get the children ``SeedSequence(seed).spawn(k)``. The two
+backends' streams differ, so their results agree in distribution, not in bits; within one backend,
+dtype and device, the same seed gives the same bits on the same machine.
 """
 
 from __future__ import annotations
@@ -30,14 +29,9 @@ import math
 import numpy as np
 
 from shld._validation import check_choice
+from shld.seeds import torch_seed
 
 BACKENDS = ("numpy", "torch")
-
-
-def torch_seed(seed) -> int:
-    """The torch generator seed derived from a run seed (int or SeedSequence): the package's one rule."""
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 class NumpyBackend:
@@ -223,7 +217,7 @@ class TorchBackend:
     # -- randomness ----------------------------------------------------------------
     def generator(self, rng=None, seed=None):
         """A ``torch.Generator`` on this device: ``rng`` itself when it is one (on this device), else
-        seeded by :func:`torch_seed` from ``rng`` (int / SeedSequence / numpy Generator: one draw) or
+        seeded by :func:`shld.seeds.torch_seed` from ``rng`` (int / SeedSequence / numpy Generator: one draw) or
         ``seed``."""
         torch = self.torch
         src = rng if rng is not None else seed
@@ -239,7 +233,7 @@ class TorchBackend:
             raise TypeError(f"`rng` for backend='torch' must be a torch.Generator, a numpy Generator, an "
                             f"int seed, a SeedSequence or None, got {type(src).__name__}")
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(torch_seed(src))
+        gen.manual_seed(torch_seed(src))          # src None: fresh entropy, as numpy's default_rng(None)
         return gen
 
     def randn_(self, out, gen):

@@ -22,7 +22,7 @@ the run, at most one every 20 steps, and one at the last step; never the full tr
 per-walker status (0 = ok, 1 = went non-finite) with the step where the failure was detected: θ is
 checked every ``check_every`` steps, the loss and gradient of the live walkers at every record.
 Randomness: one generator per run (numpy: ``numpy.random.Generator``; torch: a ``torch.Generator``
-seeded from the run seed by :func:`shld.dynamics.backends.torch_seed`); the same seed gives the same
+seeded from the run seed by :func:`shld.seeds.torch_seed`, the package's one rule); the same seed gives the same
 bits within one backend, dtype and device.
 Resuming: ``SimulationResult.state`` can be saved (``state.to_arrays()``) and passed back as
 ``state=`` to continue exactly where the run stopped.
