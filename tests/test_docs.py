@@ -1,4 +1,4 @@
-"""Every ```python block of the README and docs/core.md runs (the README's first block at full size)."""
+"""Every ```python block of the README, docs/core.md and docs/studies.md runs (the README's first block at full size)."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "docs/core.md"]
+DOCS = ["README.md", "docs/core.md", "docs/studies.md"]
 
 
 def blocks(name):

@@ -3,7 +3,7 @@
     shld run NAME [--param value ...] [--seed S] [--out DIR] [--resume] [--executor E] [--jobs N] [--address A]
     shld list                      experiments and landscapes
     shld reproduce [--quick|--full] [--out DIR] [--resume] [--executor E] [--jobs N] [--address A]
-    shld report RUN_DIR
+    shld report RUN_DIR [--redraw]
 
 Options of ``shld run NAME`` come from the experiment's parameter dataclass;
 ``shld run NAME --help`` lists them with their defaults. ``--executor serial|process|dask|ray``,
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild the report from run folders alone")
     report.add_argument("run_dir", help="an audit folder or a single run folder")
+    report.add_argument("--redraw", action="store_true",
+                        help="draw every run's figures again from its member results first")
     return parser
 
 
@@ -130,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                              "sweep_jobs", "sweep_address")}
         try:
             executor = executor_from_args(args.sweep_executor, args.sweep_jobs, args.sweep_address)
-        except (ValueError, TypeError, ModuleNotFoundError) as exc:   # bad choice, or the extra is missing
+            if args.sweep_address:
+                executor.start()      # a cluster that does not answer fails here, before the run folder
+        except (ValueError, TypeError, ModuleNotFoundError, ConnectionError) as exc:
+            # a bad choice, a missing extra, or nothing at --address
             print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
             return 2
         try:
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from shld.reporting.audit import rebuild_report
 
-        return rebuild_report(args.run_dir)
+        return rebuild_report(args.run_dir, redraw=args.redraw)
     return 1
 
 

@@ -112,3 +112,17 @@ def test_two_workers_write_the_same_summary_as_one(name, tmp_path):
     with use_executor(2):
         run_experiment(name, tmp_path / "two", progress=False, **params)
     assert (tmp_path / "one" / "summary.json").read_bytes() == (tmp_path / "two" / "summary.json").read_bytes()
+
+
+def test_report_redraw_draws_the_figures_again_from_the_results_alone(tmp_path):
+    """Figures come from the member results: delete them, `shld report --redraw` draws the same set."""
+    from shld.cli import main
+
+    run, _ = run_experiment("escape", tmp_path / "e", progress=False, **FAST["escape"])
+    drawn = sorted(p.name for p in (run.path / "figures").iterdir())
+    assert drawn == ["escape.png"]
+    for p in (run.path / "figures").iterdir():
+        p.unlink()
+    assert main(["report", str(run.path), "--redraw"]) == 0
+    assert sorted(p.name for p in (run.path / "figures").iterdir()) == drawn
+    assert (run.path / "report.md").exists()

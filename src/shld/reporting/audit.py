@@ -138,7 +138,7 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
         jobs = shared.jobs
         seed = check_int("seed", seed, minimum=0)
         names = list(AUDIT_ORDER if names is None else names)
-    except (TypeError, ValueError, ModuleNotFoundError) as exc:
+    except (TypeError, ValueError, ModuleNotFoundError, ConnectionError) as exc:
         print(f"shld reproduce: error: {exc}", file=sys.stderr)
         return 2
     overrides = overrides or {}
@@ -266,11 +266,12 @@ def _reproduce(mode: str, out: Path, resume: bool, jobs: int | None, seed: int, 
     return code
 
 
-def rebuild_report(run_dir: str | Path, *, quiet: bool = False) -> int:
+def rebuild_report(run_dir: str | Path, *, quiet: bool = False, redraw: bool = False) -> int:
     """Rebuild ``report.md`` and ``report.html`` in ``run_dir`` from the folders alone (an audit
-    folder, or a single run folder). Returns 0; 1 when some file could not be read (the report is
-    written with what could, and each unreadable one is listed, in it and on stderr); 2 when
-    ``run_dir`` holds no runs."""
+    folder, or a single run folder); with ``redraw``, first draw every finished run's figures again from
+    its member results (:func:`shld.experiments.study.redraw_figures`). Returns 0; 1 when some file could
+    not be read (the report is written with what could, and each unreadable one is listed, in it and on
+    stderr); 2 when ``run_dir`` holds no runs."""
     from shld.reporting.render import collect, render_html, render_markdown
 
     run_dir = Path(run_dir)
@@ -279,6 +280,18 @@ def rebuild_report(run_dir: str | Path, *, quiet: bool = False) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"shld report: error: {exc}", file=sys.stderr)
         return 2
+    if redraw:
+        from shld.experiments.study import redraw_figures
+
+        for item in data["experiments"]:
+            if (item["folder"] / "summary.json").exists():
+                try:
+                    names = redraw_figures(item["folder"])
+                except Exception as exc:      # one run that cannot be redrawn does not stop the others
+                    data.setdefault("unreadable", []).append((str(item["folder"]), f"figures not redrawn: {exc}"))
+                    continue
+                if not quiet:
+                    print(f"{item['name']}: redrew {len(names)} figure(s)")
     write_text(run_dir / "report.md", render_markdown(data))
     write_text(run_dir / "report.html", render_html(data))
     for where, why in data.get("unreadable", []):
