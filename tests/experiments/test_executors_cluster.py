@@ -192,6 +192,17 @@ def test_arguments_are_checked_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("engine,address", [("dask", "tcp://127.0.0.1:1"), ("ray", "127.0.0.1:1")])
+def test_an_address_nobody_answers_fails_before_the_run(engine, address, tmp_path, capsys):
+    pytest.importorskip("dask.distributed" if engine == "dask" else "ray")
+    from shld.cli import main
+
+    out = tmp_path / "r"
+    assert main(["run", "double-well", "--out", str(out), "--executor", engine, "--address", address]) == 2
+    assert f"nothing answers at `address` {address!r}" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_environment_selects_the_executor(monkeypatch):
     monkeypatch.setenv("SHLD_EXECUTOR", "process")
     monkeypatch.setenv("SHLD_JOBS", "3")
@@ -209,6 +220,18 @@ def test_environment_selects_the_executor(monkeypatch):
     env = SharedExecutor("process", 2).env()
     assert env == {"SHLD_EXECUTOR": "process", "SHLD_JOBS": "2", "SHLD_ADDRESS": ""}
     assert SharedExecutor("dask", None, "tcp://h:1").env()["SHLD_ADDRESS"] == "tcp://h:1"
+
+
+def test_member_failed_error_names_the_member_and_pickles():
+    import pickle
+
+    err = MemberFailedError(4, {"p": 12, "blob": "x" * 500}, ValueError("boom"), 3, "dask")
+    text = str(err)
+    assert text.startswith("sweep member 4 (item {'p': 12") and "after 3 attempt(s) on dask: ValueError: boom" in text
+    assert len(text) < 500                                   # a long item is shortened
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.index, back.attempts, str(back)) == (4, 3, text)
+    assert not isinstance(err, (ValueError, TypeError))      # not a parameter error: the run folder stays
 
 
 def test_core_imports_without_the_extras():

@@ -203,8 +203,14 @@ class DaskExecutor:
                 self._cluster = d.LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
                                                dashboard_address=None, silence_logs=logging.ERROR)
                 self.address = self._cluster.scheduler_address
+            if self._cluster is None and (self.address.startswith("tcp://") or "://" not in self.address):
+                _probe(self.address, "dask")
             try:
                 self._client = d.Client(self.address if self._cluster is None else self._cluster)
+            except OSError as exc:         # nothing answered (TimeoutError, refused)
+                self.close()
+                raise ConnectionError(f"executor 'dask': no Dask scheduler answered at `address` "
+                                      f"{self.address!r} ({type(exc).__name__}: {exc})") from exc
             except BaseException:
                 self.close()
                 raise
@@ -237,21 +243,47 @@ class DaskExecutor:
         self.start()
         client = self._client
         tag = uuid.uuid4().hex[:12]
-        futures = [client.submit(fn, item, key=f"shld-member-{tag}-{i}", pure=False, retries=self.retries)
-                   for i, item in enumerate(items)]
+        futures = client.map(fn, items, key=[f"shld-member-{tag}-{i}" for i in range(len(items))],
+                             retries=self.retries)
         try:
-            for i, fut in enumerate(futures):
-                try:
-                    res = fut.result()
-                except Exception as exc:
-                    raise MemberFailedError(i, items[i], exc, self.retries + 1, "dask") from exc
-                futures[i] = None       # let the scheduler forget a delivered result
-                yield res
+            i = 0
+            while i < len(futures):
+                # the finished run starting at i comes back in one gather; otherwise wait for member i
+                j = i
+                while j < len(futures) and futures[j].status == "finished":
+                    j += 1
+                if j > i:
+                    batch = client.gather(futures[i:j])
+                else:
+                    try:
+                        batch = [futures[i].result()]
+                    except Exception as exc:
+                        raise MemberFailedError(i, items[i], exc, self.retries + 1, "dask") from exc
+                for res in batch:
+                    futures[i] = None       # let the scheduler forget a delivered result
+                    i += 1
+                    yield res
         finally:
             left = [f for f in futures if f is not None]
             if left:
                 with contextlib.suppress(Exception):
                     client.cancel(left)
+
+
+def _probe(address: str, engine: str, timeout: float = 10.0) -> None:
+    """Fail fast when nothing listens at a ``host:port`` address (Ray retries a dead one for minutes);
+    ``auto`` and addresses without a port are left to the engine."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"executor {engine!r}: nothing answers at `address` {address!r} "
+                              f"({type(exc).__name__}: {exc})") from None
 
 
 def _ray_call(fn, item):
@@ -348,10 +380,19 @@ class RayExecutor:
         if not ray.is_initialized():
             if self.address is None:
                 self._reaper = _start_reaper()      # the local instance dies with this process
-                ctx = ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
-                               logging_level="ERROR")
+                try:
+                    ctx = ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
+                                   logging_level="ERROR")
+                except BaseException:
+                    self.close()
+                    raise
             else:
-                ctx = ray.init(address=self.address, logging_level="ERROR")
+                _probe(self.address, "ray")
+                try:
+                    ctx = ray.init(address=self.address, logging_level="ERROR")
+                except (ConnectionError, TimeoutError) as exc:
+                    raise ConnectionError(f"executor 'ray': no Ray cluster answered at `address` "
+                                          f"{self.address!r} ({type(exc).__name__}: {exc})") from exc
             self._owns = True
             self.address = self.address or ctx.address_info["address"]
         elif self.address is None:
@@ -535,13 +576,19 @@ class SharedExecutor:
     ``SHLD_EXECUTOR`` / ``SHLD_JOBS`` / ``SHLD_ADDRESS`` values to set for them. For a local Dask
     or Ray cluster, the first :meth:`env` starts ONE cluster in this process and hands its address
     to every child (instead of each starting its own); :meth:`close` shuts it down. The cluster's
-    worker processes die with this process."""
+    worker processes die with this process. A given ``address`` is tried once here (a
+    ``ConnectionError`` if nothing answers), so a wrong one fails before any study starts."""
 
     def __init__(self, executor: str | None = None, jobs: int | None = None, address: str | None = None):
         self.name, self.jobs, self.address = check_executor_args(executor, jobs, address)
         self._local = None
-        if self.name in ("dask", "ray") and self.address is None:
-            self._local = executor_from_args(self.name, self.jobs)   # checks the extra is installed
+        if self.name in ("dask", "ray"):
+            ex = executor_from_args(self.name, self.jobs, self.address)   # checks the extra is installed
+            if self.address is None:
+                self._local = ex
+            else:
+                with ex:
+                    pass
 
     def env(self) -> dict[str, str]:
         if self._local is not None:

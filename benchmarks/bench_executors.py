@@ -1,0 +1,177 @@
+"""Cost of shipping sweep members: per-task overhead of each executor, and a sweep or the quick audit
+under a 2-worker Dask LocalCluster and a 2-CPU Ray instance against ``--jobs 2`` (worker processes).
+
+    python benchmarks/bench_executors.py overhead [--n 200]
+    python benchmarks/bench_executors.py sweep [--repeat 2]          # double-descent, quick-audit size
+    python benchmarks/bench_executors.py audit [--repeat 1] [--out DIR]
+    python benchmarks/bench_executors.py all
+
+``overhead``: the time to start each engine (a local cluster, or ProcessExecutor's pool, which is started
+per sweep), the round trip of one no-op member (median of 7), and the dispatch cost per member when 200
+no-op members go through 2 workers (wall / n). ``sweep``: ``run_experiment("double-descent")`` at its
+quick-audit preset (90 members of ~0.1-0.5 s) on each engine, clusters started beforehand (their start
+is reported by ``overhead``). ``audit``: ``shld reproduce --quick`` with ``--executor process|dask|ray
+--jobs 2``, whole wall time including the cluster's start (reproduce starts one cluster for all
+studies). Engines run in turn (process, dask, ray) ``--repeat`` times; the ratio is to process.
+Target (issue 12): the quick audit under Dask or Ray within 1.15x of ``--jobs 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENGINES = ("process", "dask", "ray")
+
+
+def _noop(x):
+    return x
+
+
+def _executor(engine: str, jobs: int = 2):
+    from shld.experiments.executor import executor_from_args
+
+    return executor_from_args(engine, jobs)
+
+
+def overhead(n: int = 200) -> list[dict]:
+    rows = []
+    for engine in ENGINES:
+        try:
+            ex = _executor(engine)
+        except ModuleNotFoundError as exc:
+            print(f"{engine}: skipped ({exc})")
+            continue
+        t0 = time.perf_counter()
+        if engine == "process":
+            list(ex.map(_noop, [0, 1]))                 # a pool of 2 is started for every sweep
+        else:
+            ex.start()
+            list(ex.map(_noop, [0]))
+        start = time.perf_counter() - t0
+        if engine == "process":
+            one = start                                 # a one-member sweep runs in this process (no pool)
+        else:
+            trips = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                list(ex.map(_noop, [0]))
+                trips.append(time.perf_counter() - t0)
+            one = statistics.median(trips)
+        t0 = time.perf_counter()
+        assert list(ex.map(_noop, range(n))) == list(range(n))
+        wall = time.perf_counter() - t0
+        if hasattr(ex, "close"):
+            ex.close()
+        rows.append({"engine": engine, "start_s": start, "one_ms": one * 1e3, "wall_n_s": wall,
+                     "per_member_ms": wall / n * 1e3})
+    return rows
+
+
+def sweep(repeat: int = 2) -> dict[str, list[float]]:
+    from shld.experiments.double_descent import AUDIT
+    from shld.experiments.executor import use_executor
+    from shld.experiments.registry import run_experiment
+
+    started = {}
+    for engine in ENGINES:
+        try:
+            ex = _executor(engine)
+        except ModuleNotFoundError as exc:
+            print(f"{engine}: skipped ({exc})")
+            continue
+        if hasattr(ex, "start"):
+            ex.start()
+        started[engine] = ex
+    times: dict[str, list[float]] = {e: [] for e in started}
+    summaries = {}
+    with tempfile.TemporaryDirectory(prefix="shld-bench-ex-") as tmp:
+        for r in range(repeat):
+            for engine, ex in started.items():
+                out = Path(tmp) / f"{engine}-{r}"
+                t0 = time.perf_counter()
+                with use_executor(ex):
+                    run_experiment("double-descent", out, progress=False, **AUDIT["quick"])
+                times[engine].append(time.perf_counter() - t0)
+                summaries.setdefault(engine, (out / "summary.json").read_bytes())
+    for ex in started.values():
+        if hasattr(ex, "close"):
+            ex.close()
+    same = len(set(summaries.values())) == 1
+    print(f"summary.json byte-identical across engines: {same}")
+    return times
+
+
+def audit(repeat: int = 1, out: str | None = None) -> dict[str, list[float]]:
+    from shld.reporting.audit import reproduce
+
+    base = Path(out or tempfile.mkdtemp(prefix="shld-bench-audit-"))
+    times: dict[str, list[float]] = {e: [] for e in ENGINES}
+    for r in range(repeat):
+        for engine in ENGINES:
+            folder = base / f"{engine}-{r}"
+            t0 = time.perf_counter()
+            code = reproduce("quick", folder, executor=engine, jobs=2, progress=False)
+            wall = time.perf_counter() - t0
+            if code == 2:
+                print(f"{engine}: not run (see the error above)")
+                continue
+            times[engine].append(wall)
+            print(f"audit {engine} #{r}: {wall:.1f} s (exit {code}) -> {folder}", flush=True)
+    return {e: t for e, t in times.items() if t}
+
+
+def _ratio_table(times: dict[str, list[float]], what: str) -> str:
+    ref = min(times["process"]) if times.get("process") else None
+    lines = [f"| engine | {what} wall s (each run) | best | ratio to process (best/best) |", "|---|---|---|---|"]
+    for engine, ts in times.items():
+        best = min(ts)
+        ratio = f"{best / ref:.2f}" if ref else ""
+        lines.append(f"| {engine} | {' / '.join(f'{t:.1f}' for t in ts)} | {best:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["overhead", "sweep", "audit", "all"])
+    ap.add_argument("--n", type=int, default=200, help="no-op members for the dispatch cost")
+    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--out", default=None, help="audit folders (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    import numpy as np
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+          f"numpy {np.__version__}; load average {os.getloadavg()[0]:.1f}")
+    for mod in ("dask", "distributed", "ray"):
+        try:
+            print(f"{mod} {__import__(mod).__version__}", end="; ")
+        except ModuleNotFoundError:
+            print(f"{mod} not installed", end="; ")
+    print()
+    if args.what in ("overhead", "all"):
+        rows = overhead(args.n)
+        print(f"\n| engine | start s | one member round trip ms | {args.n} no-op members on 2 workers: wall s | "
+              "per member ms |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['engine']} | {r['start_s']:.2f} | {r['one_ms']:.1f} | {r['wall_n_s']:.2f} | "
+                  f"{r['per_member_ms']:.2f} |")
+    if args.what in ("sweep", "all"):
+        t = sweep(args.repeat or 2)
+        print("\ndouble-descent at its quick-audit preset (clusters already started):")
+        print(_ratio_table(t, "sweep"))
+    if args.what in ("audit", "all"):
+        t = audit(args.repeat or 1, args.out)
+        print(f"\nshld reproduce --quick --jobs 2 --executor E (load average now {os.getloadavg()[0]:.1f}):")
+        print(_ratio_table(t, "audit"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
