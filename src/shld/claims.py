@@ -149,24 +149,28 @@ class FractionTest:
         return 0.5 * (self.high - self.low)
 
 
-def fraction_at_least(k: int, n: int, level: float, confidence: float = 0.95) -> FractionTest:
-    """Claim "the fraction is at least ``level``".
+#: the rule of :func:`fraction_at_least`, for claims rows
+RULE_AT_LEAST = ("holds if the measured fraction reaches the level; fails if the whole Wilson 95% interval lies "
+                 "below it (the data exclude the claim); partly if the fraction is below the level but the "
+                 "interval still reaches it (not excluded, not shown)")
 
-    Rule: **holds** if the Wilson interval's upper end is ≥ ``level`` (the data are
-    consistent with a fraction ≥ level); **fails** otherwise (the whole interval lies below).
-    """
+
+def fraction_at_least(k: int, n: int, level: float, confidence: float = 0.95) -> FractionTest:
+    """Claim "the fraction is at least ``level``" (:data:`RULE_AT_LEAST`): **holds** if k/n ≥ ``level``;
+    **fails** if the Wilson interval's upper end is below ``level``; **partly** otherwise (8/10 against
+    90 %: the point is below, the interval [0.49, 0.94] still reaches 0.9)."""
     level = check_real("level", level)
     lo, hi = wilson_interval(k, n, confidence)
-    verdict = HOLDS if hi >= level else FAILS
+    verdict = HOLDS if k / n >= level else FAILS if hi < level else PARTLY
     return FractionTest(k, n, k / n, lo, hi, level, verdict.value)
 
 
 def fraction_at_most(k: int, n: int, level: float, confidence: float = 0.95) -> FractionTest:
-    """Claim "the fraction is at most ``level``": **holds** if the Wilson interval's lower end
-    is ≤ ``level``, **fails** otherwise."""
+    """Claim "the fraction is at most ``level``", the mirror of :func:`fraction_at_least`: **holds** if
+    k/n ≤ ``level``; **fails** if the Wilson interval's lower end is above ``level``; **partly** otherwise."""
     level = check_real("level", level)
     lo, hi = wilson_interval(k, n, confidence)
-    verdict = HOLDS if lo <= level else FAILS
+    verdict = HOLDS if k / n <= level else FAILS if lo > level else PARTLY
     return FractionTest(k, n, k / n, lo, hi, level, verdict.value)
 
 

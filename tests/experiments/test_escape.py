@@ -89,3 +89,58 @@ def test_run_resumes_after_an_injected_failure(tmp_path, monkeypatch):
         s = whole["stats"][ln]
         assert s["control"]["interventions_per_walker"] <= s["rule"]["interventions_per_walker"] + 1e-12
     assert (tmp_path / "b" / "figures" / "escape.png").exists()
+
+
+def _arm(n, escaped_at, *, diverged=0, boosts=0, x_final=None):
+    """A built member result: the first ``len(escaped_at)`` walkers cross at those steps (the rest never),
+    the last ``diverged`` walkers are non-finite with a recorded crossing at step 1."""
+    fpt = np.full(n, np.inf)
+    fpt[:len(escaped_at)] = escaped_at
+    status = np.zeros(n, np.int64)
+    if diverged:
+        status[-diverged:] = 1
+        fpt[-diverged:] = 1.0
+    return {"fpt_steps": fpt, "status": status, "x_final": np.full(n, -1.0) if x_final is None else x_final,
+            "loss_final": np.zeros(n), "n_interventions": np.full(n, boosts), "x_saddle": 0.0, "x_right": 1.0}
+
+
+def _verdicts(results, **kw):
+    from shld.experiments.registry import get_study
+
+    study = get_study("escape")
+    params = study.Params(n_walkers=100, n_steps=5000, short_steps=100, **kw)
+    return {r["id"]: r["verdict"] for r in study.analyse(params, results).claims}
+
+
+def _results(none, rule, literal, control):
+    return {f"{ln}.{a}": r for ln in esc.LANDSCAPES
+            for a, r in (("none", none), ("rule", rule), ("literal", literal), ("control", control))}
+
+
+def test_escape_verdicts_reach_every_outcome_on_built_results():
+    n = 100
+    # none: 3/100 escape within 5000 → 97 % stuck (holds); rule: all within 50 steps (holds)
+    v = _verdicts(_results(_arm(n, [4000] * 3), _arm(n, [50] * n), _arm(n, [50] * 93), _arm(n, [3000] * 10)))
+    assert v["escape-stuck-symmetric"] == "holds"
+    assert v["escape-100-rule-symmetric"] == "holds"
+    assert v["escape-100-literal-symmetric"] == "partly"          # 93 % < 95 %, Wilson interval reaches it
+    assert v["escape-rule-vs-control-symmetric"] == "holds"       # 100 % vs 10 %
+    # none: 40 % escape → 60 % stuck (fails); rule: 20 % (fails); control as good as the rule (fails)
+    v = _verdicts(_results(_arm(n, [100] * 40), _arm(n, [50] * 20), _arm(n, []), _arm(n, [50] * 20)))
+    assert v["escape-stuck-symmetric"] == "fails"
+    assert v["escape-100-rule-symmetric"] == "fails"
+    assert v["escape-rule-vs-control-symmetric"] == "fails"
+    # stuck at 88 %: below 90 % but the interval reaches it
+    assert _verdicts(_results(_arm(n, [10] * 12), _arm(n, []), _arm(n, []), _arm(n, [])))[
+        "escape-stuck-symmetric"] == "partly"
+
+
+def test_diverged_walkers_never_count_as_escaped():
+    """The literal-code arm: walkers thrown to +inf 'cross' every target at their first non-finite step; they
+    are not escapes (before the fix 92.6 % of that arm 'escaped' with 2000/2000 walkers non-finite)."""
+    n = 100
+    literal = _arm(n, [], diverged=n)
+    v = _verdicts(_results(_arm(n, []), _arm(n, [50] * n), literal, _arm(n, [])))
+    assert v["escape-100-literal-symmetric"] == "fails"
+    s = esc._stats(literal, 100, 5000)
+    assert s["escaped_short"] == 0 and s["nonfinite"] == n and s["nonfinite_that_had_crossed"] == n

@@ -49,14 +49,18 @@ def test_wilson_interval_matches_the_closed_form():
     assert hi == pytest.approx(centre + half, rel=1e-9)
 
 
-def test_fraction_rules_hold_and_fail_on_built_inputs():
-    # 950/1000 stuck: consistent with "at least 90%"; 800/1000: CI [0.77, 0.82] is below 0.9
+def test_fraction_rules_reach_every_outcome_on_built_inputs():
+    # 950/1000 reaches "at least 90%"; 800/1000: CI [0.77, 0.82] lies below 0.9
     assert fraction_at_least(950, 1000, 0.90).verdict == "holds"
+    assert fraction_at_least(900, 1000, 0.90).verdict == "holds"          # exactly the level
     assert fraction_at_least(800, 1000, 0.90).verdict == "fails"
-    # a small sample just under the level stays consistent with it (upper end of CI >= level)
-    assert fraction_at_least(8, 10, 0.90).verdict == "holds"
+    # 8/10 is below 90 % but its interval [0.49, 0.94] still reaches it: not shown, not excluded
+    t = fraction_at_least(8, 10, 0.90)
+    assert t.verdict == "partly" and t.low < 0.5 < 0.9 < t.high
+    assert fraction_at_least(899, 1000, 0.90).verdict == "partly"        # just below, CI reaches 0.9
     assert fraction_at_most(20, 1000, 0.05).verdict == "holds"
     assert fraction_at_most(200, 1000, 0.05).verdict == "fails"
+    assert fraction_at_most(2, 10, 0.10).verdict == "partly"              # 20 %, CI [0.06, 0.51]
     assert fractions_differ(900, 1000, 500, 1000) == 1
     assert fractions_differ(500, 1000, 900, 1000) == -1
     assert fractions_differ(500, 1000, 510, 1000) == 0

@@ -45,6 +45,7 @@ import numpy as np
 from shld.claims import (
     FAILS,
     HOLDS,
+    RULE_AT_LEAST,
     claim_row,
     fraction_at_least,
     fractions_differ,
@@ -59,12 +60,11 @@ from shld.plotting import pyplot, save_figure
 LANDSCAPES = ("double-well", "tilted-double-well")
 ARMS = ("none", "rule", "literal", "control")
 
-RULE_STUCK = ("holds if the Wilson 95% interval of the fraction of walkers WITHOUT intervention that have "
-              "not reached the other minimum after 5000 steps reaches 0.90 or more (upper end >= 0.90); "
-              "fails otherwise.")
-RULE_ESCAPE = ("holds if the Wilson 95% interval of the fraction of walkers WITH the intervention that "
-               "reach the other minimum within 100 steps reaches 0.95 or more (upper end >= 0.95); fails "
-               "otherwise.")
+RULE_STUCK = ("fraction of walkers WITHOUT intervention that have not reached the other minimum after 5000 "
+              "steps, against 0.90: " + RULE_AT_LEAST + ".")
+RULE_ESCAPE = ("fraction of walkers WITH the intervention that reach the other minimum within 100 steps and "
+               "stay finite, against 0.95 (a walker that became non-finite never counts as escaped): "
+               + RULE_AT_LEAST + ".")
 RULE_CONTROL = ("holds if the C-triggered rule escapes (within 5000 steps) more often than the random-time "
                 "control with the same noise budget, with non-overlapping Wilson 95% intervals; fails "
                 "otherwise (overlap or control higher).")
@@ -168,10 +168,13 @@ def _run_arm(task: dict) -> dict:
 
 
 def _stats(r: dict, short: int, horizon: int) -> dict:
+    """Escape counts of one arm. A walker that became non-finite counts as not escaped whatever its
+    recorded first passage (a walker thrown to +inf "crosses" every target), and is counted apart."""
     n = r["fpt_steps"].size
-    k100 = int(np.sum(r["fpt_steps"] <= short))
-    k5000 = int(np.sum(r["fpt_steps"] <= horizon))
     ok = r["status"] == 0
+    fpt = np.where(ok, r["fpt_steps"], np.inf)
+    k100 = int(np.sum(fpt <= short))
+    k5000 = int(np.sum(fpt <= horizon))
     right = int(np.sum(ok & (r["x_final"] > r["x_saddle"])))
     lf = r["loss_final"][ok & np.isfinite(r["loss_final"])]
     return {
@@ -183,6 +186,7 @@ def _stats(r: dict, short: int, horizon: int) -> dict:
         "final_loss_se": float(lf.std(ddof=1) / math.sqrt(lf.size)) if lf.size > 1 else math.nan,
         "interventions_per_walker": float(np.mean(r["n_interventions"])),
         "nonfinite": int(np.sum(~ok)),
+        "nonfinite_that_had_crossed": int(np.sum(~ok & (r["fpt_steps"] <= horizon))),
     }
 
 
@@ -239,7 +243,8 @@ class EscapeStudy(Study):
                     f"with intervention ({what}), escapes within {short} steps ({tag[ln]} well)",
                     "escapes within 100 steps in 95% of runs",
                     f"escaped: {esc.measured}" + (f"; {s['nonfinite']}/{s['n']} walkers diverged (non-finite) "
-                                                  f"by step {hor}" if s["nonfinite"] else ""), esc.verdict,
+                                                  f"by step {hor}, not counted as escaped" if s["nonfinite"]
+                                                  else ""), esc.verdict,
                     RULE_ESCAPE, value=esc.p, uncertainty=esc.halfwidth, figure="figures/escape.png"))
         for ln in LANDSCAPES:
             a, c = stats[ln]["rule"], stats[ln]["control"]
@@ -292,7 +297,8 @@ def _figure(figs, done, stats, params) -> None:
         for a in ARMS:
             r = done[(ln, a)]
             steps = np.arange(0, params.n_steps + 1, max(1, params.n_steps // 500))
-            frac = np.mean(np.asarray(r["fpt_steps"])[None, :] <= steps[:, None], axis=1)
+            fpt = np.where(np.asarray(r["status"]) == 0, r["fpt_steps"], np.inf)   # diverged: not escaped
+            frac = np.mean(fpt[None, :] <= steps[:, None], axis=1)
             ax.plot(steps, frac, color=colors[a], label=a)
         ax.axvline(params.short_steps, color="k", ls=":", lw=1)
         ax.set_xscale("symlog", linthresh=100)
