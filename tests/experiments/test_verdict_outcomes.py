@@ -1,0 +1,129 @@
+"""Each study's verdict code, driven to every outcome by built member results (no simulation).
+
+``Study.analyse`` is a pure function of the parameters and the members' results, so a test can hand it
+results with known numbers and check the verdict the rule text promises — and a changed threshold or a
+verdict forced to "holds" fails here.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from shld.experiments.registry import get_study
+
+
+def _claims(name, results, **params):
+    study = get_study(name)
+    return {r["id"]: r for r in study.analyse(study.Params(**params), results).claims}
+
+
+# --- double-well: the seed's Kramers form against the measured rate ---------------------------------
+
+def test_double_well_rate_rule_reaches_every_outcome():
+    from shld.experiments.double_well import _verdict_rate
+
+    # within 3 SE (+ the crossing bias) → holds; within 25 % → partly; beyond → fails; no estimate → n/t
+    assert _verdict_rate(0.105, 0.100, 0.002, 0.0) == "holds"          # 2.5 SE
+    assert _verdict_rate(0.107, 0.100, 0.002, 0.0) == "partly"         # 3.5 SE, 7 %
+    assert _verdict_rate(0.107, 0.100, 0.002, 0.002) == "holds"        # the bias widens the band
+    assert _verdict_rate(0.130, 0.100, 0.002, 0.0) == "fails"          # 30 %
+    assert _verdict_rate(0.1, math.nan, 0.002, 0.0) == "not testable here"
+
+
+# --- high-dim: Theorem 4 as a bound and as the floor's form ------------------------------------------
+
+def _hd(floors):
+    """Results of high-dim members d → (measured floor, its SE, the seed's floor)."""
+    return {f"d{d}": {"numbers": {"floor_measured": m, "floor_stderr": se, "floor_seed": seed}}
+            for d, (m, se, seed) in floors.items()}
+
+
+@pytest.mark.parametrize("floors,bound,form", [
+    ({10: (0.20, 0.01, 0.21), 100: (2.0, 0.05, 2.1)}, "holds", "holds"),      # ratios 1.05
+    ({10: (0.20, 0.01, 0.30), 100: (2.0, 0.05, 3.0)}, "holds", "partly"),     # ratios 1.5
+    ({10: (0.05, 0.01, 0.20), 100: (0.5, 0.05, 2.0)}, "holds", "fails"),      # ratios 4 (the 2/λ_min case)
+    ({10: (0.30, 0.01, 0.20), 100: (2.0, 0.05, 2.1)}, "fails", "partly"),     # 0.30 − 3·0.01 > 0.20
+])
+def test_high_dim_theorem4_rules_reach_every_outcome(floors, bound, form):
+    c = _claims("high-dim", _hd(floors), dims=list(floors), lambda_min=0.5)
+    assert c["theorem4-bound"]["verdict"] == bound
+    assert c["theorem4-floor-form"]["verdict"] == form
+
+
+# --- kramers: prefactor, exponent, Langevin vs FP, FP vs exact ---------------------------------------
+
+def _kr_row(ratio, *, seed_over_exact=1.0, kl_over_exact=1.0, barrier=1.0, exponent_scale=1.0,
+            t_lv_over_fp=1.0, se_over_fp=0.01, fp_err=1e-5, gap_err=0.01):
+    D = barrier / ratio
+    g_exact = math.exp(-exponent_scale * barrier / D)
+    T_exact = 1.0 / g_exact
+    T_fp = T_exact * (1 + fp_err)
+    return {"ratio": ratio, "D": D, "inv_D": 1 / D, "barrier": barrier, "gamma_exact": g_exact, "T_exact": T_exact,
+            "gamma_seed": seed_over_exact * g_exact, "gamma_eyring_kramers": kl_over_exact * g_exact,
+            "gamma_langer": kl_over_exact * g_exact, "T_fp": T_fp, "gamma_fp_mfpt": 1 / T_fp,
+            "gamma_gap": (1 + gap_err) * g_exact, "T_langevin": t_lv_over_fp * T_fp,
+            "T_langevin_se": se_over_fp * T_fp, "rates": [0.0, 1.0]}
+
+
+def _kr(rows):
+    return {f"ratio={r['ratio']:g}": r for r in rows}, ",".join(f"{r['ratio']:g}" for r in rows)
+
+
+@pytest.mark.parametrize("kw,expect", [
+    (dict(seed_over_exact=1.05), {"kramers-prefactor": "holds", "kramers-exponent": "holds"}),
+    (dict(seed_over_exact=1.6), {"kramers-prefactor": "partly", "kramers-exponent": "holds"}),
+    (dict(seed_over_exact=1.6, exponent_scale=1.3), {"kramers-prefactor": "fails", "kramers-exponent": "fails"}),
+    (dict(kl_over_exact=1.05), {"kramers-langer": "holds"}),
+    (dict(kl_over_exact=1.2), {"kramers-langer": "fails"}),
+    (dict(t_lv_over_fp=1.02), {"master-equation-mfpt": "holds"}),           # 2 % < 3 SE + 3 %
+    (dict(t_lv_over_fp=1.2), {"master-equation-mfpt": "fails"}),
+    (dict(fp_err=5e-4, gap_err=0.02), {"fp-solver-vs-exact": "holds"}),
+    (dict(fp_err=5e-3), {"fp-solver-vs-exact": "fails"}),
+    (dict(gap_err=0.1), {"fp-solver-vs-exact": "fails"}),
+])
+def test_kramers_rules_reach_every_outcome(kw, expect):
+    results, ratios = _kr([_kr_row(r, **kw) for r in (2.0, 3.0, 4.0, 5.0)])
+    c = _claims("kramers", results, ratios=ratios)
+    for rid, verdict in expect.items():
+        assert c[rid]["verdict"] == verdict, (rid, c[rid]["measured"])
+
+
+def test_kramers_langevin_rule_partly_when_most_ratios_agree():
+    rows = [_kr_row(r) for r in (2.0, 3.0, 4.0)] + [_kr_row(5.0, t_lv_over_fp=1.3)]
+    results, ratios = _kr(rows)
+    assert _claims("kramers", results, ratios=ratios)["master-equation-mfpt"]["verdict"] == "partly"
+
+
+# --- double-descent: the interpolation peak and C's collapse -------------------------------------------
+
+def _dd(err_at, C_at, n=20, n_draws=2):
+    """Rows of the synthetic task on the grid p_grid(n, 0.1, 10, 9), with test MSE err_at(p) and C_T C_at(p)."""
+    from shld.experiments.double_descent import p_grid
+
+    out = {}
+    for draw in range(n_draws):
+        for p in p_grid(n, 0.1, 10.0, 9):
+            row = {"dataset": "synthetic", "draw": draw, "p": p, "n": n, "p_over_n": p / n,
+                   "train_mse_minnorm": 0.0, "test_mse_minnorm": err_at(p), "test_mse_ridge": 1.0,
+                   "norm_minnorm": 1.0, "test_err_minnorm": math.nan, "test_err_ridge": math.nan, "gd_lr": 0.1,
+                   "gd_train_loss": 0.0, "gd_test_mse": 1.0, "gd_C_final": C_at(p), "gd_C_min": C_at(p)}
+            out[f"synthetic.draw{draw}.p{p}"] = {"row": row, "traj": np.zeros((1, 3))}
+    return out
+
+
+PARAMS = dict(datasets="synthetic", n_train=20, n_p=9, n_draws=2)
+
+
+@pytest.mark.parametrize("C_at,verdict", [
+    (lambda p: 0.1 if p == 20 else 10.0, "holds"),                     # collapses at p = n, recovers
+    (lambda p: 0.1 if p >= 20 else 10.0, "partly"),                    # collapses, no recovery
+    (lambda p: 10.0, "fails"),
+])
+def test_double_descent_rules_reach_every_outcome(C_at, verdict):
+    peak_at_n = _dd(lambda p: 10.0 if p == 20 else 1.0, C_at)
+    c = _claims("double-descent", peak_at_n, **PARAMS)
+    assert c["dd-peak-synthetic"]["verdict"] == "holds"
+    assert c["dd-C-collapse"]["verdict"] == verdict
+    peak_far = _dd(lambda p: 10.0 if p == 200 else 1.0, C_at)
+    assert _claims("double-descent", peak_far, **PARAMS)["dd-peak-synthetic"]["verdict"] == "fails"
