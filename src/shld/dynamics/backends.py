@@ -105,6 +105,25 @@ class NumpyBackend:
             j = i + _AXPY_CHUNK
             axpy(fx[i:j], fy[i:j], a=a)
 
+    def axpy2_(self, y, x1, a1: float, x2, a2: float) -> None:
+        """y ← y + a1·x1, then y ← y + a2·x2 (two fused roundings per element, as two :meth:`axpy_`),
+        slice by slice so that each slice of y is still in cache for the second update."""
+        axpy = _AXPY.get(y.dtype.type)
+        if axpy is None or not (y.flags.c_contiguous and x1.flags.c_contiguous and x2.flags.c_contiguous) \
+                or x1.dtype != y.dtype or x2.dtype != y.dtype:
+            self.axpy_(y, x1, a1)
+            self.axpy_(y, x2, a2)
+            return
+        fy, f1, f2 = y.reshape(-1), x1.reshape(-1), x2.reshape(-1)
+        if fy.shape[0] <= _AXPY_CHUNK:
+            axpy(f1, fy, a=a1)
+            axpy(f2, fy, a=a2)
+            return
+        for i in range(0, fy.shape[0], _AXPY_CHUNK):
+            j = i + _AXPY_CHUNK
+            axpy(f1[i:j], fy[i:j], a=a1)
+            axpy(f2[i:j], fy[i:j], a=a2)
+
     def sqrt(self, x):
         return np.sqrt(x)
 
@@ -257,6 +276,10 @@ class TorchBackend:
     # -- arithmetic ----------------------------------------------------------------
     def axpy_(self, y, x, a: float) -> None:
         y.add_(x, alpha=a)
+
+    def axpy2_(self, y, x1, a1: float, x2, a2: float) -> None:
+        y.add_(x1, alpha=a1)
+        y.add_(x2, alpha=a2)
 
     def sqrt(self, x):
         return self.torch.sqrt(x)

@@ -71,9 +71,10 @@ class EulerMaruyama:
         sigma = math.sqrt(2.0 * D * dt) if scalar_D else bk.sqrt(2.0 * D * dt)
         if self.preconditioner is None and scalar_D:
             # two fused passes y ← y + a·x (numpy: BLAS axpy, one rounding each) instead of four passes
-            bk.axpy_(theta, grad, -dt)
             if sigma != 0.0:
-                bk.axpy_(theta, noise, sigma)
+                bk.axpy2_(theta, grad, -dt, noise, sigma)
+            else:
+                bk.axpy_(theta, grad, -dt)
             return
         if self.preconditioner is None:
             grad *= dt

@@ -100,18 +100,19 @@ class DoubleWell(Landscape):
 
         def descend_(theta, dt, noise=None):
             # θ₀ ← θ₀·(1 − dt·c·(θ₀² − a²)) − dt·tilt (+ noise): with no tilt and d = 1 two passes in all,
-            # the gradient never stored
-            x = theta[:, 0]
-            key = (x.shape, dt)
-            got = scratch.get(key)
-            if got is None:
-                scratch.clear()
-                got = scratch[key] = (torch.empty_like(x), torch.tensor(1.0 + dt * c * a * a, dtype=x.dtype,
-                                                                        device=x.device))
-            w, one_plus = got
-            torch.addcmul(one_plus, x, x, value=-dt * c, out=w)
-            if noise is not None and dim == 1 and not tilt:
-                torch.addcmul(noise[:, 0], w, x, out=x)
+            # the gradient never stored. The engine passes the same θ and noise tensors at every step: their
+            # views and the constants are made once (a torch view costs ~2 µs, the passes ~5 µs at 10⁴)
+            got = scratch.get("last")
+            if got is None or got[0] is not theta or got[1] is not noise or got[2] != dt:
+                x = theta[:, 0]
+                got = scratch["last"] = (theta, noise, dt, x, None if noise is None else noise[:, 0],
+                                         torch.empty_like(x),
+                                         torch.tensor(1.0 + dt * c * a * a, dtype=x.dtype, device=x.device),
+                                         -dt * c)
+            _, _, _, x, z, w, one_plus, step = got
+            torch.addcmul(one_plus, x, x, value=step, out=w)
+            if z is not None and dim == 1 and not tilt:
+                torch.addcmul(z, w, x, out=x)
                 return theta
             x.mul_(w)
             if tilt:
