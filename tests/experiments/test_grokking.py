@@ -96,9 +96,16 @@ def test_rules_fire_where_built_and_respect_arming():
     # C < 2 ⇔ k > 40 → e = 191 (and it is decreasing there)
     assert f["c_below_2_decreasing"] == 191
     assert f["test_loss_onset"] == 260 and f["weight_norm_drop"] == 303
-    # armed after everything: rules only fire at or after the arm
+    assert f["memorisation"] == 100                                # train accuracy alone: the arming epoch
+    # armed after C fell: "C < 1" is already true then and never changes again, so it does not fire (it
+    # used to fire at the arming epoch, making every lead time the arming epoch's distance to grokking)
     late = gk.rule_fires(e, C, test_loss, wn, arm=350)
-    assert late["seed_c_below_1"] == 350 and late["c_below_2_decreasing"] is None  # flat C is not decreasing
+    assert late["seed_c_below_1"] is None and late["seed_c_drop"] is None
+    assert late["c_below_2_decreasing"] is None                    # flat C is not decreasing
+    assert late["memorisation"] == 350
+    # true at arming, then false, then true again: fires on the second rise only
+    C2 = np.where((e >= 120) & (e < 140), 3.0, 0.5)
+    assert gk.rule_fires(e, C2, test_loss, wn, arm=100)["seed_c_below_1"] == 140
     assert all(v is None for v in gk.rule_fires(e, C, test_loss, wn, arm=None).values())
 
 
@@ -107,7 +114,7 @@ def test_rules_never_fire_on_flat_high_c_and_nan():
     C = np.full_like(e, 9.0)
     C[:20] = np.nan
     f = gk.rule_fires(e, C, np.full_like(e, 3.0), np.full_like(e, 10.0), arm=0)
-    assert all(v is None for v in f.values())
+    assert all(v is None for k, v in f.items() if k != "memorisation")
 
 
 def test_events_from_columns():

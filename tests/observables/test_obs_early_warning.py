@@ -18,12 +18,18 @@ def test_trailing_max_is_the_windowed_maximum(values, window):
     np.testing.assert_array_equal(trailing_max(x, window), naive)
 
 
-def test_seed_drop_rule_uses_the_previous_200_epochs_only():
+def test_rules_fire_on_a_change_after_arming_only():
+    """C = 1.5 with a spike to 10 at epoch 100: "C ≤ ½ of its 200-epoch maximum" is true from 101 while the
+    spike is inside the window (to epoch 300), false after it."""
     e = np.arange(600.0)
     C = np.full_like(e, 1.5)
-    C[100] = 10.0          # a spike; C = 1.5 later is ≤ ½ of it only while the spike is in the window
+    C[100] = 10.0
     ones = np.ones_like(e)
-    assert rule_fires(e, C, ones, ones, arm=250)["seed_c_drop"] == 250.0     # spike 150 epochs back
-    assert rule_fires(e, C, ones, ones, arm=300)["seed_c_drop"] == 300.0     # exactly 200 back: inside
-    assert rule_fires(e, C, ones, ones, arm=301)["seed_c_drop"] is None      # 201 back: outside
-    assert rule_fires(e, C, ones, ones, arm=None)["seed_c_drop"] is None     # never armed
+    assert rule_fires(e, C, ones, ones, arm=50)["seed_c_drop"] == 101       # becomes true after arming
+    assert rule_fires(e, C, ones, ones, arm=100)["seed_c_drop"] == 101
+    assert rule_fires(e, C, ones, ones, arm=101)["seed_c_drop"] is None     # already true when armed
+    assert rule_fires(e, C, ones, ones, arm=250)["seed_c_drop"] is None     # true at arming, never rises again
+    assert rule_fires(e, C, ones, ones, arm=None)["seed_c_drop"] is None    # never armed
+    # the window is 200 epochs: a spike at 100 makes the condition false again from epoch 301
+    win = trailing_max(C, 200)
+    assert win[300] == 10.0 and win[301] == 1.5

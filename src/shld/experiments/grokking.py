@@ -81,7 +81,10 @@ TEST_GROK = 0.95
 
 RULE_GROKS = ("holds if test accuracy reaches 95 % after train accuracy reached 99 % in at least "
               "⌈2n/3⌉ of the n seeds; fails if in none; partly otherwise.")
-RULE_WARNING = ("holds if the rule fires before test accuracy reaches 95 % (lead > 0) in at least "
+RULE_WARNING = ("All rules (C and baselines) are armed when train accuracy first reaches 99 % and fire on a "
+                "change after arming (a condition already true then must first become false; "
+                "shld.observables.early_warning). holds if the rule fires before test accuracy reaches 95 % "
+                "(lead > 0) in at least "
                 "⌈2n/3⌉ of n seeds AND does not fire in the random-label control; partly if it fires "
                 "before grokking in at least one seed (or in ⌈2n/3⌉ but also in the control); fails if it "
                 "never fires before grokking.")
@@ -90,7 +93,8 @@ RULE_DROP300 = ("holds if smoothed C falls by ≥ 50 % (some later epoch ≤ ½ 
                 "in none; partly otherwise.")
 RULE_C_VS_BASELINE = ("holds if the best C rule's mean lead exceeds the best baseline's mean lead by more "
                       "than twice their combined standard error; fails if it is smaller by more than that; "
-                      "partly otherwise; fails if no C rule fires before grokking in ⌈2n/3⌉ seeds.")
+                      "partly otherwise; fails if no C rule fires before grokking in ⌈2n/3⌉ seeds. The baselines "
+                      "include memorisation (train accuracy alone: lead = t_test95 − t_train99).")
 RULE_REGIME = ("holds if the measured C lies in the same regime (shld.observables.consolidation."
                "REGIME_CUTS: ≥10 deterministic, 2-10 transitional, 0.5-2 critical, <0.5 diffusive) as the "
                "seed's value in at least ⌈2n/3⌉ of n seeds; fails if in none; partly otherwise.")
@@ -504,7 +508,8 @@ def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
                   "seed_c_drop": "C(t) drops sharply ~200 epochs before grokking",
                   "c_below_2_decreasing": "C < 2 and still decreasing → grokking imminent",
                   "test_loss_onset": "baseline (not a seed claim)",
-                  "weight_norm_drop": "baseline (not a seed claim)"}
+                  "weight_norm_drop": "baseline (not a seed claim)",
+                  "memorisation": "baseline (not a seed claim): train accuracy alone"}
     for k in WARNING_RULES:
         leads = [s["leads"][k] for s in per_seed]
         before = sum(1 for x in leads if x is not None and x > 0)

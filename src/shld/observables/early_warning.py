@@ -1,9 +1,12 @@
 """Early-warning detectors on a monitored training run's per-epoch series.
 
 Reusable on any run that records, one row per epoch, the smoothed consolidation ratio C (dimensionless,
-``shld.torch``'s ``C_smoothed``), the test loss and the weight norm: each rule returns the first epoch
-at which it fires once *armed* (epochs before ``arm`` never fire; a grokking study arms the rules when
-train accuracy reaches 99 %). The thresholds are fixed module constants, stated before any run:
+``shld.torch``'s ``C_smoothed``), the test loss and the weight norm. All rules are *armed* at the same
+epoch (a grokking study arms them when train accuracy first reaches 99 %) and fire on a *change after
+arming*: at the first epoch t > arm where the rule's condition is true and was false at t − 1. A
+condition already true when the rules are armed must first become false; otherwise every rule that is
+true at arming would "fire" exactly at the arming epoch and its lead time would only measure when the
+rules were armed. The thresholds are fixed module constants, stated before any run:
 
 ============================  ==========================================================================
 ``seed_c_below_1``            C < 1 (the seed's critical C)
@@ -11,6 +14,8 @@ train accuracy reaches 99 %). The thresholds are fixed module constants, stated 
 ``c_below_2_decreasing``      C < 2 and below its value 20 epochs earlier
 ``test_loss_onset``           test loss ≤ 0.9 × its maximum since arming (a baseline, not C)
 ``weight_norm_drop``          weight norm ≤ 0.9 × its maximum since arming (a baseline, not C)
+``memorisation``              fires at the arming epoch itself: train accuracy alone (the baseline every
+                              rule that fires at arming reduces to)
 ============================  ==========================================================================
 
 NaN values of a series never fire. All functions are vectorised over epochs.
@@ -32,7 +37,7 @@ DROP300_WINDOW = 300          # the pre-registered "C falls by half before the t
 DROP300_FACTOR = 0.5
 
 WARNING_RULES = ("seed_c_below_1", "seed_c_drop", "c_below_2_decreasing", "test_loss_onset",
-                 "weight_norm_drop")
+                 "weight_norm_drop", "memorisation")
 C_RULES = WARNING_RULES[:3]
 BASELINES = WARNING_RULES[3:]
 
@@ -56,10 +61,21 @@ def trailing_max(x: np.ndarray, window: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, window + 1).max(axis=1)
 
 
+def first_rise(epochs: np.ndarray, cond: np.ndarray, arm: float) -> float | None:
+    """First epoch t > ``arm`` with ``cond`` true at t and false at t − 1 (None: never): a change after
+    arming, so a condition already true at ``arm`` must first become false."""
+    e = np.asarray(epochs, float)
+    cond = np.asarray(cond, bool)
+    before = np.concatenate([[True], cond[:-1]])
+    after_arm = np.concatenate([[False], e[:-1] >= arm])       # t − 1 is armed, so t > arm
+    return first_epoch(e, after_arm & cond & ~before)
+
+
 def rule_fires(epochs: np.ndarray, C: np.ndarray, test_loss: np.ndarray, wnorm: np.ndarray,
                arm: float | None) -> dict[str, float | None]:
     """Epoch at which each rule of :data:`WARNING_RULES` first fires (None: never), all armed at ``arm``
-    (None: never armed). ``epochs`` must be consecutive integers (one row per epoch)."""
+    (None: never armed) and firing on a change after it (:func:`first_rise`). ``epochs`` must be
+    consecutive integers (one row per epoch)."""
     out = dict.fromkeys(WARNING_RULES)
     if arm is None:
         return out
@@ -67,16 +83,17 @@ def rule_fires(epochs: np.ndarray, C: np.ndarray, test_loss: np.ndarray, wnorm: 
     C = np.asarray(C, float)
     armed = e >= arm
     with np.errstate(invalid="ignore"):
-        out["seed_c_below_1"] = first_epoch(e, armed & (C < SEED_THRESHOLD))
+        out["seed_c_below_1"] = first_rise(e, C < SEED_THRESHOLD, arm)
         win_max = trailing_max(C, SEED_DROP_WINDOW)
-        out["seed_c_drop"] = first_epoch(e, armed & np.isfinite(C) & (C <= SEED_DROP_FACTOR * win_max))
+        out["seed_c_drop"] = first_rise(e, np.isfinite(C) & (C <= SEED_DROP_FACTOR * win_max), arm)
         lag = np.full_like(C, np.nan)
         lag[C2_WINDOW:] = C[:-C2_WINDOW] if C2_WINDOW else C
-        out["c_below_2_decreasing"] = first_epoch(e, armed & (C < C2_THRESHOLD) & (C < lag))
+        out["c_below_2_decreasing"] = first_rise(e, (C < C2_THRESHOLD) & (C < lag), arm)
         for name, series in (("test_loss_onset", test_loss), ("weight_norm_drop", wnorm)):
             s = np.asarray(series, float)
             peak = running_max(np.where(armed, s, np.nan))
-            out[name] = first_epoch(e, armed & (s <= BASELINE_DROP * peak))
+            out[name] = first_rise(e, armed & (s <= BASELINE_DROP * peak), arm)
+    out["memorisation"] = float(arm)
     return out
 
 
@@ -115,5 +132,5 @@ def mean_se(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
 
-__all__ = ["WARNING_RULES", "C_RULES", "BASELINES", "first_epoch", "running_max", "trailing_max", "rule_fires",
-           "c_drop_within", "loo_prediction_errors", "mean_se"]
+__all__ = ["WARNING_RULES", "C_RULES", "BASELINES", "first_epoch", "first_rise", "running_max", "trailing_max",
+           "rule_fires", "c_drop_within", "loo_prediction_errors", "mean_se"]
