@@ -68,6 +68,10 @@ class NumpyBackend:
     def to_numpy(self, x) -> np.ndarray:
         return x
 
+    def to_numpy_copy(self, x) -> np.ndarray:
+        """A numpy array that owns its data (a copy)."""
+        return x.copy()
+
     # -- randomness ----------------------------------------------------------------
     def generator(self, rng=None, seed=None):
         from shld._validation import as_generator
@@ -232,6 +236,11 @@ class TorchBackend:
 
     def to_numpy(self, x) -> np.ndarray:
         return x.detach().cpu().numpy()
+
+    def to_numpy_copy(self, x) -> np.ndarray:
+        """A numpy array that owns its data: one device-to-host copy (a CPU tensor is copied once)."""
+        x = x.detach()
+        return x.numpy().copy() if x.device.type == "cpu" else x.cpu().numpy()
 
     # -- randomness ----------------------------------------------------------------
     def generator(self, rng=None, seed=None):

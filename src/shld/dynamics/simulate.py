@@ -526,10 +526,11 @@ class _Recorder:
         bk = self.bk
         if self._g2 is None:
             self._g2 = bk.empty_like(grad[:, 0])
-            self._C = np.empty(grad.shape[0])
         bk.rowsum_sq(grad, self._g2)
         if bk.name != "numpy" and self.sim.controller is None and not self.sim.record_walkers:
             return self._g2, None
+        if self._C is None:
+            self._C = np.empty(grad.shape[0])
         g2 = bk.to_numpy(self._g2)
         Dw = D if np.ndim(D) == 0 else bk.to_numpy(D[:, 0])
         consolidation_ratio_from_norm2(g2, np.maximum(Dw, 1e-300), self.d, out=self._C)
@@ -627,7 +628,7 @@ class _Recorder:
     def result(self, state, interventions, wall) -> SimulationResult:
         bk = self.bk
         records = {k: np.asarray(v) for k, v in self.rows.items()}
-        host = lambda x: np.array(bk.to_numpy(x), copy=True)  # noqa: E731
+        host = bk.to_numpy_copy
         n = self.n
         if bk.name == "numpy":
             fpt, hit, status, failure = (host(state.first_passage_time), host(state.hit), host(state.status),
