@@ -74,8 +74,8 @@ def _kr(rows):
     (dict(seed_over_exact=1.05), {"kramers-prefactor": "holds", "kramers-exponent": "holds"}),
     (dict(seed_over_exact=1.6), {"kramers-prefactor": "partly", "kramers-exponent": "holds"}),
     (dict(seed_over_exact=1.6, exponent_scale=1.3), {"kramers-prefactor": "fails", "kramers-exponent": "fails"}),
-    (dict(kl_over_exact=1.05), {"kramers-langer": "holds"}),
-    (dict(kl_over_exact=1.2), {"kramers-langer": "fails"}),
+    (dict(kl_over_exact=1.05), {"kramers-langer": "holds"}),             # ≤ D/ΔE at ratios 2..5
+    (dict(kl_over_exact=1.3), {"kramers-langer": "fails"}),              # 0.3 > 1/5 at ΔE/D = 5
     (dict(t_lv_over_fp=1.02), {"master-equation-mfpt": "holds"}),           # 2 % < 3 SE + 3 %
     (dict(t_lv_over_fp=1.2), {"master-equation-mfpt": "fails"}),
     (dict(fp_err=5e-4, gap_err=0.02), {"fp-solver-vs-exact": "holds"}),
@@ -87,6 +87,20 @@ def test_kramers_rules_reach_every_outcome(kw, expect):
     c = _claims("kramers", results, ratios=ratios)
     for rid, verdict in expect.items():
         assert c[rid]["verdict"] == verdict, (rid, c[rid]["measured"])
+
+
+def test_kramers_langer_is_judged_against_its_o_d_over_barrier_correction():
+    """Γ_KL/Γ_exact − 1 ≈ 0.5·D/ΔE (a finite-barrier correction, 1.107 at ΔE/D = 5 in the audit) holds;
+    an error that does not shrink with ΔE/D, or exceeds D/ΔE, fails."""
+    from shld.experiments.kramers import langer_verdict
+
+    ratios = [2.0, 3.0, 4.0, 5.0]
+    assert langer_verdict([0.5 / r for r in ratios], ratios) == "holds"
+    assert langer_verdict([0.1, 0.1, 0.1, 0.1], ratios) == "fails"        # constant: not O(D/ΔE)
+    assert langer_verdict([0.6, 0.4, 0.3, 0.25], ratios) == "fails"      # 0.25 > 1/5 at ΔE/D = 5
+    rows = [_kr_row(r, kl_over_exact=1 + 0.5 / r) for r in ratios]
+    results, text = _kr(rows)
+    assert _claims("kramers", results, ratios=text)["kramers-langer"]["verdict"] == "holds"
 
 
 def test_kramers_langevin_rule_partly_when_most_ratios_agree():
