@@ -127,3 +127,56 @@ def test_the_memory_estimate_counts_the_working_arrays(monkeypatch):
     monkeypatch.setattr(v, "available_memory_bytes", lambda: 100)
     with pytest.raises(MemoryError, match=r"`theta0` of shape \(2, 1\) .* needs about 0\.0 GiB, but only 0\.0 GiB"):
         simulate(DoubleWell(), np.zeros((2, 1)), D=0.1, dt=0.01, n_steps=1, seed=0)
+
+
+# -- backends ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(backend="jax"), ValueError, r"`backend` must be one of \['numpy', 'torch'\], got 'jax'"),
+    (dict(device="cuda"), ValueError, r"`device` must be None or 'cpu' for backend='numpy', got 'cuda'"),
+    (dict(dtype="float16"), ValueError, "`dtype` must be float32 or float64, got 'float16'"),
+    (dict(backend="torch", device="tpu"), (ValueError, RuntimeError), "tpu"),
+    (dict(backend="torch", dtype="int32"), ValueError, "`dtype` must be float32 or float64"),
+    (dict(backend="torch", rng="seven"), TypeError, "`rng` for backend='torch' must be"),
+])
+def test_bad_backend_arguments_name_the_argument(kwargs, exc, match):
+    if kwargs.get("backend") == "torch":
+        pytest.importorskip("torch")
+    with pytest.raises(exc, match=match):
+        simulate(DoubleWell(), np.zeros(1), D=0.1, dt=0.01, n_steps=5, seed=0, **kwargs)
+
+
+def test_cuda_without_a_gpu_and_unsupported_landscapes_are_refused_with_the_reason():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"`device`='cuda' needs CUDA, but torch.cuda.is_available\(\) is False"):
+            simulate(DoubleWell(), np.zeros(1), D=0.1, dt=0.01, n_steps=5, seed=0, backend="torch", device="cuda")
+    plain = FunctionLandscape(lambda th: 0.5 * np.sum(th ** 2, -1), lambda th: th, dim=1)
+    with pytest.raises(ValueError, match=r"`backend`='torch' is not supported by landscape FunctionLandscape "
+                                         r"\('function'\); it supports \['numpy'\]"):
+        simulate(plain, np.zeros(1), D=0.1, dt=0.01, n_steps=5, seed=0, backend="torch")
+
+
+def test_a_state_resumes_only_on_the_backend_that_made_it():
+    pytest.importorskip("torch")
+    from shld.dynamics import Simulation
+
+    np_sim = Simulation(DoubleWell(), D=0.1, dt=0.01)
+    t_sim = Simulation(DoubleWell(), D=0.1, dt=0.01, backend="torch")
+    st = np_sim.init_state(np.zeros(1), n_walkers=3, seed=0)
+    with pytest.raises(ValueError, match=r"`state` was made by backend='numpy'; this Simulation runs on "
+                                         r"backend='torch'"):
+        t_sim.advance(st, 2)
+    with pytest.raises(ValueError, match="`state` was made by backend='torch'"):
+        np_sim.advance(t_sim.init_state(np.zeros(1), n_walkers=3, seed=0), 2)
+
+
+def test_a_target_must_return_a_boolean_mask_on_every_backend():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"`target` must return a boolean array of shape \(4,\)"):
+        simulate(DoubleWell(), np.zeros(1), n_walkers=4, D=0.1, dt=0.01, n_steps=3, seed=0, backend="torch",
+                 target=lambda th: th[:, 0])
+    # a numpy mask from a torch run is taken (converted), a torch mask is the normal case
+    res = simulate(DoubleWell(), np.zeros(1), n_walkers=4, D=0.1, dt=0.01, n_steps=3, seed=0, backend="torch",
+                   target=lambda th: np.ones(th.shape[0], bool))
+    assert res.hit.all() and np.all(res.first_passage_time == 0)
+    assert torch.is_tensor(torch.zeros(1))

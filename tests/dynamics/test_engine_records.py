@@ -97,3 +97,25 @@ def test_record_statistics_equal_numpy_bit_for_bit(n):
             assert np.array_equal(_median(x, scratch), np.median(x), equal_nan=True)
             m, s = _mean_std(x, np.add.reduce(x), scratch)
             assert np.array_equal([m, s], [np.mean(x), np.std(x)], equal_nan=True)
+
+
+def test_records_are_the_observables_of_the_recorded_state_on_every_backend(backend):
+    # the same definitions whatever the arrays: C through shld.observables, means and stds over the walkers
+    L = DoubleWell(barrier=1.0, dim=2, tilt=0.1)
+    res = simulate(L, np.random.default_rng(5).standard_normal((301, 2)), D=0.3, dt=2e-3, n_steps=200, seed=6,
+                   record_every=50, store_trajectory=True, observables=("loss", "C", "grad_norm2", "mean", "var"),
+                   **backend)
+    rtol = 1e-12 if backend["dtype"] == "float64" else 2e-5
+    for i in range(len(res.steps)):
+        th = res.trajectory[i].astype(np.float64)
+        g = L.grad(th)
+        C = consolidation_ratio(g, 0.3)
+        loss = L.value(th)
+        assert res.records["C_median"][i] == pytest.approx(np.median(C), rel=rtol)
+        assert res.records["C_ensemble"][i] == pytest.approx(ensemble_consolidation_ratio(g, 0.3), rel=rtol)
+        assert res.records["grad_norm2_mean"][i] == pytest.approx(np.mean(np.sum(g * g, 1)), rel=rtol)
+        assert res.records["loss_mean"][i] == pytest.approx(loss.mean(), rel=rtol)
+        assert res.records["loss_std"][i] == pytest.approx(loss.std(), rel=10 * rtol)
+        np.testing.assert_allclose(res.records["mean"][i], th.mean(0), rtol=10 * rtol, atol=1e-6)
+        np.testing.assert_allclose(res.records["var"][i], th.var(0), rtol=10 * rtol)
+    assert res.steps.tolist() == [0, 50, 100, 150, 200] and res.records["n_alive"].tolist() == [301] * 5
