@@ -96,7 +96,7 @@ def test_kramers_langer_is_judged_against_its_o_d_over_barrier_correction():
 
     ratios = [2.0, 3.0, 4.0, 5.0]
     assert langer_verdict([0.5 / r for r in ratios], ratios) == "holds"
-    assert langer_verdict([0.1, 0.1, 0.1, 0.1], ratios) == "fails"        # constant: not O(D/ΔE)
+    assert langer_verdict([0.02, 0.05, 0.1, 0.15], ratios) == "fails"    # grows with ΔE/D: not O(D/ΔE)
     assert langer_verdict([0.6, 0.4, 0.3, 0.25], ratios) == "fails"      # 0.25 > 1/5 at ΔE/D = 5
     rows = [_kr_row(r, kl_over_exact=1 + 0.5 / r) for r in ratios]
     results, text = _kr(rows)
