@@ -30,18 +30,22 @@ from shld._validation import check_int, check_positive, check_real
 
 
 class Verdict(str, Enum):
-    """The four verdicts of the audit (string-valued, so rows stay plain JSON)."""
+    """The verdicts of the audit (string-valued, so rows stay plain JSON). ``depends on reading``: the
+    seed's text admits several readings (e.g. D per coordinate or total) and their verdicts differ; the
+    row's measured text gives each reading's verdict (:func:`by_reading`)."""
 
     HOLDS = "holds"
     FAILS = "fails"
     PARTLY = "partly"
     NOT_TESTABLE = "not testable here"
+    DEPENDS = "depends on reading"
 
     def __str__(self) -> str:  # "holds", not "Verdict.HOLDS"
         return self.value
 
 
 HOLDS, FAILS, PARTLY, NOT_TESTABLE = Verdict.HOLDS, Verdict.FAILS, Verdict.PARTLY, Verdict.NOT_TESTABLE
+DEPENDS = Verdict.DEPENDS
 VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
 CLAIM_KEYS: tuple[str, ...] = ("id", "claim", "seed_value", "measured", "value", "uncertainty",
                                "verdict", "rule", "figure")
@@ -261,5 +265,15 @@ def combine(verdicts: Iterable[str]) -> str:
 __all__ = [
     "Verdict", "HOLDS", "FAILS", "PARTLY", "NOT_TESTABLE", "VERDICTS", "CLAIM_KEYS", "claim_row",
     "validate_claims", "format_pm", "wilson_interval", "FractionTest", "fraction_at_least",
-    "fraction_at_most", "fractions_differ", "agrees_within", "bound_verdict", "k_of_n", "combine",
+    "fraction_at_most", "fractions_differ", "agrees_within", "bound_verdict", "k_of_n", "combine", "DEPENDS",
+    "by_reading", "RULE_AT_LEAST",
 ]
+
+
+def by_reading(verdicts: dict[str, str]) -> str:
+    """The headline verdict of a claim tested under several readings (reading → verdict): the common
+    verdict when they agree, ``depends on reading`` when they do not."""
+    values = {Verdict(v).value for v in verdicts.values()}
+    if not values:
+        raise ValueError("`verdicts` must name at least one reading")
+    return values.pop() if len(values) == 1 else DEPENDS.value

@@ -53,6 +53,8 @@ def test_probe_picks_follow_their_definitions(tmp_path):
     assert lam > 0 and pr["trace_sigma"] > 0 and pr["grad_sq_norm"] > 0
     # seed: 2 D/λ with D = tr Σ/(2 B d)
     assert pr["picks"]["seed"] == pytest.approx(pr["trace_sigma"] / (B * d * lam), rel=1e-12)
+    # the other reading of the seed's D: the total variance tr Σ/(2B), d times larger
+    assert pr["picks"]["seed_total"] == pytest.approx(pr["trace_sigma"] / (B * lam), rel=1e-12)
     assert pr["picks"]["two_over_lambda"] == pytest.approx(2 / lam, rel=1e-12)
     eps_max = pr["grad_sq_norm"] / pr["gHg"]
     assert pr["picks"]["mccandlish"] == pytest.approx(eps_max / (1 + pr["B_simple"] / B), rel=1e-12)
@@ -84,5 +86,7 @@ def test_tiny_lr_selection_run(tmp_path):
     assert t["grid_best_lr"] in (0.05, 0.1, 0.2)
     assert set(t["methods"]) == set(lrs.METHODS)
     assert (tmp_path / "lr" / "figures" / "lr_selection.png").exists()
-    # probe + 3 grid rates + the 4 methods' rates, each a member result
-    assert len(list((tmp_path / "lr" / "members").glob("*.json"))) == 1 + 3 + 4
+    # probe + 3 grid rates + the 5 methods' rates, each a member result
+    assert len(list((tmp_path / "lr" / "members").glob("*.json"))) == 1 + 3 + 5
+    seed_row = next(r for r in rows if r["id"] == "lr-seed-accuracy")
+    assert "D per coordinate" in seed_row["measured"] and "D total" in seed_row["measured"]

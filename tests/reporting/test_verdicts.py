@@ -81,4 +81,16 @@ def test_bound_verdict_and_combinations():
     assert combine(["fails", "fails"]) == "fails"
     assert combine(["holds", "fails"]) == "partly"
     assert combine(["not testable here"]) == "not testable here"
-    assert set(VERDICTS) == {"holds", "fails", "partly", "not testable here"}
+    assert set(VERDICTS) == {"holds", "fails", "partly", "not testable here", "depends on reading"}
+
+
+def test_by_reading_reports_agreement_or_dependence():
+    from shld.claims import by_reading
+
+    assert by_reading({"per coordinate": "fails", "total": "fails"}) == "fails"
+    assert by_reading({"per coordinate": "fails", "total": "holds"}) == "depends on reading"
+    assert by_reading({"only": "partly"}) == "partly"
+    with pytest.raises(ValueError):
+        by_reading({"x": "maybe"})
+    with pytest.raises(ValueError):
+        by_reading({})
