@@ -10,9 +10,11 @@ under a 2-worker Dask LocalCluster and a 2-CPU Ray instance against ``--jobs 2``
 per sweep), the round trip of one no-op member (median of 7), and the dispatch cost per member when 200
 no-op members go through 2 workers (wall / n). ``sweep``: ``run_experiment("double-descent")`` at its
 quick-audit preset (90 members of ~0.1-0.5 s) on each engine, clusters started beforehand (their start
-is reported by ``overhead``). ``audit``: ``shld reproduce --quick`` with ``--executor process|dask|ray
---jobs 2``, whole wall time including the cluster's start (reproduce starts one cluster for all
-studies). Engines run in turn (process, dask, ray) ``--repeat`` times; the ratio is to process.
+is reported by ``overhead``). ``audit``: the quick audit under ``--executor process --jobs 2`` and
+under a 2-worker Dask LocalCluster and a 2-CPU Ray instance, run study by study in turn (process, dask,
+ray, next study) so that other load on the machine weighs on all three alike; like ``shld reproduce
+--executor dask|ray --jobs 2``, each cluster is started once (its start counts in its total) and every
+study's process connects to it. The ratio is to process.
 Target (issue 12): the quick audit under Dask or Ray within 1.15x of ``--jobs 2``.
 """
 
@@ -108,23 +110,54 @@ def sweep(repeat: int = 2) -> dict[str, list[float]]:
     return times
 
 
-def audit(repeat: int = 1, out: str | None = None) -> dict[str, list[float]]:
+def audit(repeat: int = 1, out: str | None = None, names: list[str] | None = None) -> dict[str, list[float]]:
+    """The quick audit per engine, interleaved study by study (process, dask, ray, then the next study) so
+    that a changing load on the machine weighs on every engine alike. As ``shld reproduce --executor
+    dask|ray --jobs 2`` does, one local cluster per engine is started once (its start time is added to
+    the engine's total) and each study's process connects to it by address."""
+    from shld.experiments.registry import audited_studies
     from shld.reporting.audit import reproduce
 
     base = Path(out or tempfile.mkdtemp(prefix="shld-bench-audit-"))
-    times: dict[str, list[float]] = {e: [] for e in ENGINES}
-    for r in range(repeat):
-        for engine in ENGINES:
-            folder = base / f"{engine}-{r}"
-            t0 = time.perf_counter()
-            code = reproduce("quick", folder, executor=engine, jobs=2, progress=False)
-            wall = time.perf_counter() - t0
-            if code == 2:
-                print(f"{engine}: not run (see the error above)")
-                continue
-            times[engine].append(wall)
-            print(f"audit {engine} #{r}: {wall:.1f} s (exit {code}) -> {folder}", flush=True)
-    return {e: t for e, t in times.items() if t}
+    names = names or list(audited_studies())
+    clusters, start = {}, {}
+    for engine in ENGINES[1:]:
+        try:
+            ex = _executor(engine)
+        except ModuleNotFoundError as exc:
+            print(f"{engine}: skipped ({exc})")
+            continue
+        t0 = time.perf_counter()
+        ex.start()
+        start[engine] = time.perf_counter() - t0
+        clusters[engine] = ex
+    engines = ["process", *clusters]
+    per_study: dict[str, dict[str, list[float]]] = {e: {} for e in engines}
+    try:
+        for r in range(repeat):
+            for name in names:
+                for engine in engines:
+                    folder = base / f"{engine}-{r}-{name}"
+                    kw = {"executor": "process", "jobs": 2} if engine == "process" else \
+                        {"executor": engine, "address": clusters[engine].address}
+                    t0 = time.perf_counter()
+                    code = reproduce("quick", folder, names=[name], progress=False, **kw)
+                    wall = time.perf_counter() - t0
+                    per_study[engine].setdefault(name, []).append(wall)
+                    print(f"#{r} {name:15s} {engine:8s} {wall:7.1f} s (exit {code}, load "
+                          f"{os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        for ex in clusters.values():
+            ex.close()
+    print("\n| study | " + " | ".join(f"{e} s" for e in engines) + " |")
+    print("|---|" + "---|" * len(engines))
+    for name in names:
+        print(f"| {name} | " + " | ".join(" / ".join(f"{t:.1f}" for t in per_study[e][name]) for e in engines)
+              + " |")
+    print("| cluster start | " + " | ".join(f"{start.get(e, 0.0):.1f}" for e in engines) + " |")
+    totals = {e: [sum(per_study[e][n][r] for n in names) + start.get(e, 0.0) for r in range(repeat)]
+              for e in engines}
+    return totals
 
 
 def _ratio_table(times: dict[str, list[float]], what: str) -> str:
@@ -168,7 +201,7 @@ def main(argv=None) -> int:
         print(_ratio_table(t, "sweep"))
     if args.what in ("audit", "all"):
         t = audit(args.repeat or 1, args.out)
-        print(f"\nshld reproduce --quick --jobs 2 --executor E (load average now {os.getloadavg()[0]:.1f}):")
+        print(f"\nquick audit, total of the studies + cluster start (load average now {os.getloadavg()[0]:.1f}):")
         print(_ratio_table(t, "audit"))
     return 0
 

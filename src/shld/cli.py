@@ -125,13 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         if args.experiment is None:
             parser.parse_args(["run", "--help"])
+        import contextlib
+
         from shld.experiments.executor import executor_from_args, use_executor
 
         opts = {k: v for k, v in vars(args).items()
                 if k not in ("command", "experiment", "out", "resume", "no_progress", "sweep_executor",
                              "sweep_jobs", "sweep_address")}
+        executor = None       # no flag: the environment (SHLD_EXECUTOR/SHLD_JOBS/SHLD_ADDRESS) or serial
         try:
-            executor = executor_from_args(args.sweep_executor, args.sweep_jobs, args.sweep_address)
+            if (args.sweep_executor, args.sweep_jobs, args.sweep_address) != (None, None, None):
+                executor = executor_from_args(args.sweep_executor, args.sweep_jobs, args.sweep_address)
             if args.sweep_address:
                 executor.start()      # a cluster that does not answer fails here, before the run folder
         except (ValueError, TypeError, ModuleNotFoundError, ConnectionError) as exc:
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
             return 2
         try:
-            with use_executor(executor):
+            with use_executor(executor) if executor is not None else contextlib.nullcontext():
                 run, summary = run_experiment(args.experiment, args.out, resume=args.resume,
                                               progress=not args.no_progress, **opts)
         except (ValueError, TypeError, FileExistsError, RunFolderError) as exc:

@@ -56,7 +56,7 @@ def dask_client():
     import logging
 
     _by_value()
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
                                        silence_logs=logging.CRITICAL)
     client = distributed.Client(cluster)
     yield client
@@ -345,7 +345,7 @@ def test_resume_under_another_executor(tmp_path, dask_client, serial_summary, re
 
 # ---- shld run / shld reproduce ----
 
-def test_cli_run_on_a_dask_scheduler(tmp_path, dask_client, capsys):
+def test_cli_run_on_a_dask_scheduler(tmp_path, dask_client, monkeypatch):
     from shld.cli import main
 
     opts = ["--datasets", "synthetic", "--n-train", "12", "--n-test", "50", "--d-in", "4", "--n-p", "5",
@@ -355,6 +355,21 @@ def test_cli_run_on_a_dask_scheduler(tmp_path, dask_client, capsys):
                  *opts]) == 0
     assert main(["run", "double-descent", "--out", str(tmp_path / "s"), *opts]) == 0
     assert (tmp_path / "d" / "summary.json").read_bytes() == (tmp_path / "s" / "summary.json").read_bytes()
+    # no flag: the environment chooses (how reproduce's children are steered)
+    seen = []
+    real_map = DaskExecutor.map
+    monkeypatch.setattr(DaskExecutor, "map", lambda self, fn, items: (seen.append(self.address),
+                                                                      real_map(self, fn, items))[1])
+    monkeypatch.setenv("SHLD_EXECUTOR", "dask")
+    monkeypatch.setenv("SHLD_ADDRESS", addr)
+    try:
+        assert main(["run", "double-descent", "--out", str(tmp_path / "e"), *opts]) == 0
+    finally:
+        from shld.experiments import executor
+
+        executor._close_env_executors()          # the process's cached client, before the cluster goes
+    assert seen and set(seen) == {addr}
+    assert (tmp_path / "e" / "summary.json").read_bytes() == (tmp_path / "s" / "summary.json").read_bytes()
 
 
 @pytest.mark.slow   # starts a local Dask cluster in the audit process and a child process per study (~20 s)

@@ -31,7 +31,7 @@ different event: the engine reschedules its member on another worker (Dask: up t
 is lost.
 
 Results never depend on the engine or the number of workers: each sweep member carries its own
-seed, derived from the run's root seed and the member's key alone by :func:`member_seed`
+seed, derived from the run's root seed and the member's key alone by :func:`shld.seeds.member_seed`
 (``numpy.random.SeedSequence`` with the key as spawn key), never from a worker's state.
 ``docs/scale.md`` covers pointing runs at an existing cluster and when shipping a sweep pays.
 """
@@ -49,6 +49,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from shld._validation import check_int
+from shld.seeds import member_seed  # noqa: F401  (re-exported: studies written before shld.seeds import it here)
 
 
 @runtime_checkable
@@ -200,8 +201,15 @@ class DaskExecutor:
             if self.address is None:
                 import logging
 
-                self._cluster = d.LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.ERROR)
+                import dask
+
+                # the workers' statistical profiler (a thread sampling the running task's stack every 10 ms)
+                # only feeds the dashboard, which is off; it costs Python-heavy members GIL hand-offs (a
+                # worker restarted after a crash takes the process's config again, profiler included)
+                # dashboard_address=":0": any free port (None still binds :8787, and warns when it is taken)
+                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                    self._cluster = d.LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                                                   dashboard_address=":0", silence_logs=logging.ERROR)
                 self.address = self._cluster.scheduler_address
             if self._cluster is None and (self.address.startswith("tcp://") or "://" not in self.address):
                 _probe(self.address, "dask")
@@ -615,15 +623,6 @@ def sweep_map(fn: Callable[[Any], Any], items: Iterable[Any], executor: Executor
     member that failed on every attempt (the members before it are yielded first)."""
     ex = current_executor() if executor is None else make_executor(executor)
     return iter(ex.map(fn, items))
-
-
-def member_seed(root: int, *key: int) -> np.random.SeedSequence:
-    """The seed stream of the sweep member ``key`` (a tuple of non-negative ints) of a run with
-    root seed ``root``: ``SeedSequence(root, spawn_key=key)``, i.e. the same stream that
-    ``SeedSequence(root).spawn(...)`` hands out along that path, independent of scheduling."""
-    root = check_int("root", root, minimum=0)
-    key = tuple(check_int("key", k, minimum=0) for k in key)
-    return np.random.SeedSequence(root, spawn_key=key)
 
 
 __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "RayExecutor", "MemberFailedError",
