@@ -71,3 +71,16 @@ def test_tiny_batch_scaling_run(tmp_path):
     assert lrs[("base", 32)] == 0.1 and lrs[("sqrt", 64)] == pytest.approx(0.1 * math.sqrt(2))
     assert lrs[("linear", 16)] == pytest.approx(0.05)
     assert (tmp_path / "b" / "figures" / "batch_scaling.png").exists()
+
+
+def test_c_is_read_at_matched_training_loss():
+    """C at the first epoch whose loss reaches the seed's matched level (the largest final loss among its
+    non-diverged runs); a diverged run is left out."""
+    def run(B, loss, C, diverged=False):
+        return {"batch_size": B, "diverged": diverged, "train_loss_curve": np.array(loss, float),
+                "C_curve": np.array(C, float)}
+
+    runs = [(0, run(16, [2.0, 1.0, 0.5, 0.4], [1.0, 2.0, 3.0, np.nan])),       # level 0.8 reached at epoch 2
+            (0, run(64, [2.0, 1.5, 1.0, 0.8], [5.0, 6.0, 7.0, np.nan])),       # reaches 0.8 only at the end
+            (0, run(256, [2.0, 9.0, 50.0, 99.0], [1.0, 1.0, 1.0, np.nan], diverged=True))]
+    assert bs.c_at_matched_progress(runs) == [(16, 3.0), (64, 7.0)]    # last row has no step: epoch 2's C

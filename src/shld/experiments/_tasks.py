@@ -112,11 +112,12 @@ DIVERGE_FACTOR = 10.0
 
 
 def train_sgd(task_name: str, seq: np.random.SeedSequence, *, lr: float, batch_size: int, epochs: int, run,
-              resume: bool) -> dict:
+              resume: bool, monitor: bool = False) -> dict:
     """Train task ``task_name`` (built from ``seq``) with plain SGD at learning rate ``lr`` and batch size
     ``batch_size`` for ``epochs`` epochs into ``run`` (a :class:`~shld.runs.RunFolder`; checkpoints twice,
     resumable); stops early when the training loss diverges (:data:`DIVERGE_FACTOR`). Returns the final
-    numbers and the ``train_loss`` curve. Shared by the learning-rate and batch-size studies."""
+    numbers and the ``train_loss`` curve; with ``monitor``, also the SHLD monitor's C_unbiased at the
+    first step of every epoch (``C_curve``). Shared by the learning-rate and batch-size studies."""
     from shld.experiments._torch_train import evaluate, one_thread, train
 
     with one_thread():
@@ -134,8 +135,13 @@ def train_sgd(task_name: str, seq: np.random.SeedSequence, *, lr: float, batch_s
             return state["diverged"]
 
         g_order = make_generator(child_seed(seq, 10))  # children 0, 1: the task's split and init
+        hook = None
+        if monitor:
+            from shld.experiments._torch_monitor import monitor_hook
+
+            hook = monitor_hook(model, lr=float(lr))
         cols = train(model, opt, task.data, epochs=epochs, run=run, generator=g_order, batch_size=batch_size,
-                     checkpoint_every=max(1, epochs // 2), resume=resume, stop=stop)
+                     monitor=hook, checkpoint_every=max(1, epochs // 2), resume=resume, stop=stop)
         val_loss, val_acc = evaluate(model, task.x_val, task.y_val)
     diverged = bool(state["diverged"]) or not math.isfinite(float(cols["train_loss"][-1]))
     steps = float(cols["step"][-1])
@@ -143,7 +149,8 @@ def train_sgd(task_name: str, seq: np.random.SeedSequence, *, lr: float, batch_s
             "test_acc": float(cols["test_acc"][-1]), "test_loss": float(cols["test_loss"][-1]),
             "train_loss": float(cols["train_loss"][-1]), "n_test": int(task.data.y_test.shape[0]),
             "steps": steps, "samples": float(min(steps * batch_size, cols["epoch"][-1] * task.data.n_train)),
-            "train_loss_curve": np.asarray(cols["train_loss"], float)}
+            "train_loss_curve": np.asarray(cols["train_loss"], float),
+            **({"C_curve": np.asarray(cols["C_unbiased"], float)} if monitor else {})}
 
 
 __all__ = ["TASKS", "Task", "make_task", "child_seed", "train_sgd", "DIVERGE_FACTOR"]
