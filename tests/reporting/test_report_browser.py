@@ -5,7 +5,8 @@ small script that records console errors, load failures and Content-Security-Pol
 first byte, and once the page has loaded reads every ``<img>``'s decoded width, loads every thumbnail
 into an image of its own, measures the verdict
 chart and writes what it found as JSON into ``<pre id="shld-results">``; ``--dump-dom`` hands that back,
-and ``--screenshot`` saves the page as the test's artefact (its path is printed: ``pytest -s`` shows it).
+and ``--screenshot`` saves the page as the test's artefact (its path is printed: ``pytest -s`` shows it; with
+``SHLD_ARTEFACTS=DIR`` it is copied to ``DIR/report_browser.png``, which outlives pytest's temporary folders).
 
 Skips where no Chromium is installed (Debian: ``apt-get install chromium``).
 """
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +119,10 @@ def test_report_in_headless_chromium(report, tmp_path):
                                   + PROBE, 1), encoding="ascii")
     shot = tmp_path / "report.png"
     res, console = _browse(probe, shot, tmp_path / "profile")
+    if os.environ.get("SHLD_ARTEFACTS"):                 # a folder that outlives pytest's tmp_path (CI)
+        keep = Path(os.environ["SHLD_ARTEFACTS"]) / "report_browser.png"
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        shot = Path(shutil.copyfile(shot, keep))
     print(f"\nscreenshot of report.html in headless Chromium: {shot}")
 
     assert res["charset"] == "UTF-8" and res["title"] == "SHLD claims audit"
