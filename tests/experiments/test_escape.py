@@ -144,3 +144,17 @@ def test_diverged_walkers_never_count_as_escaped():
     assert v["escape-100-literal-symmetric"] == "fails"
     s = esc._stats(literal, 100, 5000)
     assert s["escaped_short"] == 0 and s["nonfinite"] == n and s["nonfinite_that_had_crossed"] == n
+
+
+def test_row_says_when_the_setting_decides_the_short_horizon_outcome():
+    """Boosts from step 50 at dt = 0.01 leave 0.5 time units within 100 steps, against an exact boosted
+    mean passage time of a few time units: the row must say the outcome follows from the setting."""
+    from shld.theory import mfpt_1d
+
+    p = esc.EscapeParams()
+    text = esc.boost_budget(p, "double-well", p.factor)
+    T = mfpt_1d(esc._landscape("double-well", 1.0).u, p.D * p.factor, -1.0, 1.0)
+    assert "at most 0.5 time units" in text and f"{T:.3g}" in text and T > 1.0
+    assert "follows from the setting" in text
+    roomy = esc.EscapeParams(dt=1.0)            # 50 time units of boost: no longer decided by the setting
+    assert "follows from the setting" not in esc.boost_budget(roomy, "double-well", p.factor)
