@@ -3,8 +3,12 @@ BackPACK, side by side in one run.
 
     pip install --no-deps opacus opt_einsum backpack-for-pytorch einops unfoldNd   # peers, only for this
     python benchmarks/bench_monitor_models.py                # CPU, ~3–6 min on 2 busy cores
-    python benchmarks/bench_monitor_models.py --quick        # fewer rounds
+    python benchmarks/bench_monitor_models.py --quick        # 3 rounds (< 3 min on a GPU)
     python benchmarks/bench_monitor_models.py --device cuda  # unchanged on a GPU
+
+The table is printed as Markdown; with ``--json PATH`` (or the environment variable ``OUT`` set:
+``$OUT/monitor_models.json``) it is also written as JSON, rewritten after each model so that an
+interrupted run keeps what it measured.
 
 Models (``shld.torch.models``, batch 64, float32, SGD): a ResNet-style CNN (grouped and depthwise
 convolutions, BatchNorm in train mode, GroupNorm; 3×32×32), a vision transformer (patch 4 on 3×32×32
@@ -17,15 +21,19 @@ schedule (every 10th step); Opacus ``GradSampleModule`` (exact per-sample gradie
 its ``DPMultiheadAttention`` — a different model, as Opacus requires); BackPACK ``BatchL2Grad``
 (per-sample gradient norms) where it can extend the model. Steps run in blocks of 10, the variants
 interleaved so that machine load hits them alike; the figure is the median block time per step over
-rounds, as a ratio to the plain step of the same rounds. Memory: the peak of PyTorch's allocator over
-a 10-step block (CPU: profiler memory events; CUDA: ``max_memory_allocated``) plus what lives through
-it, as a ratio to the plain step.
+rounds, as a ratio to the plain step of the same rounds (CUDA: synchronised before each clock read).
+Memory: the peak of PyTorch's allocator over a 10-step block that begins on a tracked step, above what
+was allocated when the block began (CPU: the running sum of the profiler's memory events; CUDA:
+``max_memory_allocated() − memory_allocated()`` at the start), as a ratio to the plain step; the JSON
+also holds what was live at the start (CUDA) and the static bytes (parameters, gradients, data).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import platform
 import statistics
 import time
@@ -93,7 +101,8 @@ def v_opacus(model, loss, opt):
     from opacus import GradSampleModule
     from opacus.validators import ModuleValidator
 
-    fixed = ModuleValidator.fix(model)
+    device = next(model.parameters()).device
+    fixed = ModuleValidator.fix(model).to(device)      # its replacement GroupNorms are built on the CPU
     gsm = GradSampleModule(fixed)
     opt = torch.optim.SGD(gsm.parameters(), lr=opt.param_groups[0]["lr"])
 
@@ -140,7 +149,10 @@ def build(name, make_model, loss, variant, device):
 
 def sync(device):
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
+
+
+CLOCK = time.perf_counter
 
 
 def timing(name, spec, device, rounds):
@@ -159,18 +171,19 @@ def timing(name, spec, device, rounds):
     for _ in range(rounds):
         for v, r in runs.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 r(data)
             sync(device)
-            times[v].append((time.perf_counter() - t0) / BLOCK)
+            times[v].append((CLOCK() - t0) / BLOCK)
     med = {v: statistics.median(t) for v, t in times.items()}
     fallback = {v: r.monitor.backend for v, r in runs.items() if hasattr(r, "monitor")}
     return med, notes, fallback
 
 
 def peak_memory(name, spec, device, variants):
+    """{variant: (peak MB above the start of a 10-step block, MB live at its start or None)}."""
     make_model, loss, data = spec
     out = {}
     for v in variants:
@@ -179,15 +192,14 @@ def peak_memory(name, spec, device, variants):
             r = build(name, make_model, loss, v, device)
             r(data)
             if hasattr(r, "monitor"):
-                r.monitor.step = 0
+                r.monitor.step = 0                      # the block begins with a tracked step
             if device.type == "cuda":
-                torch.cuda.synchronize()
-                base = torch.cuda.memory_allocated()
-                torch.cuda.reset_peak_memory_stats()
+                torch.cuda.synchronize(device)
+                base = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
                 r(data)
-                torch.cuda.synchronize()
-                out[v] = torch.cuda.max_memory_allocated() / 1e6
-                out[v + " (live)"] = base / 1e6
+                torch.cuda.synchronize(device)
+                out[v] = ((torch.cuda.max_memory_allocated(device) - base) / 1e6, base / 1e6)
                 continue
             from torch.profiler import ProfilerActivity, profile
 
@@ -195,34 +207,82 @@ def peak_memory(name, spec, device, variants):
                 r(data)
         mem = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
                      key=lambda e: e.start_ns())
-        out[v] = max(itertools.accumulate(e.nbytes() for e in mem), default=0) / 1e6
+        out[v] = (max(itertools.accumulate(e.nbytes() for e in mem), default=0) / 1e6, None)
     return out
+
+
+def static_mb(spec, device):
+    """Parameters and their gradients (float32) of the bare model, and the data of one block, in MB."""
+    make_model, _, data = spec
+    torch.manual_seed(0)
+    n = sum(p.numel() * p.element_size() for p in make_model().parameters())
+    return (2 * n + sum(t.numel() * t.element_size() for b in data for t in b)) / 1e6
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="3 rounds instead of 7 (< 3 min on a GPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
+    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
+                    help="process: this process's CPU time (CPU only; with --threads 1 it is robust to other "
+                    "work on the machine)")
+    ap.add_argument("--models", default="resnet,vit,gpt2", help="comma-separated subset")
+    ap.add_argument("--json", default=None, help="write the table as JSON here (default: $OUT/monitor_models.json "
+                    "when OUT is set)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    if args.clock == "process" and device.type != "cpu":
+        ap.error("--clock process measures CPU time: use it with --device cpu")
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "process" else time.perf_counter
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.set_num_threads(args.threads)
-    rounds = 3 if args.quick else 7
-    print(f"torch {torch.__version__}, {platform.machine()}, device {device}, threads {args.threads}, "
+    rounds = args.rounds or (3 if args.quick else 7)
+    path = args.json or (os.path.join(os.environ["OUT"], "monitor_models.json") if os.environ.get("OUT") else None)
+    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    info = {"torch": torch.__version__, "device": str(device), "hardware": hw, "threads": args.threads,
+            "rounds": rounds, "clock": args.clock, "block": BLOCK, "batch": B, "quick": args.quick, "rows": []}
+    print(f"torch {torch.__version__}, {hw}, device {device}, threads {args.threads}, {args.clock} clock, "
           f"{rounds} rounds of {BLOCK} steps, batch {B}\n")
     print("| model | variant | s / step | × plain | peak memory MB | × plain | note |")
     print("|---|---|---|---|---|---|---|")
+    wanted = args.models.split(",")
     for name, spec in models(device).items():
-        med, notes, backend = timing(name, spec, device, rounds)
-        mem = peak_memory(name, spec, device, list(med))
-        base_t, base_m = med["plain"], mem["plain"]
+        if name not in wanted:
+            continue
+        t0 = time.perf_counter()
+        try:
+            med, notes, backend = timing(name, spec, device, rounds)
+            mem = peak_memory(name, spec, device, list(med))
+        except Exception as exc:                        # keep the other models' rows
+            print(f"| {name} | (all) | — | — | — | — | failed: {type(exc).__name__}: {exc} |", flush=True)
+            info["rows"].append({"model": name, "variant": None, "note": f"failed: {type(exc).__name__}: {exc}"})
+            continue
+        base_t, base_m = med["plain"], mem["plain"][0]
+        static = static_mb(spec, device)
         for v in VARIANTS:
+            row = {"model": name, "variant": v}
             if v in med:
                 note = f"backend {backend[v]}" if v in backend else ""
-                print(f"| {name} | {v} | {med[v]:.4g} | {med[v] / base_t:.2f}× | {mem[v]:.1f} | "
-                      f"{mem[v] / base_m:.2f}× | {note} |", flush=True)
+                peak, live = mem[v]
+                row.update(s_per_step=med[v], time_ratio=med[v] / base_t, peak_mb=peak,
+                           mem_ratio=peak / base_m if base_m else None, live_mb=live, static_mb=static, note=note)
+                print(f"| {name} | {v} | {med[v]:.4g} | {med[v] / base_t:.2f}× | {peak:.1f} | "
+                      f"{peak / base_m:.2f}× | {note} |", flush=True)
             else:
+                row.update(note=f"cannot run: {notes[v]}")
                 print(f"| {name} | {v} | — | — | — | — | cannot run: {notes[v]} |", flush=True)
+            info["rows"].append(row)
+        info.setdefault("seconds", {})[name] = time.perf_counter() - t0
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w") as fh:
+                json.dump(info, fh, indent=1)
+    if path:
+        print(f"\nJSON: {path}")
 
 
 if __name__ == "__main__":

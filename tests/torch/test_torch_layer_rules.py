@@ -8,6 +8,7 @@ gradients. Both ghost-norm forms (Gram and outer product) are forced in turn as 
 automatic choice.
 """
 
+import math
 import warnings
 
 import pytest
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from _torch_models import SmallResNet, TinyViT, lm_loss, randomise_batchnorm, tiny_gpt2, trace_sigma_ref
 from torch import nn
 
-from shld.torch import Monitor, layer_rules, per_sample_grads
+from shld.torch import Monitor, backends, layer_rules, per_sample_grads
 from shld.torch.backends import norm_trick_coverage
 
 RTOL = 1e-5
@@ -367,14 +368,12 @@ ATTN = [
 ]
 
 
-@pytest.mark.parametrize("batch_first,cross,bias,mask,extra", ATTN,
-                         ids=["-".join(map(str, c)).rstrip("-") for c in ATTN])
-def test_multihead_attention_rule_matches_torch_func(batch_first, cross, bias, mask, extra, form):
+def _attn_case(batch_first, cross, bias, mask, extra, dropout=0.0):
     torch.manual_seed(0)
     E, H, B, L, S = 8, 2, 4, 5, (6 if cross else 5)
     kdim = 6 if cross is True else None
     mha = nn.MultiheadAttention(E, H, bias=bias, batch_first=batch_first, kdim=kdim, vdim=kdim,
-                                add_bias_kv="bias_kv" in extra, add_zero_attn="zero_attn" in extra)
+                                add_bias_kv="bias_kv" in extra, add_zero_attn="zero_attn" in extra, dropout=dropout)
     assert mha._qkv_same_embed_dim is (cross is not True)
     model = AttnProbe(_randomise(mha), cross, mask)
     g = torch.Generator().manual_seed(1)
@@ -383,6 +382,32 @@ def test_multihead_attention_rule_matches_torch_func(batch_first, cross, bias, m
     kpm[2, 0] = True
     batch = (torch.randn(B, L, E, generator=g), torch.randn(B, S, kdim or E, generator=g), kpm,
              torch.randn(B, H, L, S, generator=g), torch.randn(B, L, E, generator=g))
+    return model, batch
+
+
+class _Paths:
+    """Records which way each attention layer was measured ("graph" or "recompute")."""
+
+    def __init__(self, monkeypatch):
+        self.seen = []
+        orig = backends.NormTrickHooks.detach
+
+        def detach(hooks):
+            self.seen.append(dict(getattr(hooks, "paths", {})))
+            orig(hooks)
+        monkeypatch.setattr(backends.NormTrickHooks, "detach", detach)
+
+
+@pytest.mark.parametrize("from_graph", [True, False], ids=["graph", "recompute"])
+@pytest.mark.parametrize("batch_first,cross,bias,mask,extra", ATTN,
+                         ids=["-".join(map(str, c)).rstrip("-") for c in ATTN])
+def test_multihead_attention_rule_matches_torch_func(batch_first, cross, bias, mask, extra, from_graph, form,
+                                                     monkeypatch):
+    if not from_graph and form is not None:
+        pytest.skip("the recompute path is checked with the automatic form only")
+    monkeypatch.setattr(layer_rules, "MHA_FROM_GRAPH", from_graph)
+    paths = _Paths(monkeypatch)
+    model, batch = _attn_case(batch_first, cross, bias, mask, extra)
     _, (tr, g2) = _reference(model, attn_loss, batch)
     assert norm_trick_coverage(model, list(model.parameters()))[1] == []
     mon = _no_fallback(model, attn_loss, batch)
@@ -390,14 +415,92 @@ def test_multihead_attention_rule_matches_torch_func(batch_first, cross, bias, m
     assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
     # the out-projection is accounted for by the attention's rule, as its own group
     assert set(mon.group_names) == {"mha", "mha.out_proj"}
+    # the graph is read unless bias_k/bias_v or a zero attention position are added
+    assert paths.seen[-1] == {"mha": "graph" if from_graph and not extra else "recompute"}
 
 
-def test_multihead_attention_with_dropout_falls_back():
-    model = nn.MultiheadAttention(8, 2, dropout=0.1)
+def test_multihead_attention_rule_recompute_matches_per_sample():
+    # the recompute rule alone, per sample, for a call with distinct query, key and value
+    torch.manual_seed(0)
+    mha = _randomise(nn.MultiheadAttention(8, 2, batch_first=True))
+    x = [_x(3, 5, 8, seed=s) for s in (1, 2, 3)]
+    r = _x(3, 5, 8, seed=4)
+    call, _ = layer_rules.mha_capture(mha, tuple(x), {})
+    with torch.no_grad():
+        got = layer_rules.mha(mha, call, r)
+    params = list(mha.parameters())
+    for i in range(3):
+        out = mha(*(t[i:i + 1] for t in x))[0]
+        grads = torch.autograd.grad((out * r[i:i + 1]).sum(), params)
+        for p, gi in zip(params, grads):
+            assert float(got[p][i]) == pytest.approx(float(gi.pow(2).sum()), rel=RTOL)
+
+
+class DropoutAttn(nn.Module):
+    """Attention with dropout on self-, key=value- or three-input calls; per-sample losses."""
+
+    def __init__(self, batch_first, inputs, kdim=None):
+        super().__init__()
+        self.mha = _randomise(nn.MultiheadAttention(8, 2, dropout=0.3, batch_first=batch_first, kdim=kdim,
+                                                    vdim=kdim))
+        self.inputs = inputs
+
+    def forward(self, x, k, v):
+        t = (lambda z: z) if self.mha.batch_first else (lambda z: z.transpose(0, 1))
+        q = t(x)
+        args = {"self": (q, q, q), "kv": (q, t(k), t(k)), "qkv": (q, t(k), t(v))}[self.inputs]
+        return t(self.mha(*args, need_weights=False)[0])
+
+
+@pytest.mark.parametrize("batch_first,inputs,kdim", [(True, "self", None), (False, "self", None),
+                                                     (True, "kv", None), (False, "qkv", None), (True, "qkv", 6)])
+def test_multihead_attention_with_dropout_is_exact(batch_first, inputs, kdim):
+    # per-sample gradients of the losses of one forward pass (one dropout pattern), by autograd one
+    # sample at a time; the monitor reads the same pass's projections from its graph
+    torch.manual_seed(0)
+    model = DropoutAttn(batch_first, inputs, kdim).train()
+    B, L, S, E = 4, 5, 6, 8
+    x, k, v, r = _x(B, L, E, seed=1), _x(B, S, kdim or E, seed=2), _x(B, S, kdim or E, seed=3), _x(B, L, E, seed=4)
+    assert norm_trick_coverage(model, list(model.parameters()))[1] == []
+    mon = Monitor(model, schedule=1)
+    params = [p for p in model.parameters()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with mon.track((x, k, v)):
+            losses = (model(x, k, v) * r).flatten(1).sum(1)
+            losses.mean().backward(retain_graph=True)
+    per = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[i], params, retain_graph=True)])
+                       for i in range(B)])
+    tr, g2 = trace_sigma_ref(per)
+    # the dropout pattern matters: without it (eval mode) the gradients differ
+    assert mon.backend == "norm_trick"
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    model.eval()
+    eval_per = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        (model(x[i:i + 1], k[i:i + 1], v[i:i + 1]) * r[i:i + 1]).sum(), params)]) for i in range(B)])
+    assert trace_sigma_ref(eval_per)[0] != pytest.approx(tr, rel=1e-2)
+
+
+def test_multihead_attention_with_dropout_and_bias_kv_falls_back():
+    model = nn.MultiheadAttention(8, 2, dropout=0.1, add_bias_kv=True)
     supported, unsupported = norm_trick_coverage(model, list(model.parameters()))
-    assert unsupported[0].startswith("<root> (MultiheadAttention: dropout=0.1 (the random attention")
+    assert unsupported[0].startswith("<root> (MultiheadAttention: dropout=0.1 with add_bias_kv/add_zero_attn")
     # its out_proj (a Linear subclass, never called as a module) is not taken as covered either
     assert len(unsupported) == 2 and "out_proj (NonDynamicallyQuantizableLinear" in unsupported[1]
+
+
+def test_multihead_attention_with_dropout_unrecognised_graph_records_nan(monkeypatch):
+    # if the graph were not recognised, dropout could not be recomputed: NaN with one warning, never
+    # a number from the wrong attention pattern
+    monkeypatch.setattr(layer_rules.mha, "from_graph", lambda *a: None)
+    model = DropoutAttn(True, "self").train()
+    x = _x(4, 5, 8, seed=1)
+    mon = Monitor(model, schedule=1)
+    with pytest.warns(RuntimeWarning, match="dropout=0.3 in train mode"):
+        with mon.track((x,)):
+            model(x, x, x).sum().backward()
+    assert math.isnan(mon.last["trace_sigma"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -131,6 +131,7 @@ class NormTrickHooks:
 
     def attach(self) -> None:
         self.sq, self.calls, self.samples = {}, {}, {}
+        self.paths: dict[str, str] = {}  # attention layers: "graph" or "recompute" (last call)
         self._pending: dict[tuple, dict] = {}
         self._first, self._batch, self._unexpanded = None, None, None
         for name, mod in self.modules:
@@ -198,6 +199,19 @@ class NormTrickHooks:
                 self._batch, self._unexpanded = B, None
             self.calls[name] = self.calls.get(name, 0) + 1
             self.samples[name] = self.samples.get(name, 0) + int(B)
+            plan = rule.from_graph(mod, out, call) if lr.MHA_FROM_GRAPH else None
+            del call["stop"]
+            self.paths[name] = "graph" if plan is not None else "recompute"
+            if plan is not None:
+                self._hook_from_graph(mod, out, call, plan)
+                return
+            if mod.training and mod.dropout > 0:
+                self._warn(f"dropout:{name}", f"norm trick: attention layer {name or '<root>'} has dropout="
+                           f"{mod.dropout} in train mode and its projections were not found in the autograd "
+                           "graph (an unexpected graph): its dropout pattern cannot be recomputed, so its "
+                           "per-sample norms are recorded as NaN (use backend='microbatch')")
+                out.register_hook(lambda g: self._poison(mod))
+                return
 
             def on_grad(g):
                 with torch.no_grad():
@@ -206,6 +220,51 @@ class NormTrickHooks:
                         self._add(p, v)
             out.register_hook(on_grad)
         return hook
+
+    def _hook_from_graph(self, mod, out, call, plan) -> None:
+        """Attention read from the autograd graph (:func:`shld.torch.layer_rules.mha_from_graph`):
+        the out-projection at the output's gradient, each in-projection segment when autograd
+        reaches the node that consumes it (its output gradient is ``[∂q ∂k ∂v]`` of the segment).
+        Inputs are read from what the projections saved, so nothing beyond autograd's own tensors
+        is kept alive."""
+        ctx_node, segs = plan
+        B, L = call["q"].shape[0], call["q"].shape[1]
+        unbatched = call["unbatched"]
+        seq_first = not mod.batch_first or unbatched
+
+        def on_out(g):
+            with torch.no_grad():
+                g = g.detach()
+                g = g.unsqueeze(0) if unbatched else (g.transpose(0, 1) if seq_first else g)
+                ctx = None
+                if ctx_node is not None:                # saved input of out_proj: rows (position, sample)
+                    ctx = lr._saved_input(ctx_node).reshape(L, B, -1).transpose(0, 1)
+                ctx, g = _compute_dtype(mod, ctx, g) if ctx is not None else (None, _compute_dtype(mod, g)[0])
+                for p, v in lr._mha_out_proj(mod, ctx, g).items():
+                    self._add(p, v)
+        out.register_hook(on_out)
+        for node, off, width, x_node, x in segs:
+            node.register_prehook(self._segment_hook(mod, off, width, B, x.shape[1], x_node,
+                                                     x if x_node is None else None))
+
+    def _segment_hook(self, mod, off, width, B, n, x_node, x):
+        def pre(grad_outputs):
+            G = grad_outputs[0]
+            if G is None:
+                return None
+            with torch.no_grad():
+                G = G.detach().reshape(n, B, width).transpose(0, 1)   # rows (position, sample)
+                xx = x if x_node is None else lr._saved_input(x_node).reshape(n, B, -1).transpose(0, 1)
+                xx, G = _compute_dtype(mod, xx, G)
+                for p, v in lr._mha_in_segment(mod, off, xx, G).items():
+                    self._add(p, v)
+            return None
+        return pre
+
+    def _poison(self, mod) -> None:
+        for p in lr.own_parameters(mod):
+            if p.requires_grad:
+                self._add(p, torch.tensor(float("nan"), dtype=p.dtype, device=p.device))
 
     def _tie_grad(self, tie, k, x, g) -> None:
         role, (emb, lin) = tie

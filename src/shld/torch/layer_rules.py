@@ -188,8 +188,9 @@ def embedding(mod, idx, g):
     """``nn.Embedding``: per-sample gradient ``Σ_t e_{i_t} b_tᵀ``, squared norm
     ``Σ_{t,s} [i_t = i_s] (b_t·b_s)``; the padding row receives no gradient."""
     i, b = embedding_rows(mod, idx, g)
-    if i.shape[1] == 1:
-        return {mod.weight: (b * b).sum((1, 2))}
+    if i.shape[1] == 1 or (i.stride(0) == 0 and torch.unique(i[0]).numel() == i.shape[1]):
+        # one row per sample, or one row of distinct ids broadcast over the batch (positions)
+        return {mod.weight: torch.linalg.vecdot(b.reshape(b.shape[0], -1), b.reshape(b.shape[0], -1))}
     eq = (i.unsqueeze(2) == i.unsqueeze(1)).to(b.dtype)
     return {mod.weight: (eq * torch.bmm(b, b.transpose(1, 2))).sum((1, 2))}
 
@@ -248,17 +249,26 @@ def is_batchnorm_training(mod) -> bool:
 
 
 def batchnorm(mod, x, g):
-    C = x.shape[1]
+    """BatchNorm's affine parameters: ``x̂ = (x − μ) r`` per channel, so the per-sample weight
+    gradient is ``r_c Σ_s b_{cs} (x_{cs} − μ_c)`` (one centred copy of ``x``, batched dot products;
+    ``x̂`` itself is never formed) and the bias gradient ``Σ_s b_{cs}``."""
+    B, C = x.shape[0], x.shape[1]
+    xs, gs = x.reshape(B, C, -1), g.reshape(B, C, -1)
     if is_batchnorm_training(mod):
-        dims = [0] + list(range(2, x.dim()))
-        mean = x.mean(dims, keepdim=True)
-        var = x.var(dims, unbiased=False, keepdim=True)
+        mean = xs.mean((0, 2))
+        xc = xs - mean.reshape(1, C, 1)
+        var = torch.linalg.vecdot(xc, xc).sum(0) / (B * xs.shape[2])
     else:
-        view = (1, C) + (1,) * (x.dim() - 2)
-        mean, var = mod.running_mean.reshape(view), mod.running_var.reshape(view)
-    xhat = (x - mean) * torch.rsqrt(var + mod.eps)
-    B = x.shape[0]
-    return _affine(mod, xhat.reshape(B, C, -1), g.reshape(B, C, -1), 2)
+        mean, var = mod.running_mean, mod.running_var
+        xc = xs - mean.to(x.dtype).reshape(1, C, 1)
+    out = {}
+    if _wants(getattr(mod, "weight", None)):
+        w = torch.linalg.vecdot(gs, xc) * torch.rsqrt(var.to(x.dtype) + mod.eps)
+        out[mod.weight] = torch.linalg.vecdot(w, w)
+    if _wants(getattr(mod, "bias", None)):
+        s = gs.sum(2)
+        out[mod.bias] = torch.linalg.vecdot(s, s)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +304,10 @@ def mha_capture(mod, args, kwargs):
         kpm = kpm.reshape(B, 1, 1, S)
         mask = kpm if mask is None else mask + kpm
     same = a.arguments["query"] is a.arguments["key"] and a.arguments["key"] is a.arguments["value"]
-    return {"q": q, "k": k, "v": v, "mask": mask, "unbatched": a.arguments["query"].dim() == 2, "self": same}, B
+    kv = a.arguments["key"] is a.arguments["value"]
+    stop = [a.arguments[n].grad_fn for n in ("query", "key", "value")]
+    return {"q": q, "k": k, "v": v, "mask": mask, "unbatched": a.arguments["query"].dim() == 2, "self": same,
+            "kv": kv, "stop": [f for f in stop if f is not None]}, B
 
 
 def mha(mod, call, g):
@@ -357,27 +370,166 @@ def mha(mod, call, g):
             if _wants(bias):
                 out[bias] = torch.linalg.vecdot(gx[:, S], gx[:, S])
     gk, gv = gk[:, :S], gv[:, :S]
-    op = mod.out_proj
+    _merge(out, _mha_out_proj(mod, ctx, g))
+    if mod._qkv_same_embed_dim and call["self"]:       # one input: ‖[∂q ∂k ∂v]ᵀ x‖², one Gram of x
+        _merge(out, _mha_in_segment(mod, 0, xq, torch.cat([gq, gk, gv], 2)))
+    else:
+        for off, x, gx in ((0, xq, gq), (E, xk, gk), (2 * E, xv, gv)):
+            _merge(out, _mha_in_segment(mod, off, x, gx))
+    return out
+
+
+def _merge(out: dict, more: dict) -> None:
+    for p, v in more.items():
+        out[p] = out[p] + v if p in out else v
+
+
+def _mha_out_proj(mod, ctx, g):
+    """The out-projection's squared norms from its input ``ctx`` and output gradient ``g``, both
+    (B, L, E); ``ctx`` is only read when the weight is trained."""
+    op, out = mod.out_proj, {}
     if _wants(op.weight):
         out[op.weight] = gram_or_direct(ctx, g)
     if _wants(op.bias):
         out[op.bias] = _bias_sq(g.transpose(1, 2))
-    pairs = ((xq, gq), (xk, gk), (xv, gv))
-    if mod._qkv_same_embed_dim:
-        if _wants(mod.in_proj_weight) and call["self"]:  # one input: ‖[∂q ∂k ∂v]ᵀ x‖², one Gram of x
-            out[mod.in_proj_weight] = gram_or_direct(xq, torch.cat([gq, gk, gv], 2))
-        elif _wants(mod.in_proj_weight):
-            out[mod.in_proj_weight] = sum(gram_or_direct(x, gx) for x, gx in pairs)
-    else:
-        for w, (x, gx) in zip((mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight), pairs):
-            if _wants(w):
-                out[w] = gram_or_direct(x, gx)
-    if _wants(mod.in_proj_bias):
-        out[mod.in_proj_bias] = sum(_bias_sq(gx.transpose(1, 2)) for _, gx in pairs)
     return out
 
 
+def _mha_in_segment(mod, off, x, gx):
+    """The part of the in-projection's squared norms from rows ``off .. off + width`` of the
+    packed ``[q; k; v]`` projection (``width`` = gx's last dimension: E, 2E for key and value
+    from one input, or 3E for self-attention), with input x (B, n, ·) and output gradient gx
+    (B, n, width). Row blocks of a per-sample gradient are disjoint, so their squared norms add."""
+    E, out = mod.embed_dim, {}
+    if mod._qkv_same_embed_dim:
+        if _wants(mod.in_proj_weight):
+            out[mod.in_proj_weight] = gram_or_direct(x, gx)
+    else:
+        w = (mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight)[off // E]
+        if _wants(w):
+            out[w] = gram_or_direct(x, gx)
+    if _wants(mod.in_proj_bias):
+        out[mod.in_proj_bias] = _bias_sq(gx.transpose(1, 2))
+    return out
+
+
+# -- attention from the autograd graph: the projections' output gradients as back-propagated --------
+#: Take ``nn.MultiheadAttention``'s in-projection output gradients (∂q, ∂k, ∂v) and the
+#: out-projection's input from the autograd graph of the call (no recomputation; exact with
+#: attention dropout). False: always recompute (the fallback when the graph is not recognised).
+MHA_FROM_GRAPH = True
+
+_VIEWS = {"TBackward0", "ToCopyBackward0", "ViewBackward0", "ReshapeAliasBackward0", "UnsafeViewBackward0",
+          "AliasBackward0", "ExpandBackward0"}
+
+
+def _to_param(entry, targets: dict):
+    """Follow a ``next_functions`` entry through single-input view/cast nodes and row splits (dim 0)
+    to the AccumulateGrad of a parameter in ``targets`` (id -> parameter): (parameter, row offset of
+    the part that reaches the node) or None."""
+    node, nr = entry
+    off = 0
+    for _ in range(8):
+        if node is None:
+            return None
+        name = type(node).__name__
+        if name == "AccumulateGrad":
+            p = node.variable
+            return (p, off) if id(p) in targets else None
+        if name in ("SplitBackward0", "SplitWithSizesBackward0"):
+            if getattr(node, "_saved_dim", None) != 0:
+                return None
+            off += (nr * node._saved_split_size if name == "SplitBackward0"
+                    else sum(node._saved_split_sizes[:nr]))
+        elif name not in _VIEWS:
+            return None
+        nxt = [e for e in node.next_functions if e[0] is not None]
+        if len(nxt) != 1:
+            return None
+        node, nr = nxt[0]
+    return None
+
+
+def _mha_segments(mod, call):
+    """The in-projection's row segments (offset, width, input) as ``F.multi_head_attention_forward``
+    computes them: one for self-attention, (query; key = value) or three."""
+    E = mod.embed_dim
+    if mod._qkv_same_embed_dim and call["self"]:
+        return [(0, 3 * E, call["q"])]
+    if mod._qkv_same_embed_dim and call["kv"]:
+        return [(0, E, call["q"]), (E, 2 * E, call["k"])]
+    return [(0, E, call["q"]), (E, E, call["k"]), (2 * E, E, call["v"])]
+
+
+def mha_from_graph(mod, out, call, max_nodes: int = 400):
+    """Read one attention call's projections from its autograd graph (the forward just ran).
+
+    Walks back from the output ``out`` to the inputs' own nodes and finds the nodes that consume the
+    projection parameters (through transposes, casts and the row splits of a packed weight). Returns
+    None when the graph is not recognised (the caller then recomputes), else
+    ``(ctx_node, [(node, offset, width, x_node, x), ...])``: the out-projection's node, whose saved
+    input is ``ctx`` (rows ordered (position, sample)), and per in-projection segment the node whose
+    output gradient is that segment's ``[∂q ∂k ∂v]`` rows, a node that saved the segment's input
+    (or None) and the input as captured (B, n, ·). Needs no bias_k/bias_v or add_zero_attn."""
+    if mod.bias_k is not None or mod.add_zero_attn or out.grad_fn is None:
+        return None
+    E = mod.embed_dim
+    packed = mod._qkv_same_embed_dim
+    inw = ([mod.in_proj_weight] if packed else [mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight])
+    want = [p for p in [*inw, mod.in_proj_bias] if _wants(p)]
+    targets = {id(p): p for p in want}
+    ow = mod.out_proj.weight if _wants(mod.out_proj.weight) else None
+    if ow is not None:
+        targets[id(ow)] = ow
+    base = {id(mod.k_proj_weight): E, id(mod.v_proj_weight): 2 * E} if not packed else {}
+    stop = set(call["stop"])
+    found, saver, ctx_node = {}, {}, None
+    seen, queue = set(), [out.grad_fn]
+    while queue:
+        node = queue.pop(0)
+        if node in seen or node in stop:
+            continue
+        seen.add(node)
+        if len(seen) > max_nodes:
+            return None
+        for entry in node.next_functions:
+            if entry[0] is None:
+                continue
+            hit = _to_param(entry, targets)
+            if hit is None:
+                if type(entry[0]).__name__ != "AccumulateGrad":
+                    queue.append(entry[0])
+            elif hit[0] is ow:
+                ctx_node = ctx_node or node
+            else:
+                off = base.get(id(hit[0]), 0) + hit[1]
+                found.setdefault(off, node)
+                if _saved_input(node) is not None:
+                    saver.setdefault(off, node)
+    if ow is not None and (ctx_node is None or _saved_input(ctx_node) is None):
+        return None
+    segs = []
+    for off, width, x in _mha_segments(mod, call):
+        needed = (packed and _wants(mod.in_proj_weight)) or _wants(mod.in_proj_bias) or \
+            (not packed and _wants(inw[off // E]))
+        if not needed:
+            continue
+        if off not in found:
+            return None
+        # the segment's input as the projection saved it (rows (position, sample)), when it did
+        segs.append((found[off], off, width, saver.get(off), x))
+    return ctx_node, segs
+
+
+def _saved_input(node):
+    """The first matrix a mm/addmm node saved (the linear layer's flattened input), or None."""
+    name = type(node).__name__
+    attr = {"AddmmBackward0": "_saved_mat1", "MmBackward0": "_saved_self"}.get(name)
+    return None if attr is None else getattr(node, attr, None)
+
+
 mha.capture = mha_capture
+mha.from_graph = mha_from_graph
 
 
 def own_parameters(mod: nn.Module) -> list:
@@ -421,7 +573,8 @@ def norm_trick_rule(mod: nn.Module):
     if t in _BATCHNORMS:
         return batchnorm, None
     if t is nn.MultiheadAttention:
-        if mod.dropout > 0:
-            return None, f"dropout={mod.dropout} (the random attention pattern cannot be recomputed)"
+        if mod.dropout > 0 and (mod.bias_k is not None or mod.add_zero_attn):
+            return None, (f"dropout={mod.dropout} with add_bias_kv/add_zero_attn (the random attention "
+                          "pattern cannot be recomputed, and these are not read from the autograd graph)")
         return mha, None
     return None, "no per-sample rule for this layer type"
