@@ -90,3 +90,29 @@ def test_tiny_lr_selection_run(tmp_path):
     assert len(list((tmp_path / "lr" / "members").glob("*.json"))) == 1 + 3 + 5
     seed_row = next(r for r in rows if r["id"] == "lr-seed-accuracy")
     assert "D per coordinate" in seed_row["measured"] and "D total" in seed_row["measured"]
+
+
+def _per_task(seed_reaches, total_reaches, speedup):
+    """A built per-task table: the seed's two readings reach the grid or not; the probe is `speedup`× cheaper
+    than this audit's grid."""
+    def method(reaches, lr):
+        return {"lr": lr, "lr_ratio": lr / 0.1, "reaches_grid": reaches, "test_acc": 0.9, "acc_se": 0.01,
+                "speedup_samples": speedup}
+    methods = {m: method(False, 1.0) for m in lrs.METHODS}
+    methods["seed"] = method(seed_reaches, 3e-5)
+    methods["seed_total"] = method(total_reaches, 0.12)
+    return {"digits-mlp": {"grid_best_lr": 0.1, "grid_best": {"test_acc": 0.92, "acc_se": 0.01},
+                           "methods": methods}}
+
+
+def test_seed_rows_judge_both_readings_of_d_and_of_the_grid():
+    params = lrs.LRSelectionParams(tasks="digits-mlp", grid_points=10, epochs=8)
+    rows = {r["id"]: r for r in lrs._claims(_per_task(False, True, 80.0), params, "f.png")}
+    assert rows["lr-seed-accuracy"]["verdict"] == "depends on reading"      # per coordinate fails, total holds
+    assert rows["lr-seed-lr-close"]["verdict"] == "depends on reading"      # 3e-5 vs 0.1 far; 0.12 close
+    # 80× on a 10 × 8 grid is 80·(10·90)/(10·8) = 900× on a 10 × 90 grid: both below 1000 → fails
+    assert rows["lr-speedup-1000x"]["verdict"] == "fails"
+    rows = {r["id"]: r for r in lrs._claims(_per_task(True, True, 100.0), params, "f.png")}
+    assert rows["lr-seed-accuracy"]["verdict"] == "holds"
+    assert rows["lr-speedup-1000x"]["verdict"] == "depends on reading"      # 100× here, 1125× on 10 × 90
+    assert "1.12e+03×" in rows["lr-speedup-1000x"]["measured"]
