@@ -140,7 +140,9 @@ class EnsembleState:
 
 @dataclass
 class SimulationResult:
-    """Output of :func:`simulate`. ``records[name]`` has one row per record time ``times``."""
+    """Output of :func:`simulate`, whatever the backend: numpy arrays on the host. ``records[name]`` has
+    one row per record time ``times``. ``state`` is the run's :class:`EnsembleState` (on the run's
+    backend and device), or for a chunked run the list of its chunks' states."""
 
     times: np.ndarray
     steps: np.ndarray
@@ -152,7 +154,7 @@ class SimulationResult:
     failure_step: np.ndarray
     D_history: np.ndarray
     interventions: list[tuple[int, np.ndarray]]
-    state: EnsembleState
+    state: EnsembleState | list
     dt: float
     wall_time: float
     trajectory: np.ndarray | None = None
