@@ -482,6 +482,29 @@ def test_multihead_attention_with_dropout_is_exact(batch_first, inputs, kdim):
     assert trace_sigma_ref(eval_per)[0] != pytest.approx(tr, rel=1e-2)
 
 
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+def test_tiny_vit_with_dropout_is_exact(norm_first):
+    # dropout in the attention, the feed-forward block and the residuals: the per-sample gradients of
+    # one forward pass's losses (one dropout pattern), by autograd one sample at a time
+    torch.manual_seed(0)
+    model = TinyViT(norm_first=norm_first, dropout=0.2).train()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 2, 8, 8, generator=g), torch.randint(0, 3, (5,), generator=g)
+    mon = Monitor(model, schedule=1)
+    params = list(model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with mon.track((x, y)):
+            losses = F.cross_entropy(model(x), y, reduction="none")
+            losses.mean().backward(retain_graph=True)
+    assert mon.backend == "norm_trick"
+    per = torch.stack([torch.cat([gi.reshape(-1) for gi in torch.autograd.grad(losses[i], params, retain_graph=True)])
+                       for i in range(5)])
+    tr, g2 = trace_sigma_ref(per)
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
 def test_multihead_attention_with_dropout_and_bias_kv_falls_back():
     model = nn.MultiheadAttention(8, 2, dropout=0.1, add_bias_kv=True)
     supported, unsupported = norm_trick_coverage(model, list(model.parameters()))

@@ -21,7 +21,8 @@ Covered layers
     ``nn.Conv1d/2d/3d`` (any groups, stride, dilation, numeric or string padding, every padding
     mode), ``nn.Embedding`` (padding_idx: the padding row gets no gradient; not
     ``scale_grad_by_freq``), the affine parameters of ``nn.LayerNorm``, ``nn.GroupNorm``,
-    ``nn.RMSNorm`` and ``nn.BatchNorm1d/2d/3d``, and ``nn.MultiheadAttention`` (without dropout;
+    ``nn.RMSNorm`` and ``nn.BatchNorm1d/2d/3d``, and ``nn.MultiheadAttention`` (dropout included, read
+    from the autograd graph, see :func:`mha_from_graph`;
     a rule with a ``capture`` attribute receives the whole call instead of the first input).
 
 BatchNorm in train mode

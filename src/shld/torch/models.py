@@ -64,15 +64,15 @@ def tiny_gpt2(seed=0, n_layer=2, tie=True, n_embd=32, n_head=2, vocab_size=50, n
 class TinyViT(nn.Module):
     """A small vision transformer from layers with norm-trick rules: patch embedding (a strided
     Conv2d), learned positions (an nn.Embedding broadcast over the batch), ``nn.TransformerEncoder``
-    blocks (``nn.MultiheadAttention``, LayerNorm, Linear; dropout 0: the attention's dropout
-    pattern cannot be recomputed), mean pooling and a Linear head."""
+    blocks (``nn.MultiheadAttention``, LayerNorm, Linear; ``dropout`` 0 by default, exact on the norm
+    trick's path either way), mean pooling and a Linear head."""
 
-    def __init__(self, cin=2, size=8, patch=4, dim=16, heads=2, depth=2, classes=3, norm_first=False):
+    def __init__(self, cin=2, size=8, patch=4, dim=16, heads=2, depth=2, classes=3, norm_first=False, dropout=0.0):
         super().__init__()
         self.patches = nn.Conv2d(cin, dim, patch, stride=patch)
         self.n = (size // patch) ** 2
         self.pos = nn.Embedding(self.n, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True,
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=dropout, batch_first=True,
                                            norm_first=norm_first)
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
