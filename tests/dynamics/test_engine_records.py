@@ -119,3 +119,14 @@ def test_records_are_the_observables_of_the_recorded_state_on_every_backend(back
         np.testing.assert_allclose(res.records["mean"][i], th.mean(0), rtol=10 * rtol, atol=1e-6)
         np.testing.assert_allclose(res.records["var"][i], th.var(0), rtol=10 * rtol)
     assert res.steps.tolist() == [0, 50, 100, 150, 200] and res.records["n_alive"].tolist() == [301] * 5
+
+
+@pytest.mark.parametrize("L", [DoubleWell(), DoubleWell(dim=2, tilt=0.2), Quadratic(eigenvalues=[1.0, 2.0])],
+                         ids=["dw", "dw-2d-tilt", "quadratic"])
+def test_the_record_and_check_schedules_do_not_change_the_trajectory(L, backend):
+    # the torch backend runs the steps between records in a tight loop: the same operations, the same bits
+    kw = dict(n_walkers=64, D=0.3, dt=1e-2, n_steps=333, seed=1, **backend)
+    a = simulate(L, np.zeros(L.dim), record_every=50, check_every=37, **kw)
+    b = simulate(L, np.zeros(L.dim), record_every=1, check_every=1, **kw)
+    assert np.array_equal(a.final_theta, b.final_theta)
+    assert np.array_equal(a.records["loss_mean"], b.records["loss_mean"][a.steps])

@@ -353,7 +353,7 @@ class Simulation:
             tight = fused and self.target is None and D_const is not None
             if tight:
                 sigma_c = math.sqrt(2.0 * D_const * dt)
-                normal_, ce = bk.normal_, self.check_every
+                draw, ce = noise.normal_, self.check_every       # = bk.normal_(noise, rng, σ), one frame less
             while state.step < end:
                 s = state.step
                 if tight and s % k:
@@ -362,7 +362,7 @@ class Simulation:
                         m = min(m, (s // 500 + 1) * 500 - 1 - s)
                     if m > 0:
                         for _ in range(m):
-                            normal_(noise, rng, sigma_c)
+                            draw(0.0, sigma_c, generator=rng)
                             descend_(theta, dt, noise)
                         state.step = s + m
                         grad_fresh = False
