@@ -111,8 +111,9 @@ def test_kramers_langevin_rule_partly_when_most_ratios_agree():
 
 # --- double-descent: the interpolation peak and C's collapse -------------------------------------------
 
-def _dd(err_at, C_at, n=20, n_draws=2):
-    """Rows of the synthetic task on the grid p_grid(n, 0.1, 10, 9), with test MSE err_at(p) and C_T C_at(p)."""
+def _dd(err_at, C_at, n=20, n_draws=2, C_early=None):
+    """Rows of the synthetic task on the grid p_grid(n, 0.1, 10, 9), with test MSE err_at(p) and C_T C_at(p)
+    (C_early(p) before the last third of the 60 GD steps, if given)."""
     from shld.experiments.double_descent import p_grid
 
     out = {}
@@ -122,11 +123,13 @@ def _dd(err_at, C_at, n=20, n_draws=2):
                    "train_mse_minnorm": 0.0, "test_mse_minnorm": err_at(p), "test_mse_ridge": 1.0,
                    "norm_minnorm": 1.0, "test_err_minnorm": math.nan, "test_err_ridge": math.nan, "gd_lr": 0.1,
                    "gd_train_loss": 0.0, "gd_test_mse": 1.0, "gd_C_final": C_at(p), "gd_C_min": C_at(p)}
-            out[f"synthetic.draw{draw}.p{p}"] = {"row": row, "traj": np.zeros((1, 3))}
+            steps = np.arange(0, 61, 20.0)
+            C = [C_at(p) if (C_early is None or st > 20) else C_early(p) for st in steps]
+            out[f"synthetic.draw{draw}.p{p}"] = {"row": row, "traj": np.stack([steps, np.ones(4), C], axis=1)}
     return out
 
 
-PARAMS = dict(datasets="synthetic", n_train=20, n_p=9, n_draws=2)
+PARAMS = dict(datasets="synthetic", n_train=20, n_p=9, n_draws=2, gd_steps=60, gd_record_every=20)
 
 
 @pytest.mark.parametrize("C_at,verdict", [
@@ -141,3 +144,11 @@ def test_double_descent_rules_reach_every_outcome(C_at, verdict):
     assert c["dd-C-collapse"]["verdict"] == verdict
     peak_far = _dd(lambda p: 10.0 if p == 200 else 1.0, C_at)
     assert _claims("double-descent", peak_far, **PARAMS)["dd-peak-synthetic"]["verdict"] == "fails"
+
+
+def test_double_descent_collapse_row_says_when_the_gd_budget_decides():
+    """Collapsed at p = n only after the full budget (flat C before): the budgets disagree."""
+    late = _dd(lambda p: 10.0 if p == 20 else 1.0, lambda p: 0.1 if p == 20 else 10.0, C_early=lambda p: 10.0)
+    row = _claims("double-descent", late, **PARAMS)["dd-C-collapse"]
+    assert row["verdict"] == "depends on reading"
+    assert "T = 20: fails" in row["measured"] and "T = 60: holds" in row["measured"]

@@ -60,6 +60,7 @@ from shld.claims import (
     HOLDS,
     NOT_TESTABLE,
     PARTLY,
+    by_reading,
     claim_row,
     format_pm,
 )
@@ -76,9 +77,11 @@ RULE_PEAK = ("holds if the grid value of p with the largest mean min-norm test M
              "otherwise. Uncertainty: standard deviation of p_peak/n over a bootstrap of the draws.")
 RULE_NUMBERS = ("not testable: the seed's feature counts come without n, input dimension or data set; "
                 "only p relative to n is meaningful, and that is tested by the peak rows.")
-RULE_C = ("C_T = C after the fixed GD budget (median over draws), synthetic task. Collapse: C_T at p = n "
+RULE_C = ("C_T = C after T GD steps (median over draws), synthetic task. Collapse: C_T at p = n "
           "is <= 0.5 x C_T at the largest grid p <= n/2. Recovery: C_T at the largest p is >= 2 x C_T at "
-          "p = n. holds if both, partly if exactly one, fails if neither.")
+          "p = n. holds if both, partly if exactly one, fails if neither. Judged at T = a tenth, a third and "
+          "all of the GD budget (descent is slowest at p = n, so a fixed budget can decide the outcome): the "
+          "common verdict, or 'depends on reading' when the budgets disagree.")
 
 AUDIT = {
     "quick": {"n_train": 60, "n_test": 600, "d_in": 15, "n_p": 15, "n_draws": 3, "digits_n_train": 100,
@@ -285,8 +288,10 @@ class DoubleDescentStudy(Study):
 
     def analyse(self, params, results) -> Summary:
         datasets, skipped = _datasets(params)
-        rows = [results[m.key]["row"] for m in self.members(params, results)]
-        return summarize(rows, params, _grids(params, datasets), datasets, skipped)
+        members = self.members(params, results)
+        rows = [results[m.key]["row"] for m in members]
+        return summarize(rows, params, _grids(params, datasets), datasets, skipped,
+                         {m.key: results[m.key]["traj"] for m in members})
 
     def figures(self, params, results, summary, figs) -> None:
         make_figures(figs, summary, {m.key: results[m.key]["traj"] for m in self.members(params, results)})
@@ -300,9 +305,40 @@ def _bootstrap_peak(err: np.ndarray, ps: np.ndarray, n: int, rng: np.random.Gene
     return float(np.std(peaks)), float(np.percentile(peaks, 5)), float(np.percentile(peaks, 95))
 
 
+def budgets(params) -> list[int]:
+    """The GD budgets the collapse row is judged at: a tenth, a third and all of ``gd_steps``, on the
+    record grid (multiples of ``gd_record_every``)."""
+    every = params.gd_record_every
+    out = [max(every, int(round(params.gd_steps * f / every)) * every) for f in (0.1, 1 / 3)]
+    return sorted({min(b, params.gd_steps) for b in out} | {params.gd_steps})
+
+
+def C_at_budget(rows, ps, n_draws, T, trajectories) -> np.ndarray:
+    """C after T GD steps, (n_draws, len(ps)), from the synthetic members' trajectories (step, loss, C)."""
+    out = np.full((n_draws, len(ps)), np.nan)
+    for r in rows:
+        if r["dataset"] != "synthetic":
+            continue
+        t = np.asarray(trajectories[f"synthetic.draw{int(r['draw'])}.p{int(r['p'])}"])
+        k = int(np.searchsorted(t[:, 0], T))
+        out[int(r["draw"]), int(np.searchsorted(ps, r["p"]))] = t[min(k, len(t) - 1), 2]
+    return out
+
+
+def collapse_verdict(ps: np.ndarray, n: int, C: np.ndarray) -> str:
+    """:data:`RULE_C` on the median C over p: collapse at p = n (≤ ½ of C at the largest p ≤ n/2) and
+    recovery beyond it (C at the largest p ≥ 2× C at p = n)."""
+    i_n = int(np.searchsorted(ps, n))
+    below = np.nonzero(ps <= n / 2)[0]
+    collapse = bool(below.size) and C[i_n] <= 0.5 * C[below[-1]]
+    recover = C[-1] >= 2.0 * C[i_n]
+    return (HOLDS if (collapse and recover) else PARTLY if (collapse or recover) else FAILS).value
+
+
 def summarize(rows: list[dict], params: DoubleDescentParams, grids: dict, datasets: list[str],
-              skipped: dict | None = None) -> Summary:
-    """Summary and claims from the members' rows (one per data set, draw and p)."""
+              skipped: dict | None = None, trajectories: dict | None = None) -> Summary:
+    """Summary and claims from the members' rows (one per data set, draw and p) and, for the GD-budget
+    readings of the collapse row, their trajectories (member key → rows of step, loss, C)."""
     m = {k: np.array([r[k] for r in rows]) for k in rows[0]} if rows else {}
     claims, per_ds = [], {}
     rng = np.random.default_rng(member_seed(params.seed, 99))
@@ -343,17 +379,24 @@ def summarize(rows: list[dict], params: DoubleDescentParams, grids: dict, datase
             f"p_peak/n = {format_pm(peak_ratio, sd)} (5-95% bootstrap {lo5:.2g}-{hi95:.2g}; n = {n})",
             verdict, RULE_PEAK, value=peak_ratio, uncertainty=sd, figure="figures/double_descent.png"))
         if ds == "synthetic":
+            # the GD budget T is the study's choice and descent is slowest at p = n: judge C_T at every budget
+            # on the record grid from a tenth of gd_steps to all of it, and say when the verdict depends on it
+            per_budget = {}
+            for T in budgets(params):
+                C_T = np.median(C_at_budget(rows, ps, params.n_draws, T, trajectories), axis=0) \
+                    if trajectories is not None and T < params.gd_steps else C_med
+                per_budget[T] = (collapse_verdict(ps, n, C_T), C_T)
+            v = by_reading({str(T): vt for T, (vt, _) in per_budget.items()})
             i_n = int(np.searchsorted(ps, n))
             below = np.nonzero(ps <= n / 2)[0]
-            collapse = bool(below.size) and C_med[i_n] <= 0.5 * C_med[below[-1]]
-            recover = C_med[-1] >= 2.0 * C_med[i_n]
-            v = HOLDS if (collapse and recover) else PARTLY if (collapse or recover) else FAILS
             c_below = C_med[below[-1]] if below.size else math.nan
             claims.append(claim_row(
                 "dd-C-collapse", "C(t) collapses at p = n and recovers beyond it (GD, synthetic)",
                 "C(t) collapses at the interpolation threshold, recovers when overparameterized",
-                f"median C_T: {c_below:.3g} at p = {int(ps[below[-1]]) if below.size else 'n/a'}, "
-                f"{C_med[i_n]:.3g} at p = n = {n}, {C_med[-1]:.3g} at p = {int(ps[-1])}",
+                f"median C_T at T = {params.gd_steps}: {c_below:.3g} at p = "
+                f"{int(ps[below[-1]]) if below.size else 'n/a'}, {C_med[i_n]:.3g} at p = n = {n}, {C_med[-1]:.3g} "
+                f"at p = {int(ps[-1])}; verdict by GD budget: "
+                + ", ".join(f"T = {T}: {vt}" for T, (vt, _) in per_budget.items()),
                 v, RULE_C, value=float(C_med[i_n]), uncertainty=None, figure="figures/C_vs_p.png"))
     for ds, why in (skipped or {}).items():
         claims.append(claim_row(
