@@ -229,6 +229,8 @@ def main(argv=None):
                     help="process: this process's CPU time (CPU only; with --threads 1 it is robust to other "
                     "work on the machine)")
     ap.add_argument("--models", default="resnet,vit,gpt2", help="comma-separated subset")
+    ap.add_argument("--variants", default=None, help="comma-separated subset of: " + ", ".join(VARIANTS)
+                    + " (plain is always run)")
     ap.add_argument("--json", default=None, help="write the table as JSON here (default: $OUT/monitor_models.json "
                     "when OUT is set)")
     args = ap.parse_args(argv)
@@ -250,6 +252,14 @@ def main(argv=None):
     print("| model | variant | s / step | × plain | peak memory MB | × plain | note |")
     print("|---|---|---|---|---|---|---|")
     wanted = args.models.split(",")
+    if args.variants:
+        keep = {"plain", *(v.strip() for v in args.variants.split(","))}
+        unknown = keep - set(VARIANTS)
+        if unknown:
+            ap.error(f"unknown variants {sorted(unknown)}")
+        for v in list(VARIANTS):
+            if v not in keep:
+                del VARIANTS[v]
     for name, spec in models(device).items():
         if name not in wanted:
             continue

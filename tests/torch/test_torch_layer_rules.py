@@ -273,6 +273,23 @@ def _tr(*grads):
     return trace_sigma_ref(torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1))
 
 
+@pytest.mark.parametrize("cls,shape", [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm2d, (6, 4, 3, 5))])
+def test_batchnorm_statistics_saved_by_the_forward_equal_computed_ones(cls, shape):
+    # train mode: the rule takes μ and 1/σ from the forward's kernel when it saved them (CPU)
+    bn = _randomise(cls(4)).train()
+    x = _x(*shape) * 3 + 2
+    out = bn(x)
+    stats = layer_rules.batchnorm_saved_stats(bn, out)
+    assert stats is not None
+    g = _x(*shape, seed=5)
+    a, b = layer_rules.batchnorm(bn, x, g, stats=stats), layer_rules.batchnorm(bn, x, g)
+    for p in (bn.weight, bn.bias):
+        torch.testing.assert_close(a[p], b[p], rtol=1e-12, atol=0)
+    # eval mode (running statistics) saves none
+    bn.eval()
+    assert layer_rules.batchnorm_saved_stats(bn, bn(x)) is None
+
+
 def test_batchnorm_train_mode_is_the_row_decomposition_and_warns_once():
     model = BNNet().train()
     g = torch.Generator().manual_seed(0)

@@ -175,11 +175,14 @@ class NormTrickHooks:
             k = self.calls.get(name, 0)
             self.calls[name] = k + 1
             self.samples[name] = self.samples.get(name, 0) + int(x.shape[0])
+            kw = {}
+            if rule is lr.batchnorm and lr.is_batchnorm_training(mod):
+                kw["stats"] = lr.batchnorm_saved_stats(mod, output)
 
             def on_grad(g):
                 with torch.no_grad():
                     xx, g = _compute_dtype(mod, x, g.detach())
-                    for p, v in rule(mod, xx, g).items():
+                    for p, v in rule(mod, xx, g, **kw).items():
                         self._add(p, v)
                     if tie is not None:
                         self._tie_grad(tie, k, xx, g)

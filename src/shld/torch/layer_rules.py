@@ -249,22 +249,42 @@ def is_batchnorm_training(mod) -> bool:
     return mod.training or (mod.running_mean is None and mod.running_var is None)
 
 
-def batchnorm(mod, x, g):
+def batchnorm_saved_stats(mod, output):
+    """The batch mean and 1/std that the forward's own batch-norm kernel saved (CPU's
+    ``NativeBatchNormBackward0`` in train mode), or None (then :func:`batchnorm` computes them)."""
+    node = getattr(output, "grad_fn", None)
+    if type(node).__name__ != "NativeBatchNormBackward0" or not getattr(node, "_saved_training", False):
+        return None
+    try:
+        mean, invstd = node._saved_result1, node._saved_result2
+    except (AttributeError, RuntimeError):
+        return None
+    C = mod.num_features
+    if mean.shape != (C,) or invstd.shape != (C,) or not mean.is_floating_point():
+        return None
+    return mean, invstd
+
+
+def batchnorm(mod, x, g, stats=None):
     """BatchNorm's affine parameters: ``x̂ = (x − μ) r`` per channel, so the per-sample weight
     gradient is ``r_c Σ_s b_{cs} (x_{cs} − μ_c)`` (one centred copy of ``x``, batched dot products;
-    ``x̂`` itself is never formed) and the bias gradient ``Σ_s b_{cs}``."""
+    ``x̂`` itself is never formed) and the bias gradient ``Σ_s b_{cs}``. In train mode ``(μ, r)`` are
+    the batch statistics: ``stats`` when the forward's kernel saved them, else computed."""
     B, C = x.shape[0], x.shape[1]
     xs, gs = x.reshape(B, C, -1), g.reshape(B, C, -1)
-    if is_batchnorm_training(mod):
+    if stats is not None:
+        mean, r = (t.to(x.dtype) for t in stats)
+        xc = xs - mean.reshape(1, C, 1)
+    elif is_batchnorm_training(mod):
         mean = xs.mean((0, 2))
         xc = xs - mean.reshape(1, C, 1)
-        var = torch.linalg.vecdot(xc, xc).sum(0) / (B * xs.shape[2])
+        r = torch.rsqrt(torch.linalg.vecdot(xc, xc).sum(0) / (B * xs.shape[2]) + mod.eps)
     else:
-        mean, var = mod.running_mean, mod.running_var
-        xc = xs - mean.to(x.dtype).reshape(1, C, 1)
+        xc = xs - mod.running_mean.to(x.dtype).reshape(1, C, 1)
+        r = torch.rsqrt(mod.running_var.to(x.dtype) + mod.eps)
     out = {}
     if _wants(getattr(mod, "weight", None)):
-        w = torch.linalg.vecdot(gs, xc) * torch.rsqrt(var.to(x.dtype) + mod.eps)
+        w = torch.linalg.vecdot(gs, xc) * r
         out[mod.weight] = torch.linalg.vecdot(w, w)
     if _wants(getattr(mod, "bias", None)):
         s = gs.sum(2)
