@@ -112,6 +112,16 @@ def test_bad_chunk_arguments_name_the_argument(kwargs, exc, match):
         simulate(L, np.array([-1.0]), n_walkers=10, D=0.5, dt=5e-3, n_steps=5, seed=0, **kwargs)
 
 
+def test_an_executor_that_drops_or_mangles_chunks_is_caught():
+    class Dropping:
+        def map(self, fn, items):
+            return iter([fn(x) for x in list(items)[:-1]])
+
+    with pytest.raises(RuntimeError, match=r"must yield one SimulationResult per chunk, in order \(3 chunks\); "
+                                           r"got 2 results"):
+        simulate(L, np.array([-1.0]), n_walkers=30, D=0.5, dt=5e-3, n_steps=5, seed=0, chunks=3, executor=Dropping())
+
+
 def test_parse_bytes_units():
     assert parse_bytes("m", "512MiB") == 512 * 2**20 and parse_bytes("m", "4GB") == 4e9
     assert parse_bytes("m", 1e9) == 1e9 and parse_bytes("m", "1e3") == 1000

@@ -843,6 +843,10 @@ def _simulate_chunked(sim, landscape, theta0, D, dt, n_steps, *, n_walkers, rng,
                   progress=bool(progress) and not portable, portable=portable)
              for i in range(len(specs_state))]
     results = list(executor.map(_run_chunk, specs)) if portable else [_run_chunk(sp) for sp in specs]
+    if len(results) != len(specs) or not all(isinstance(r, SimulationResult) for r in results):
+        got = [type(r).__name__ for r in results]
+        raise RuntimeError(f"`executor`.map(fn, chunks) must yield one SimulationResult per chunk, in order "
+                           f"({len(specs)} chunks); got {len(results)} results of types {got[:5]}")
     res = _merge(results, starts, sim)
     res.wall_time = _time.perf_counter() - t0
     if on_record is not None:
