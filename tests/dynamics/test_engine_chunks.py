@@ -149,3 +149,13 @@ def test_1e9_walker_steps_over_a_local_dask_cluster_match_one_process():
     sub = slice(0, n, 50)                  # 2·10⁴ of each: KS resolution ≈ 0.014
     assert stats.ks_2samp(one.final_theta[sub, 0], split.final_theta[sub, 0]).pvalue > 1e-3
     assert split.records["loss_mean"][-1] == pytest.approx(one.records["loss_mean"][-1], rel=0.01)
+
+
+def test_a_simulation_pickles_on_every_backend(backend):
+    from shld.dynamics import Simulation
+
+    sim = Simulation(L, D=0.5, dt=5e-3, **backend)
+    again = pickle.loads(pickle.dumps(sim))            # what an executor does to a task's arguments
+    a = sim.advance(sim.init_state(np.zeros(1), n_walkers=5, seed=1), 10).final_theta
+    b = again.advance(again.init_state(np.zeros(1), n_walkers=5, seed=1), 10).final_theta
+    assert np.array_equal(a, b) and repr(again.backend) == repr(sim.backend)

@@ -215,6 +215,9 @@ class TorchBackend:
     def __repr__(self):
         return f"TorchBackend({self.dtype_name}, {self.device})"
 
+    def __reduce__(self):                 # picklable (for executors): rebuilt from its dtype and device
+        return (TorchBackend, (self.dtype_name, str(self.device)))
+
     # -- arrays --------------------------------------------------------------------
     def is_array(self, x) -> bool:
         return isinstance(x, self.torch.Tensor)

@@ -221,6 +221,15 @@ class Simulation:
         self.check_every = check_int("check_every", check_every, minimum=1)
         self.track_walkers = check_int("track_walkers", track_walkers, minimum=0)
 
+    def __getstate__(self):               # kernels may be closures on a device: rebuilt after unpickling
+        state = self.__dict__.copy()
+        state.pop("kernels", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.kernels = self.landscape.kernels(self.backend)
+
     # -- setup ------------------------------------------------------------------------
     def init_state(self, theta0, n_walkers: int | None = None, rng=None, seed=None) -> EnsembleState:
         d = self.landscape.dim
