@@ -8,7 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from shld.claims import VERDICTS, claim_row
+from shld.claims import claim_row
+from shld.claims_registry import SEED_CLAIMS
 from shld.reporting.audit import rebuild_report
 from shld.reporting.render import (
     REPORT_CSP,
@@ -17,6 +18,7 @@ from shld.reporting.render import (
     collect,
     md_inline,
     render_html,
+    seed_claims,
     tex_html,
     verdict_chart_svg,
 )
@@ -66,7 +68,14 @@ def test_report_lists_claims_failures_and_bad_rows(tmp_path):
     assert "a \\| piped claim" in md                             # pipes escaped inside the table
     assert "| exp-c | failed: ValueError: boom |" in md
     assert "claims could not be read" in md and "a note" in md
-    assert "**Verdicts:** holds: 1 · fails: 0 · partly: 0 · not testable here: 1" in md
+    # no row here is evidence for a seed claim: every claim is "not run" or "no study"; g-1 is listed apart
+    no_study = sum(not c.evidence for c in SEED_CLAIMS)
+    assert (f"**Seed claims: {len(SEED_CLAIMS)}**, each counted once: holds: 0 · fails: 0 · partly: 0 · "
+            f"not testable here: 0 · depends on reading: 0 · not run: {len(SEED_CLAIMS) - no_study} · "
+            f"no study: {no_study}") in md
+    unregistered = md.split("## Rows not in the claims registry")[1].split("## Rules")[0]
+    assert "| exp-a | a \\| piped claim | 90% | 91% ± 1% | **holds** |" in unregistered
+    assert "| exp-c | failed: ValueError: boom |" in md.split("## Evidence by study")[1].split("## Validation")[0]
     assert md.index("## Environment") < md.index(RUN_TIME_HEADING)
     page = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," + base64.b64encode(PNG).decode() in page   # 67 bytes: kept as it is
@@ -146,7 +155,8 @@ def test_html_embeds_each_figure_once_beside_its_rows(tmp_path):
     t1 = Image.open(io.BytesIO(base64.b64decode(thumbs["t1"])))
     assert t1.size == (THUMB_PX, 213)                             # 900x300 scaled to THUMB_PX wide
     assert Image.open(io.BytesIO(base64.b64decode(thumbs["t2"]))).size == (400, 400)   # small: not enlarged
-    cells = re.findall(r"<td class='fig'( rowspan='\d+')?>(.*?)</td>", page)
+    table = page.split("<table id='unregistered-table'>")[1].split("</table>")[0]     # ids no claim knows
+    cells = re.findall(r"<td class='fig'( rowspan='\d+')?>(.*?)</td>", table)
     assert len(cells) == 5                                        # r1+r2 share one cell; r3; r4; r5; r6
     assert cells[0][0] == " rowspan='2'" and "thumb t1" in cells[0][1] and "href='#fig-1'" in cells[0][1]
     assert "thumb t2" in cells[1][1] and "thumb t1" in cells[2][1]
@@ -158,15 +168,15 @@ def test_html_embeds_each_figure_once_beside_its_rows(tmp_path):
     assert "ρ*(θ) ∝ exp(−ℒ(θ)/D)" in text
     assert "<strong>bold</strong> claim" in page and "<code>RULE_X</code>" in page
     assert "a link (https://example.org)" in text                # the address as plain text, not a link
-    # the verdict chart: counts of every verdict, one bar for all and one per experiment with rows
-    chart = verdict_chart_svg(data, [{"experiment": "exp-a", "verdict": r["verdict"]} for r in rows])
+    # the verdict chart counts seed claims, not these rows: one bar for all claims and one per topic
+    chart = verdict_chart_svg(seed_claims([]))
     assert chart in page
-    counts = {"holds": 2, "fails": 2, "partly": 1, "not testable here": 1}
-    title = "Verdicts: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in VERDICTS)   # all verdicts, in order
-    assert title.startswith("Verdicts: holds 2, fails 2, partly 1, not testable here 1")
-    assert f"<title id='verdict-chart-title'>{title}</title>" in chart
-    assert len(re.findall(r"<rect class='seg ", chart)) == 8      # 4 verdicts x (all, exp-a)
-    assert "<a href='#study-exp-a'>" in chart
+    no_study = sum(not c.evidence for c in SEED_CLAIMS)
+    assert (f"<title id='verdict-chart-title'>Seed claims: holds 0, fails 0, partly 0, not testable here 0, "
+            f"depends on reading 0, not run {len(SEED_CLAIMS) - no_study}, no study {no_study}</title>") in chart
+    # all (2 statuses) + foundations (no study) + grokking and theorems (both) + 4 topics with only "not run"
+    assert len(re.findall(r"<rect class='seg ", chart)) == 2 + 1 + 2 + 2 + 4
+    assert "<a href='#seed-claims'>" in chart and "<a href='#seed-master-equation'>" in chart
 
 
 def test_html_above_run_time_depends_on_the_folders_only(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from shld.claims import VERDICTS
+from shld.claims_registry import STATUSES, claims_table
 from shld.experiments.registry import run_experiment
 from shld.reporting.audit import rebuild_report
 from shld.reporting.render import REPORT_CSP, collect
@@ -72,6 +72,9 @@ window.addEventListener('load', async () => {
     chart: chart && {size: size(chart), segments: chart.querySelectorAll('rect.seg').length,
                      title: chart.querySelector('title').textContent},
     rows: document.querySelectorAll('#claims-table tbody tr:not(.study)').length,
+    seedRows: [...document.querySelectorAll('#seed-claims-table tbody tr')].map(tr => [tr.id,
+               tr.querySelector('td.v').firstChild.textContent]),
+    validationTable: !!document.getElementById('validation-table'),
     text: document.body.innerText.replace(pre.innerText, ''),
     resources: performance.getEntriesByType('resource').map(e => e.name),
     errors: __shld.errors, violations: __shld.violations, stage: 'done',
@@ -140,13 +143,18 @@ def test_report_in_headless_chromium(report, tmp_path):
                                                    "figures/theorem3.png", "figures/theorem4.png"}
     assert res["thumbs"] and all(t["naturalWidth"] > 100 and t["size"][0] > 100 and t["size"][1] > 30
                                  for t in res["thumbs"]), res["thumbs"]
-    # the verdict chart is drawn, and says the same counts as the rows
+    # one row per seed claim, with the headline the registry decides from these runs' rows
     rows = [c for e in data["experiments"] for c in e["claims"]]
-    counts = {v: sum(c["verdict"] == v for c in rows) for v in VERDICTS}
+    table = claims_table(rows)
+    assert res["seedRows"] == [[f"seed-{c.id}", h.verdict] for c, h in table]
+    assert dict(res["seedRows"])["seed-theorem1"] == next(r["verdict"] for r in rows if r["id"] == "th1-any")
+    assert not res["validationTable"]                  # escape and theorems write no validation rows
+    # the verdict chart is drawn, and counts claims (not rows) as the table does
+    counts = {v: sum(h.verdict == v for _, h in table) for v in STATUSES}
     chart = res["chart"]
     assert chart is not None and chart["size"][0] > 300 and chart["size"][1] > 50
-    assert chart["title"] == "Verdicts: " + ", ".join(f"{v} {n}" for v, n in counts.items())
-    assert chart["segments"] >= sum(n > 0 for n in counts.values()) * 2       # "all" + one bar per experiment
+    assert chart["title"] == "Seed claims: " + ", ".join(f"{v} {n}" for v, n in counts.items())
+    assert chart["segments"] >= sum(n > 0 for n in counts.values()) + 7     # "all" + one bar per topic
     # the visible text: markdown and formulas rendered, Unicode intact
     text = res["text"]
     assert "**" not in text and "`" not in text

@@ -1,6 +1,12 @@
 """Claims reports from run folders alone: :func:`collect` reads them, :func:`render_markdown`
 and :func:`render_html` write ``report.md`` and a self-contained ``report.html``.
 
+The report counts *claims of the seed*, not rows: its first table has one row per claim of
+:data:`shld.claims_registry.SEED_CLAIMS` with a headline verdict decided from that claim's evidence
+rows (:func:`shld.claims_registry.headline`). The studies' rows follow, grouped by study: the
+evidence rows, then a Validation table (solver validations, baselines, preconditions: not counted),
+then any row the registry does not know (listed so that it is seen; not counted either).
+
 Everything above the "Run time" section is a function of the run folders' configs and
 summaries only, so a resumed audit and an uninterrupted one produce the same text there.
 """
@@ -13,6 +19,7 @@ import io
 import re
 from pathlib import Path
 
+from shld import claims_registry as registry
 from shld.claims import CLAIM_KEYS, VERDICTS, validate_claims
 from shld.runs import CorruptFileError, read_config, read_json
 
@@ -144,8 +151,37 @@ def _rows(data: dict) -> list[dict]:
             rows.append({"experiment": e["name"], "rel": e["rel"], "id": f"{e['name']}-not-run",
                          "claim": f"{e['status']}: {e['reason']}", "seed_value": "", "measured": "",
                          "value": None, "uncertainty": None, "verdict": "not testable here",
-                         "rule": "experiment not run", "figure": None})
+                         "rule": "experiment not run", "figure": None, "role": "status", "seed_claim": None})
+    for r in rows:
+        if "role" not in r:
+            where = registry.classify(r["id"])
+            r["role"] = "unregistered" if where is None else where[0]
+            r["seed_claim"] = where[1] if where is not None and where[0] == "seed" else None
     return rows
+
+
+def seed_claims(rows: list[dict]) -> list[dict]:
+    """One record per seed claim (the registry's order): ``claim`` (:class:`~shld.claims_registry.SeedClaim`),
+    ``headline`` (:class:`~shld.claims_registry.Headline`) and ``evidence``, the claim's rows found in ``rows``
+    (:func:`_rows`' dicts, in the registry's order; the first of a repeated id)."""
+    found: dict[str, dict] = {}
+    for r in rows:
+        if r["role"] == "seed":
+            found.setdefault(r["id"], r)
+    out = []
+    for claim, head in registry.claims_table(found.values()):
+        out.append({"claim": claim, "headline": head, "evidence": [found[i] for i in head.present]})
+    return out
+
+
+def _claim_counts(claims: list[dict]) -> dict:
+    return {v: sum(c["headline"].verdict == v for c in claims) for v in registry.STATUSES}
+
+
+def _decisive_row(c: dict) -> dict | None:
+    """The row whose figure stands beside a claim: the first deciding row with a figure, else any evidence row's."""
+    dec = [r for r in c["evidence"] if r["id"] in c["headline"].decisive]
+    return next((r for r in dec + c["evidence"] if r.get("figure")), None)
 
 
 def _grouped_rules(rows) -> list[tuple[list[str], str]]:
@@ -181,18 +217,82 @@ def _header(data) -> list[str]:
     return lines
 
 
+def _summary_lines(claims: list[dict], rows: list[dict]) -> tuple[str, str]:
+    """The summary's two lines (plain text with **bold** labels): claims counted once each; validation rows."""
+    counts = _claim_counts(claims)
+    one = (f"**Seed claims: {len(claims)}**, each counted once: "
+           + " · ".join(f"{v}: {n}" for v, n in counts.items()))
+    val = [r for r in rows if r["role"] == "validation"]
+    vc = {v: n for v, n in _counts(val).items() if n}
+    two = (f"**Validation rows: {len(val)}** (solver validations, baselines, preconditions; not counted above)"
+           + (": " + " · ".join(f"{v}: {n}" for v, n in vc.items()) if vc else ""))
+    unreg = sum(r["role"] == "unregistered" for r in rows)
+    if unreg:
+        two += f" · **rows not in the claims registry: {unreg}** (listed apart, not counted)"
+    return one, two
+
+
+def _evidence_text(c: dict) -> str:
+    """A claim's evidence rows as markdown: `id` (study): verdict; the deciding rows in bold."""
+    if not c["claim"].evidence:
+        return "no study of SHLD tests this claim"
+    parts = []
+    for rid in c["claim"].evidence:
+        r = next((x for x in c["evidence"] if x["id"] == rid), None)
+        if r is None:
+            parts.append(f"`{rid}`: not run")
+            continue
+        text = f"`{rid}` ({r['experiment']}): {r['verdict']}"
+        parts.append(f"**{text}**" if rid in c["headline"].decisive else text)
+    return "; ".join(parts)
+
+
+_MD_ROW_HEAD = ["| experiment | claim | seed's number | measured | verdict | figure | run | seed claim |",
+                "|---|---|---|---|---|---|---|---|"]
+
+
+def _md_row(r: dict, last: str) -> str:
+    fig = f"[figure]({r['rel']}/{r['figure']})" if r["figure"] else ""
+    return (f"| {r['experiment']} | {_md_cell(r['claim'])} | {_md_cell(r['seed_value'])} | "
+            f"{_md_cell(r['measured'])} | **{r['verdict']}** | {fig} | [{r['rel']}/]({r['rel']}/) | {_md_cell(last)} |")
+
+
 def render_markdown(data: dict) -> str:
     rows = _rows(data)
-    counts = _counts(rows)
+    claims = seed_claims(rows)
     L = _header(data)
-    L += ["**Verdicts:** " + " · ".join(f"{v}: {n}" for v, n in counts.items()), "", "## Claims", "",
-          "| experiment | claim | seed's number | measured | verdict | figure | run |",
-          "|---|---|---|---|---|---|---|"]
+    one, two = _summary_lines(claims, rows)
+    L += [one, "", two, "", "## Seed claims", "",
+          "One row per testable statement of the seed (`shld.claims_registry`); its verdict comes from the "
+          "evidence rows below by the rule named in *decided by*.", "",
+          "| seed claim | the seed's words | section | verdict | decided by | evidence rows |",
+          "|---|---|---|---|---|---|"]
+    for c in claims:
+        k, h = c["claim"], c["headline"]
+        L.append(f"| `{k.id}` | “{_md_cell(k.text)}” | {_md_cell(k.section)} | **{h.verdict}** | "
+                 f"{_md_cell(h.how)} | {_md_cell(_evidence_text(c))} |")
+    L += ["", "## Evidence by study", "", *_MD_ROW_HEAD]
     for r in rows:
-        fig = f"[figure]({r['rel']}/{r['figure']})" if r["figure"] else ""
-        L.append(f"| {r['experiment']} | {_md_cell(r['claim'])} | {_md_cell(r['seed_value'])} | "
-                 f"{_md_cell(r['measured'])} | **{r['verdict']}** | {fig} | [{r['rel']}/]({r['rel']}/) |")
+        if r["role"] in ("seed", "status"):
+            L.append(_md_row(r, f"`{r['seed_claim']}`" if r["seed_claim"] else ""))
+    val = [r for r in rows if r["role"] == "validation"]
+    L += ["", "## Validation", "", "Rows that test the code or give a baseline, not a statement of the seed; "
+          "not counted in the seed's totals.", ""]
+    if val:
+        L += [_MD_ROW_HEAD[0].replace("seed claim |", "kind: why not a seed claim |"), _MD_ROW_HEAD[1]]
+        for r in val:
+            v = registry.VALIDATION_BY_ID[r["id"]]
+            L.append(_md_row(r, f"{v.kind}: {v.why}"))
+    else:
+        L.append("(none in this audit)")
+    unreg = [r for r in rows if r["role"] == "unregistered"]
+    if unreg:
+        L += ["", "## Rows not in the claims registry", "",
+              "These rows' ids are neither evidence for a seed claim nor a validation in `shld.claims_registry`: "
+              "not counted.", "", *_MD_ROW_HEAD]
+        L += [_md_row(r, "") for r in unreg]
     L += ["", "## Rules", ""]
+    L += [f"- seed claims decided by *{name}*: {text}" for name, text in registry.RULES.items()]
     for ids, rule in _grouped_rules(rows):
         L.append(f"- {', '.join(f'`{i}`' for i in ids)}: {rule}")
     notes = [(e["name"], n) for e in data["experiments"] for n in e["notes"]]
@@ -249,7 +349,8 @@ REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 #: verdict -> (CSS class, colour); a verdict not listed here (a new one) gets a grey of its own
 _VERDICT_STYLE = {"holds": ("holds", "#2e9d5b"), "fails": ("fails", "#d0453f"), "partly": ("partly", "#e9a13b"),
-                  "not testable here": ("nottestable", "#9aa0a6"), "depends on reading": ("depends", "#7e57c2")}
+                  "not testable here": ("nottestable", "#9aa0a6"), "depends on reading": ("depends", "#7e57c2"),
+                  registry.NOT_RUN: ("notrun", "#bfc5cc"), registry.NO_STUDY: ("nostudy", "#dfe3e8")}
 
 _CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d0d7de;--head:#f3f4f6}
@@ -267,8 +368,12 @@ th,td{border:1px solid var(--line);padding:5px 7px;vertical-align:top;text-align
 tr.study th{background:#e9eef5;font-size:1.05em}tr.study th a{color:inherit}
 td.v{font-weight:600;white-space:nowrap}
 .holds{background:#dcf3e4}.fails{background:#fadcdb}.partly{background:#fdf0d5}.nottestable{background:#eceef0}
-.depends{background:#e9e1f5}.v-other{background:#e6e0f3}
-td.fig{width:30%;min-width:240px;max-width:420px}
+.depends{background:#e9e1f5}.v-other{background:#e6e0f3}.notrun{background:#f1f2f4}.nostudy{background:#f8f8f9}
+q.seed{display:block}
+td .how{font-weight:400;font-size:.8em;color:var(--muted);white-space:normal}
+ul.ev{margin:0;padding-left:1.1em}ul.ev li.decisive{font-weight:600}
+.chip{display:inline-block;padding:0 .35em;border-radius:3px;font-size:.82em;font-weight:600;white-space:nowrap}
+td.fig{width:30%;min-width:240px;max-width:420px}#seed-claims-table td.fig{width:24%;min-width:200px}
 .thumb{display:block;width:100%;background-size:contain;background-repeat:no-repeat;background-position:center;
 border:1px solid var(--line);-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .thumb:hover{outline:2px solid #0b62c4}td.fig .thumb{position:sticky;top:4px}
@@ -276,6 +381,7 @@ details.rule summary{cursor:pointer;color:var(--muted);font-size:.85em}details.r
 details.rule div{font-size:.88em;background:#f7f8fa;padding:.3em .5em;border-left:3px solid var(--line)}
 #summary{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 #verdict-chart text{font-size:12px;fill:var(--fg)}#verdict-chart text.in{fill:#fff;font-weight:600}
+#verdict-chart text.in.dark{fill:var(--fg)}
 figure{margin:1.2em 0;padding:.5em;border:1px solid var(--line);border-radius:4px}
 figure:target{outline:3px solid #0b62c4}figure img{max-width:100%;height:auto;display:block}
 figcaption{font-size:.9em;margin-bottom:.4em}
@@ -488,12 +594,16 @@ def _figures(data: dict, rows: list[dict]) -> tuple[list[dict], dict]:
     return figs, by_key
 
 
-def verdict_chart_svg(data: dict, rows: list[dict]) -> str:
-    """The verdict counts as an inline SVG (id ``verdict-chart``): one stacked bar for all rows, then one
-    per experiment, each segment labelled with its count and linked to the experiment's rows."""
-    total = _counts(rows)
-    per = [(e["name"], _counts([r for r in rows if r["experiment"] == e["name"]])) for e in data["experiments"]]
-    bars = [("all", total, "#claims")] + [(n, c, f"#study-{n}") for n, c in per if sum(c.values())]
+def verdict_chart_svg(claims: list[dict]) -> str:
+    """The seed claims' headline verdicts as an inline SVG (id ``verdict-chart``): one stacked bar for all
+    claims, then one per topic of the registry, each segment labelled with its count; every bar links to
+    its first claim in the Seed claims table. Counts claims, never rows (validation rows are not in it)."""
+    total = _claim_counts(claims)
+    topics: dict[str, list[dict]] = {}
+    for c in claims:
+        topics.setdefault(c["claim"].topic or "other", []).append(c)
+    bars = [("all claims", total, "#seed-claims")]
+    bars += [(t, _claim_counts(cs), f"#seed-{cs[0]['claim'].id}") for t, cs in topics.items()]
     label_w, bar_w, row_h, top = 130, 460, 22, 30
     scale = bar_w / max(1, max(sum(c.values()) for _, c, _ in bars))
     height = top + row_h * len(bars) + 6
@@ -502,14 +612,14 @@ def verdict_chart_svg(data: dict, rows: list[dict]) -> str:
         legend_items.append(f"<rect x='{x}' y='4' width='12' height='12' fill='{_colour(v)}'/>"
                             f"<text x='{x + 16}' y='14'>{html.escape(v)}: {n}</text>")
         x += 30 + 7 * len(f"{v}: {n}")
-    title = "Verdicts: " + ", ".join(f"{v} {n}" for v, n in total.items())
+    title = "Seed claims: " + ", ".join(f"{v} {n}" for v, n in total.items())
     width = max(label_w + bar_w + 50, x)
     S = [f"<svg id='verdict-chart' role='img' aria-labelledby='verdict-chart-title' width='{width}'"
          f" height='{height}' viewBox='0 0 {width} {height}'>",
          f"<title id='verdict-chart-title'>{html.escape(title)}</title>", "<g>" + "".join(legend_items) + "</g>"]
     for k, (name, counts, href) in enumerate(bars):
         y = top + k * row_h
-        weight = " font-weight='700'" if name == "all" else ""
+        weight = " font-weight='700'" if k == 0 else ""
         S.append(f"<a href='{html.escape(href)}'><text x='{label_w - 6}' y='{y + 14}' text-anchor='end'{weight}>"
                  f"{html.escape(name)}</text></a>")
         x = float(label_w)
@@ -520,7 +630,8 @@ def verdict_chart_svg(data: dict, rows: list[dict]) -> str:
             S.append(f"<rect class='seg {_slug(v)}-seg' x='{x:.1f}' y='{y + 2}' width='{w:.1f}' height='{row_h - 6}'"
                      f" fill='{_colour(v)}'><title>{html.escape(name)}: {html.escape(v)} {n}</title></rect>")
             if w >= 14:
-                S.append(f"<text class='in' x='{x + w / 2:.1f}' y='{y + 14}' text-anchor='middle'>{n}</text>")
+                dark = " dark" if v in (registry.NOT_RUN, registry.NO_STUDY) else ""   # light segments: dark text
+                S.append(f"<text class='in{dark}' x='{x + w / 2:.1f}' y='{y + 14}' text-anchor='middle'>{n}</text>")
             x += w
         S.append(f"<text x='{x + 5:.1f}' y='{y + 14}' class='muted'>{sum(counts.values())}</text>")
     S.append("</svg>")
@@ -536,31 +647,49 @@ def _anchor_rows(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def render_html(data: dict) -> str:
-    """``report.html``: a summary with the verdict chart, one table of claims grouped by experiment with
-    each row's figure beside it (a thumbnail that links to the full figure; rows in a run sharing a figure
-    share one cell), the rules, notes, every figure at full size (each embedded once), the environment, and
-    the run time last. No script and no external address: the file works offline and alone, and its
-    Content-Security-Policy (:data:`REPORT_CSP`) lets it load nothing but its own data: images. Non-ASCII
-    characters are written as character references, so the page reads the same whatever the file's
-    encoding is taken to be (it also declares UTF-8)."""
+def _seed_claims_html(claims: list[dict], by_key: dict) -> list[str]:
+    """The Seed claims table: one row per claim, its quote, section, headline, evidence links and the
+    deciding row's figure beside it."""
     e_ = html.escape
-    rows = _anchor_rows(_rows(data))
-    counts = _counts(rows)
-    figs, by_key = _figures(data, rows)
-    md_head = _header(data)
-    thumbs_css = "".join(f".{f['cls']}{{background-image:url({f['thumb']})}}" for f in figs if f["thumb"])
-    H = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-         f"<meta http-equiv='Content-Security-Policy' content=\"{REPORT_CSP}\">",
-         "<meta name='viewport' content='width=device-width,initial-scale=1'><title>SHLD claims audit</title>",
-         f"<style>{_CSS}{thumbs_css}</style></head><body>", f"<h1>{e_(md_head[0][2:])}</h1>"]
-    H += [f"<p>{md_inline(x)}</p>" for x in md_head[1:] if x]
-    H.append("<section id='summary'><div>" + verdict_chart_svg(data, rows) + "</div>"
-             "<p id='verdict-counts'><b>Verdicts:</b> "
-             + " · ".join(f"<span class='{_slug(v)}'>{e_(v)}: {n}</span>" for v, n in counts.items()) + "</p>"
-             "</section>")
-    H.append("<h2 id='claims'>Claims</h2><table id='claims-table'><thead><tr><th>claim</th><th>seed's number</th>"
-             "<th>measured</th><th>verdict</th><th>figure</th></tr></thead><tbody>")
+    H = ["<table id='seed-claims-table'><thead><tr><th>seed claim</th><th>verdict</th><th>evidence rows</th>"
+         "<th>figure</th></tr></thead><tbody>"]
+    for c in claims:
+        k, h = c["claim"], c["headline"]
+        note = (f"<details class='rule'><summary>why these rows</summary><div>{md_inline(k.note)}</div></details>"
+                if k.note else "")
+        also = ("<div class='muted'>also: " + " · ".join(f"“{md_inline(q)}”" for q in k.restated) + "</div>"
+                if k.restated else "")
+        if not k.evidence:
+            ev = "<span class='muted'>no study of SHLD tests this claim</span>"
+        else:
+            items = []
+            for rid in k.evidence:
+                r = next((x for x in c["evidence"] if x["id"] == rid), None)
+                if r is None:
+                    items.append(f"<li><code>{e_(rid)}</code> <span class='chip notrun'>not run</span></li>")
+                    continue
+                strong = " class='decisive'" if rid in h.decisive else ""
+                items.append(f"<li{strong}><a href='#{e_(r['anchor'])}'><code>{e_(rid)}</code></a> "
+                             f"<span class='muted'>({e_(r['experiment'])})</span> "
+                             f"<span class='chip {_slug(r['verdict'])}'>{e_(r['verdict'])}</span></li>")
+            ev = "<ul class='ev'>" + "".join(items) + "</ul>"
+        fig_row = _decisive_row(c)
+        fig = (_figure_cell(fig_row, by_key.get((fig_row["experiment"], fig_row["figure"])), 1) if fig_row
+               else "<td class='fig'></td>")
+        H.append(f"<tr id='seed-{e_(k.id)}'><td><q class='seed'>{md_inline(k.text)}</q>{also}"
+                 f"<div class='id'><code>{e_(k.id)}</code> · {e_(k.section)}</div>{note}</td>"
+                 f"<td class='v {_slug(h.verdict)}'>{e_(h.verdict)}<div class='how'>{md_inline(h.how)}</div></td>"
+                 f"<td>{ev}</td>{fig}</tr>")
+    H.append("</tbody></table>")
+    return H
+
+
+def _rows_table_html(table_id: str, rows: list[dict], by_key: dict, data: dict, extra) -> list[str]:
+    """A table of rows grouped by study (a header row per study), each row's figure beside it (rows in a run
+    sharing a figure share one cell); ``extra(row)`` is HTML shown under the row's claim."""
+    e_ = html.escape
+    H = [f"<table id='{table_id}'><thead><tr><th>claim</th><th>seed's number</th>"
+         "<th>measured</th><th>verdict</th><th>figure</th></tr></thead><tbody>"]
     by_exp: dict[str, list[dict]] = {}
     for r in rows:
         by_exp.setdefault(r["experiment"], []).append(r)
@@ -568,7 +697,8 @@ def render_html(data: dict) -> str:
     for name, group in by_exp.items():
         e = status[name]
         n_claims = len(group)
-        H.append(f"<tr class='study' id='study-{e_(name)}'><th colspan='5'><a href='{e_(e['rel'])}/'>{e_(name)}</a>"
+        head_id = f" id='study-{e_(name)}'" if table_id == "claims-table" else ""
+        H.append(f"<tr class='study'{head_id}><th colspan='5'><a href='{e_(e['rel'])}/'>{e_(name)}</a>"
                  f" <span class='muted'>{e_(e['status'] or '')} · {n_claims} row{'s' * (n_claims != 1)}</span>"
                  "</th></tr>")
         k = 0
@@ -579,7 +709,7 @@ def render_html(data: dict) -> str:
                 span += 1
             for j in range(span):
                 q = group[k + j]
-                cells = (f"<td>{md_inline(q['claim'])}<div class='id'><code>{e_(q['id'])}</code></div>"
+                cells = (f"<td>{md_inline(q['claim'])}<div class='id'><code>{e_(q['id'])}</code>{extra(q)}</div>"
                          f"<details class='rule'><summary>rule</summary><div>{md_inline(q['rule'])}</div></details>"
                          f"</td><td>{md_inline(q['seed_value'])}</td><td>{md_inline(q['measured'])}</td>"
                          f"<td class='v {_slug(q['verdict'])}'>{e_(q['verdict'])}</td>")
@@ -588,7 +718,68 @@ def render_html(data: dict) -> str:
                 H.append(f"<tr id='{e_(q['anchor'])}'>{cells}</tr>")
             k += span
     H.append("</tbody></table>")
+    return H
+
+
+def _evidence_extra(r: dict) -> str:
+    if r.get("seed_claim"):
+        c = html.escape(r["seed_claim"])
+        return f" · evidence for <a href='#seed-{c}'>{c}</a>"
+    return ""
+
+
+def _validation_extra(r: dict) -> str:
+    v = registry.VALIDATION_BY_ID.get(r["id"])
+    return f" · <b>{html.escape(v.kind)}</b>: {md_inline(v.why)}" if v else ""
+
+
+def render_html(data: dict) -> str:
+    """``report.html``: a summary with the verdict chart of the seed's claims, the Seed claims table (one
+    row per claim of :data:`shld.claims_registry.SEED_CLAIMS`, its headline verdict, links to its evidence
+    rows and the deciding row's figure beside it), the evidence rows grouped by study with each row's
+    figure beside it (a thumbnail that links to the full figure; rows in a run sharing a figure share one
+    cell), the Validation table (not counted in the totals), any row the registry does not know, the rules,
+    notes, every figure at full size (each embedded once), the environment, and the run time last. No
+    script and no external address: the file works offline and alone, and its Content-Security-Policy
+    (:data:`REPORT_CSP`) lets it load nothing but its own data: images. Non-ASCII characters are written as
+    character references, so the page reads the same whatever the file's encoding is taken to be (it also
+    declares UTF-8)."""
+    e_ = html.escape
+    rows = _anchor_rows(_rows(data))
+    claims = seed_claims(rows)
+    figs, by_key = _figures(data, rows)
+    md_head = _header(data)
+    thumbs_css = "".join(f".{f['cls']}{{background-image:url({f['thumb']})}}" for f in figs if f["thumb"])
+    H = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+         f"<meta http-equiv='Content-Security-Policy' content=\"{REPORT_CSP}\">",
+         "<meta name='viewport' content='width=device-width,initial-scale=1'><title>SHLD claims audit</title>",
+         f"<style>{_CSS}{thumbs_css}</style></head><body>", f"<h1>{e_(md_head[0][2:])}</h1>"]
+    H += [f"<p>{md_inline(x)}</p>" for x in md_head[1:] if x]
+    two = _summary_lines(claims, rows)[1]
+    H.append("<section id='summary'><div>" + verdict_chart_svg(claims) + "</div>"
+             f"<div><p id='verdict-counts'><b>Seed claims: {len(claims)}</b>, each counted once: "
+             + " · ".join(f"<span class='{_slug(v)}'>{e_(v)}: {n}</span>" for v, n in _claim_counts(claims).items())
+             + f"</p><p id='validation-counts'>{md_inline(two)}</p></div></section>")
+    H.append("<h2 id='seed-claims'>Seed claims</h2><p class='muted'>One row per testable statement of the seed "
+             "(<code>shld.claims_registry</code>), quoted verbatim; its verdict comes from the evidence rows below "
+             "by the rule under it (Rules).</p>")
+    H += _seed_claims_html(claims, by_key)
+    H.append("<h2 id='claims'>Evidence by study</h2>")
+    H += _rows_table_html("claims-table", [r for r in rows if r["role"] in ("seed", "status")], by_key, data,
+                          _evidence_extra)
+    H.append("<h2 id='validation'>Validation</h2><p class='muted'>Rows that test the code or give a baseline, not "
+             "a statement of the seed; not counted in the seed's totals.</p>")
+    val = [r for r in rows if r["role"] == "validation"]
+    H += (_rows_table_html("validation-table", val, by_key, data, _validation_extra) if val
+          else ["<p>(none in this audit)</p>"])
+    unreg = [r for r in rows if r["role"] == "unregistered"]
+    if unreg:
+        H.append("<h2 id='unregistered'>Rows not in the claims registry</h2><p class='muted'>Neither evidence for "
+                 "a seed claim nor a validation in <code>shld.claims_registry</code>: not counted.</p>")
+        H += _rows_table_html("unregistered-table", unreg, by_key, data, lambda r: "")
     H.append("<h2 id='rules'>Rules</h2><ul>")
+    H += [f"<li>seed claims decided by <em>{e_(name)}</em>: {md_inline(text)}</li>"
+          for name, text in registry.RULES.items()]
     H += [f"<li>{', '.join(f'<code>{e_(i)}</code>' for i in ids)}: {md_inline(rule)}</li>"
           for ids, rule in _grouped_rules(rows)]
     H.append("</ul>")
@@ -638,5 +829,5 @@ def _figure_cell(row: dict, rec: dict | None, span: int) -> str:
             f" title='{label} (click for full size)' style='aspect-ratio:{ratio}'></a></td>")
 
 
-__all__ = ["collect", "render_markdown", "render_html", "md_inline", "tex_html", "verdict_chart_svg",
+__all__ = ["collect", "render_markdown", "render_html", "md_inline", "tex_html", "verdict_chart_svg", "seed_claims",
            "RUN_TIME_HEADING", "CLAIM_KEYS", "THUMB_PX", "REPORT_CSP"]
