@@ -335,10 +335,11 @@ def headline(claim: SeedClaim | str, verdicts: Mapping[str, str]) -> Headline:
     parts = {r: verdicts[r] for r in present}
     missing = [r for r in c.evidence if r not in verdicts]
     tail = f"; not in this audit: {', '.join(missing)}" if missing else ""
+    n = f"{len(present)} row{'s' * (len(present) != 1)}"
     if c.rule == "combine":
-        return Headline(combine(parts.values()), f"combined over {len(present)} rows{tail}", present, present)
+        return Headline(combine(parts.values()), f"combined over {n}{tail}", present, present)
     if c.rule == "by_reading":
-        return Headline(by_reading(parts), f"by reading over {len(present)} rows{tail}", present, present)
+        return Headline(by_reading(parts), f"by reading over {n}{tail}", present, present)
     raise ValueError(f"claim {c.id!r}: `rule` must be one of {list(RULES)}, got {c.rule!r}")
 
 

@@ -194,7 +194,7 @@ def test_by_reading_rule_says_depends_when_readings_differ():
     assert headline("escape-stuck", {"escape-stuck-symmetric": "holds", "escape-stuck-tilted": "partly"}).verdict \
         == "depends on reading"
     h = headline("escape-stuck", {"escape-stuck-tilted": "fails"})
-    assert (h.verdict, h.how) == ("fails", "by reading over 1 rows; not in this audit: escape-stuck-symmetric")
+    assert (h.verdict, h.how) == ("fails", "by reading over 1 row; not in this audit: escape-stuck-symmetric")
 
 
 def test_not_run_no_study_and_bad_input():
