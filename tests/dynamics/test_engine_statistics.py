@@ -5,6 +5,7 @@ rejected by the same test)."""
 
 import numpy as np
 import pytest
+from engine_backends import engine_backends
 from scipy import stats
 
 from shld.dynamics import AdaptiveNoise, EnsembleState, Simulation, simulate
@@ -113,6 +114,7 @@ def _exact_mfpt(L, D):
     return np.trapezoid(f[sel], y[sel]), f[-1]
 
 
+@pytest.mark.parametrize("backend", engine_backends(slow=["torch-f64-cpu"]))   # ~8 s on 2 busy cores
 @pytest.mark.parametrize("D,dt", [(0.4, 2e-3)])
 def test_mfpt_between_wells_matches_exact_quadrature(D, dt, backend):
     L = DoubleWell(barrier=0.5)                  # ΔE/D = 1.25, MFPT ≈ 9.5: 120 time units leave ~e^-12 censored
