@@ -3,7 +3,7 @@ under a 2-worker Dask LocalCluster and a 2-CPU Ray instance against ``--jobs 2``
 
     python benchmarks/bench_executors.py overhead [--n 200]
     python benchmarks/bench_executors.py sweep [--repeat 2]          # double-descent, quick-audit size
-    python benchmarks/bench_executors.py audit [--repeat 1] [--out DIR]
+    python benchmarks/bench_executors.py audit [--repeat 1] [--out DIR] [--names a,b]
     python benchmarks/bench_executors.py all
 
 ``overhead``: the time to start each engine (a local cluster, or ProcessExecutor's pool, which is started
@@ -176,6 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=200, help="no-op members for the dispatch cost")
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--out", default=None, help="audit folders (default: a temporary folder)")
+    ap.add_argument("--names", default=None, help="audit: comma-separated studies (default: all audited)")
     args = ap.parse_args(argv)
     import numpy as np
 
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
         print("\ndouble-descent at its quick-audit preset (clusters already started):")
         print(_ratio_table(t, "sweep"))
     if args.what in ("audit", "all"):
-        t = audit(args.repeat or 1, args.out)
+        t = audit(args.repeat or 1, args.out, args.names.split(",") if args.names else None)
         print(f"\nquick audit, total of the studies + cluster start (load average now {os.getloadavg()[0]:.1f}):")
         print(_ratio_table(t, "audit"))
     return 0

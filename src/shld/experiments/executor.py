@@ -260,9 +260,13 @@ class DaskExecutor:
                 j = i
                 while j < len(futures) and futures[j].status == "finished":
                     j += 1
+                batch = None
                 if j > i:
-                    batch = client.gather(futures[i:j])
-                else:
+                    try:
+                        batch = client.gather(futures[i:j])
+                    except Exception:      # a result lost with its worker failed when recomputed: one by one
+                        batch = None
+                if batch is None:
                     try:
                         batch = [futures[i].result()]
                     except Exception as exc:
