@@ -36,7 +36,6 @@ import numpy as np
 
 from shld._validation import check_int, check_positive
 from shld.claims import FAILS, HOLDS, PARTLY, claim_row
-from shld.experiments._tasks import train_sgd
 from shld.experiments.registry import register
 from shld.experiments.study import Member, Study, Summary
 from shld.plotting import pyplot, save_figure
@@ -300,6 +299,8 @@ class BatchScalingStudy(Study):
                               "n_batches": params.n_batches})
         # the same task split and initialisation across rules and B for seed s
         config = {"task": TASK, "method": t["method"], "lr": t["lr"], "batch_size": t["B"], "epochs": params.epochs}
+        from shld.experiments._tasks import train_sgd  # torch: imported only when a member runs
+
         r = train_sgd(TASK, member_seed(params.seed, 1, t["s"]), lr=t["lr"], batch_size=t["B"],
                       epochs=params.epochs, run=ctx.run_folder(config), resume=ctx.resume, monitor=True)
         return {**r, "method": t["method"], "batch_size": t["B"]}

@@ -45,7 +45,6 @@ import numpy as np
 
 from shld._validation import check_int, check_positive
 from shld.claims import FAILS, HOLDS, NOT_TESTABLE, PARTLY, by_reading, claim_row
-from shld.experiments._tasks import child_seed, train_sgd
 from shld.experiments.registry import register
 from shld.experiments.study import Member, Study, Summary
 from shld.plotting import pyplot, save_figure
@@ -138,7 +137,7 @@ def _run_probe(task_name, seq, batch_size, lanczos_steps, range_steps) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from shld.experiments._tasks import make_task
+    from shld.experiments._tasks import child_seed, make_task
     from shld.experiments._torch_monitor import ce_loss
     from shld.experiments._torch_train import make_generator
     from shld.torch import Monitor
@@ -309,6 +308,8 @@ class LRSelectionStudy(Study):
                              range_steps=params.range_steps)
         config = {"task": t["task"], "method": t["method"], "lr": t["lr"], "batch_size": params.batch_size,
                   "epochs": params.epochs}
+        from shld.experiments._tasks import train_sgd  # torch: imported only when a member runs
+
         r = train_sgd(t["task"], seq, lr=t["lr"], batch_size=params.batch_size, epochs=params.epochs,
                       run=ctx.run_folder(config), resume=ctx.resume)
         r.pop("train_loss_curve")
