@@ -671,11 +671,12 @@ def _pad(values, alive, n):
 
 
 def _progress_bar(progress, total):
+    # None when off: the step loop tests for it instead of calling a do-nothing bar every step
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from shld.progress import progress_bar
 
-    return tqdm(total=total, desc="langevin", unit="step", mininterval=0.5, leave=False)
+    return progress_bar(total, "langevin", "step")
 
 
 def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int = 1000, *,
