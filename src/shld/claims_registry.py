@@ -210,8 +210,8 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
         "escape-intervention", ("**Intervention:** At C(t) < 0.5, increase D by 10×",
                                 "**With intervention**: Escapes within 100 steps (95% of runs)"),
         f"{_E} › 4. Noise-Assisted Escape",
-        ("escape-100-rule-symmetric", "escape-100-rule-tilted", "escape-100-literal-symmetric",
-         "escape-100-literal-tilted"), rule="by_reading", topic="escape",
+        ("escape-short-rule-symmetric", "escape-short-rule-tilted", "escape-short-literal-symmetric",
+         "escape-short-literal-tilted"), rule="by_reading", topic="escape",
         note="Readings: the stated rule (D × 10 for 10 steps, then restored) and the seed's code as written "
              "(D × 5, never restored), each on a symmetric and a tilted double well."),
     SeedClaim(

@@ -82,7 +82,7 @@ def test_run_resumes_after_an_injected_failure(tmp_path, monkeypatch):
     assert json.dumps(resumed["stats"], sort_keys=True) == json.dumps(whole["stats"], sort_keys=True)
     assert resumed["claims"] == whole["claims"]
     rows = validate_claims(whole["claims"])
-    assert {r["id"] for r in rows} >= {"escape-stuck-symmetric", "escape-100-rule-tilted",
+    assert {r["id"] for r in rows} >= {"escape-stuck-symmetric", "escape-short-rule-tilted",
                                        "escape-rule-vs-control-tilted"}
     # the random-time control spends the rule arm's budget walker by walker
     for ln in esc.LANDSCAPES:
@@ -122,13 +122,13 @@ def test_escape_verdicts_reach_every_outcome_on_built_results():
     # none: 3/100 escape within 5000 → 97 % stuck (holds); rule: all within 50 steps (holds)
     v = _verdicts(_results(_arm(n, [4000] * 3), _arm(n, [50] * n), _arm(n, [50] * 93), _arm(n, [3000] * 10)))
     assert v["escape-stuck-symmetric"] == "holds"
-    assert v["escape-100-rule-symmetric"] == "holds"
-    assert v["escape-100-literal-symmetric"] == "partly"          # 93 % < 95 %, Wilson interval reaches it
+    assert v["escape-short-rule-symmetric"] == "holds"
+    assert v["escape-short-literal-symmetric"] == "partly"          # 93 % < 95 %, Wilson interval reaches it
     assert v["escape-rule-vs-control-symmetric"] == "holds"       # 100 % vs 10 %
     # none: 40 % escape → 60 % stuck (fails); rule: 20 % (fails); control as good as the rule (fails)
     v = _verdicts(_results(_arm(n, [100] * 40), _arm(n, [50] * 20), _arm(n, []), _arm(n, [50] * 20)))
     assert v["escape-stuck-symmetric"] == "fails"
-    assert v["escape-100-rule-symmetric"] == "fails"
+    assert v["escape-short-rule-symmetric"] == "fails"
     assert v["escape-rule-vs-control-symmetric"] == "fails"
     # stuck at 88 %: below 90 % but the interval reaches it
     assert _verdicts(_results(_arm(n, [10] * 12), _arm(n, []), _arm(n, []), _arm(n, [])))[
@@ -141,7 +141,7 @@ def test_diverged_walkers_never_count_as_escaped():
     n = 100
     literal = _arm(n, [], diverged=n)
     v = _verdicts(_results(_arm(n, []), _arm(n, [50] * n), literal, _arm(n, [])))
-    assert v["escape-100-literal-symmetric"] == "fails"
+    assert v["escape-short-literal-symmetric"] == "fails"
     s = esc._stats(literal, 100, 5000)
     assert s["escaped_short"] == 0 and s["nonfinite"] == n and s["nonfinite_that_had_crossed"] == n
 

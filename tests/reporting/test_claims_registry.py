@@ -98,12 +98,11 @@ def _ids_the_studies_write() -> list[str]:
 
     tags = {"double-well": "symmetric", "tilted-double-well": "tilted"}
     assert set(escape.LANDSCAPES) == set(tags)
-    short = escape.EscapeParams().short_steps
     expand = {
         "dd-peak-{ds}": [f"dd-peak-{ds}" for ds in double_descent.DATASETS],
         "escape-stuck-{tag[ln]}": [f"escape-stuck-{t}" for t in tags.values()],
-        "escape-{short}-{arm}-{tag[ln]}": [f"escape-{short}-{a}-{t}" for a in ("rule", "literal")
-                                           for t in tags.values()],
+        "escape-short-{arm}-{tag[ln]}": [f"escape-short-{a}-{t}" for a in ("rule", "literal")
+                                         for t in tags.values()],
         "escape-rule-vs-control-{tag[ln]}": [f"escape-rule-vs-control-{t}" for t in tags.values()],
         "grok-warn-{k.replace('_', '-')}": [f"grok-warn-{k.replace('_', '-')}" for k in WARNING_RULES],
         "grok-{key.lower().replace('_', '-')}": ["grok-c-pre", "grok-c-post"],

@@ -259,7 +259,7 @@ class EscapeStudy(Study):
                 s = stats[ln][arm]
                 esc = fraction_at_least(s["escaped_short"], s["n"], 0.95)
                 claims.append(claim_row(
-                    f"escape-{short}-{arm}-{tag[ln]}",
+                    f"escape-short-{arm}-{tag[ln]}",
                     f"with intervention ({what}), escapes within {short} steps ({tag[ln]} well)",
                     "escapes within 100 steps in 95% of runs",
                     f"escaped: {esc.measured}" + (f"; {s['nonfinite']}/{s['n']} walkers diverged (non-finite) "
