@@ -2,7 +2,8 @@
 BackPACK, side by side in one run.
 
     pip install --no-deps opacus opt_einsum backpack-for-pytorch einops unfoldNd   # peers, only for this
-    python benchmarks/bench_monitor_models.py                # CPU, ~3–6 min on 2 busy cores
+    python benchmarks/bench_monitor_models.py                # CPU, ~3–6 min on 2 idle cores
+    python benchmarks/bench_monitor_models.py --threads 1 --clock process   # CPU time: robust to other load
     python benchmarks/bench_monitor_models.py --quick        # 3 rounds (< 3 min on a GPU)
     python benchmarks/bench_monitor_models.py --device cuda  # unchanged on a GPU
 
