@@ -591,15 +591,18 @@ def test_tiny_gpt2_is_exact(tie):
 
 
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
-def test_tiny_vit_is_exact(norm_first):
+def test_tiny_vit_is_exact(norm_first, monkeypatch):
     torch.manual_seed(0)
     model = TinyViT(norm_first=norm_first)
     g = torch.Generator().manual_seed(0)
     batch = (torch.randn(5, 2, 8, 8, generator=g), torch.randint(0, 3, (5,), generator=g))
     _, (tr, g2) = _reference(model, _ce, batch)
+    paths = _Paths(monkeypatch)
     mon = _no_fallback(model, _ce, batch)
     assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
     assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    # both blocks' attention read from the graph (the walk stops at each block's input)
+    assert paths.seen[-1] == {f"encoder.layers.{i}.self_attn": "graph" for i in range(2)}
 
 
 def test_tiny_gpt2_over_accumulation_micro_steps_is_exact():
