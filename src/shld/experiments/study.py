@@ -211,7 +211,9 @@ class Study:
                                    initial=len(members) - len(todo))
             else:
                 bar.total = len(members)    # members that depend on finished ones appear later
-            items = [(self.name, dataclasses.asdict(params), m, str(run.path), resume,
+            # an absolute path: a worker on another machine (or in another working directory) writes a
+            # member's checkpoints into this run folder, on a shared filesystem
+            items = [(self.name, dataclasses.asdict(params), m, str(run.path.resolve()), resume,
                       progress and serial, run.identity) for m in todo]
             for m, (res, wall) in zip(todo, sweep_map(_run_member_task, items)):
                 if not isinstance(res, dict):

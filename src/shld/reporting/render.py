@@ -257,6 +257,15 @@ def _md_row(r: dict, last: str) -> str:
             f"{_md_cell(r['measured'])} | **{r['verdict']}** | {fig} | [{r['rel']}/]({r['rel']}/) | {_md_cell(last)} |")
 
 
+def _where(audit: dict) -> str:
+    """Where the sweeps ran: the executor (and its address) when one was named, else the worker count."""
+    ex = audit.get("executor")
+    if isinstance(ex, dict) and ex.get("name"):
+        return f"executor {ex['name']}" + (f" at {ex['address']}" if ex.get("address") else "")
+    jobs = audit.get("jobs")
+    return f"--jobs {jobs if jobs is not None else 1}"
+
+
 def render_markdown(data: dict) -> str:
     rows = _rows(data)
     claims = seed_claims(rows)
@@ -330,7 +339,7 @@ def _timing_lines(data) -> list[str]:
                  f"{'yes' if t.get('resumed') else ''} |")
     L += ["", f"Total experiment wall time: {total:.1f} s (sum over experiments, including time before a "
           f"resume). Started {audit.get('started', '?')}, finished {audit.get('finished', '?')}, "
-          f"--jobs {audit.get('jobs', '?')}."]
+          f"{_where(audit)}."]
     return L
 
 
