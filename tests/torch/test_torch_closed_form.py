@@ -109,7 +109,6 @@ def test_noise_quantities_agree_with_core_definitions_and_edge_cases():
     assert math.isnan(q["C_plugin"]) and math.isnan(q["D_sde"])
 
 
-@pytest.mark.slow
 def test_smoothed_band_has_nominal_coverage_over_replicas():
     # R independent replicas of the fixed-parameter regression; C_smoothed after M records with β=0.9
     # (n_eff ≈ 19). Over iid records the delta-method band should cover the truth ~95 % of the time at
