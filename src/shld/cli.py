@@ -17,7 +17,7 @@ import dataclasses
 import sys
 import typing
 
-from shld.experiments.registry import available_experiments, get_experiment, run_experiment
+from shld.experiments.registry import available_studies, get_study, run_experiment
 from shld.runs import RunFolderError
 
 
@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_p = sub.add_parser("run", help="run one experiment into a run folder",
                            description="Run one experiment. `shld run NAME --help` lists its options.")
     run_sub = run_p.add_subparsers(dest="experiment", metavar="NAME")
-    for name in available_experiments():
-        exp = get_experiment(name)
+    for name in available_studies():
+        exp = get_study(name)
         first = exp.help.splitlines()[0] if exp.help else name
         p = run_sub.add_parser(name, help=first, description=exp.help,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         from shld.landscapes import available_landscapes
 
-        print("experiments:", ", ".join(available_experiments()))
+        print("experiments:", ", ".join(available_studies()))
         print("landscapes: ", ", ".join(available_landscapes()))
         return 0
     if args.command == "run":

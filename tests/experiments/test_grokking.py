@@ -263,21 +263,22 @@ def test_minibatch_training_resumes_after_a_crash(tmp_path):
     resume: stale rows dropped, data order (generator state), optimizer and monitor state all
     continue as in an uninterrupted run."""
     from shld.experiments._torch_monitor import monitor_hook
-    from shld.experiments._torch_train import Data, make_generator, train
+    from shld.experiments._torch_train import Data, train
     from shld.experiments.modular import make_model
     from shld.runs import RunFolder
+    from shld.seeds import torch_generator
 
     x, y = modular_dataset(7)
     tr, te = split_indices(len(y), 0.6, torch.Generator().manual_seed(0))
     data = Data(x[tr], y[tr], x[te], y[te])
 
     def fresh(path):
-        m = make_model("embed", 7, 16, generator=make_generator(1))
+        m = make_model("embed", 7, 16, generator=torch_generator(1))
         opt = torch.optim.Adam(m.parameters(), lr=0.01)
         return m, opt, monitor_hook(m), RunFolder.create(path, {}, exist_ok=True)
 
     m, opt, mon, run = fresh(tmp_path / "ref")
-    ref = train(m, opt, data, epochs=8, run=run, generator=make_generator(2), batch_size=8, monitor=mon,
+    ref = train(m, opt, data, epochs=8, run=run, generator=torch_generator(2), batch_size=8, monitor=mon,
                 checkpoint_every=2)
 
     def crash(epoch, row):
@@ -287,11 +288,11 @@ def test_minibatch_training_resumes_after_a_crash(tmp_path):
 
     m, opt, mon, run = fresh(tmp_path / "crash")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(m, opt, data, epochs=8, run=run, generator=make_generator(2), batch_size=8, monitor=mon,
+        train(m, opt, data, epochs=8, run=run, generator=torch_generator(2), batch_size=8, monitor=mon,
               checkpoint_every=2, extra=crash)
     assert len(read_metrics(tmp_path / "crash" / "metrics.csv")["epoch"]) == 5   # epochs 0-4 written
     m, opt, mon, run = fresh(tmp_path / "crash")                                   # a new process, in effect
-    got = train(m, opt, data, epochs=8, run=run, generator=make_generator(2), batch_size=8, monitor=mon,
+    got = train(m, opt, data, epochs=8, run=run, generator=torch_generator(2), batch_size=8, monitor=mon,
                 checkpoint_every=2, resume=True)
     assert list(got["epoch"]) == list(range(9))
     for key in ref:

@@ -8,8 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shld.experiments._torch_train import Data, make_generator, train  # noqa: E402
+from shld.experiments._torch_train import Data, train  # noqa: E402
 from shld.runs import RunFolder, RunFolderError, make_identity  # noqa: E402
+from shld.seeds import torch_generator  # noqa: E402
 
 
 def _setup(path, identity):
@@ -35,24 +36,24 @@ def _crash(epoch, row):
 def test_member_config_and_checkpoint_identity(tmp_path):
     m, opt, data, run = _setup(tmp_path / "m", 1)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(m, opt, data, epochs=6, run=run, generator=make_generator(1), checkpoint_every=1, extra=_crash)
+        train(m, opt, data, epochs=6, run=run, generator=torch_generator(1), checkpoint_every=1, extra=_crash)
     with pytest.raises(RunFolderError, match=r"m/config.json belongs to another run: its parameters hash"):
         _setup(tmp_path / "m", 2)                                   # another member's folder
     # another member's checkpoint copied in: refused by name, before anything is trained
     m2, opt2, data2, run2 = _setup(tmp_path / "other", 2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(m2, opt2, data2, epochs=6, run=run2, generator=make_generator(1), checkpoint_every=1, extra=_crash)
+        train(m2, opt2, data2, epochs=6, run=run2, generator=torch_generator(1), checkpoint_every=1, extra=_crash)
     (tmp_path / "m" / "checkpoint.pt").write_bytes((tmp_path / "other" / "checkpoint.pt").read_bytes())
     m, opt, data, run = _setup(tmp_path / "m", 1)
     with pytest.raises(RunFolderError, match=r"m/checkpoint.pt belongs to another run"):
-        train(m, opt, data, epochs=6, run=run, generator=make_generator(1), checkpoint_every=1, resume=True)
+        train(m, opt, data, epochs=6, run=run, generator=torch_generator(1), checkpoint_every=1, resume=True)
 
 
 @pytest.mark.parametrize("damage", ["empty", "missing", "garbage"])
 def test_member_resume_with_rows_missing_or_corrupt_checkpoint(tmp_path, damage):
     m, opt, data, run = _setup(tmp_path / "m", 1)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(m, opt, data, epochs=6, run=run, generator=make_generator(1), checkpoint_every=1, extra=_crash)
+        train(m, opt, data, epochs=6, run=run, generator=torch_generator(1), checkpoint_every=1, extra=_crash)
     metrics, ckpt = tmp_path / "m" / "metrics.csv", tmp_path / "m" / "checkpoint.pt"
     if damage == "empty":
         metrics.write_text("")
@@ -64,6 +65,6 @@ def test_member_resume_with_rows_missing_or_corrupt_checkpoint(tmp_path, damage)
     m, opt, data, run = _setup(tmp_path / "m", 1)
     what = "not a readable checkpoint" if damage == "garbage" else "rows written before the checkpoint"
     with pytest.raises(RunFolderError, match=what) as info:
-        train(m, opt, data, epochs=6, run=run, generator=make_generator(1), checkpoint_every=1, resume=True)
+        train(m, opt, data, epochs=6, run=run, generator=torch_generator(1), checkpoint_every=1, resume=True)
     assert "\n" not in str(info.value)
     assert (metrics.read_bytes() if metrics.exists() else None) == before      # refused without touching it

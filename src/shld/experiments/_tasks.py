@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from shld._validation import check_choice
-from shld.experiments._torch_train import Data, make_generator
+from shld.experiments._torch_train import Data
+from shld.seeds import torch_generator
 
 TASKS = ("digits-mlp", "digits-cnn", "modular")
 MODULAR_P = 23
@@ -80,7 +81,7 @@ def make_task(name: str, seq: np.random.SeedSequence) -> Task:
     check_choice("task", name, TASKS)
     # children by spawn key, not seq.spawn(), which advances seq: the same seq always builds the same task
     s_split, s_init = child_seed(seq, 0), child_seed(seq, 1)
-    g_split = make_generator(s_split)
+    g_split = torch_generator(s_split)
     if name == "modular":
         from shld.experiments.modular import EmbedMLP, modular_dataset
 
@@ -88,7 +89,7 @@ def make_task(name: str, seq: np.random.SeedSequence) -> Task:
         n_classes = MODULAR_P
 
         def factory():
-            return EmbedMLP(MODULAR_P, width=128, embed_dim=16, generator=make_generator(s_init))
+            return EmbedMLP(MODULAR_P, width=128, embed_dim=16, generator=torch_generator(s_init))
     else:
         x, y = _digits()
         n_classes = 10
@@ -98,11 +99,11 @@ def make_task(name: str, seq: np.random.SeedSequence) -> Task:
             def factory():
                 net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
                                     nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
-                return _init_(net, make_generator(s_init))
+                return _init_(net, torch_generator(s_init))
         else:
             def factory():
                 net = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-                return _init_(net, make_generator(s_init))
+                return _init_(net, torch_generator(s_init))
     tr, va, te = _split3(len(y), g_split)
     return Task(name, Data(x[tr], y[tr], x[te], y[te]), x[va], y[va], factory, n_classes)
 
@@ -134,7 +135,7 @@ def train_sgd(task_name: str, seq: np.random.SeedSequence, *, lr: float, batch_s
                 state["diverged"] = True
             return state["diverged"]
 
-        g_order = make_generator(child_seed(seq, 10))  # children 0, 1: the task's split and init
+        g_order = torch_generator(child_seed(seq, 10))  # children 0, 1: the task's split and init
         hook = None
         if monitor:
             from shld.experiments._torch_monitor import monitor_hook

@@ -40,7 +40,6 @@ from torch import nn
 from shld._validation import check_int
 from shld.progress import progress_bar
 from shld.runs import CorruptFileError, RunFolder, RunFolderError, atomic_write, check_identity, count_rows
-from shld.seeds import torch_generator, torch_seed
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -57,11 +56,6 @@ class Data:
     @property
     def n_train(self) -> int:
         return int(self.y_train.shape[0])
-
-
-def make_generator(seq: np.random.SeedSequence | int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded from ``seq`` by the project's one rule (:mod:`shld.seeds`)."""
-    return torch_generator(seq)
 
 
 @contextlib.contextmanager
@@ -254,5 +248,4 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, epo
     return run.read_metrics()
 
 
-__all__ = ["Data", "MonitorHook", "train", "one_thread", "evaluate", "weight_norm", "make_generator", "torch_seed",
-           "CHECKPOINT"]
+__all__ = ["Data", "MonitorHook", "train", "one_thread", "evaluate", "weight_norm", "CHECKPOINT"]

@@ -201,7 +201,7 @@ def _run_noise(job: dict) -> dict:
 
     from shld.experiments._tasks import child_seed, make_task
     from shld.experiments._torch_monitor import ce_loss
-    from shld.experiments._torch_train import make_generator
+    from shld.seeds import torch_generator
     from shld.torch import Monitor
 
     seq = job["seq"]
@@ -209,7 +209,7 @@ def _run_noise(job: dict) -> dict:
     model = task.make_model()
     x, y = task.data.x_train, task.data.y_train
     N = int(y.shape[0])
-    g = make_generator(child_seed(seq, 10))
+    g = torch_generator(child_seed(seq, 10))
     opt = torch.optim.SGD(model.parameters(), lr=job["base_lr"])
     for _ in range(job["warmup_epochs"]):
         for idx in torch.split(torch.randperm(N, generator=g), job["base_batch"]):

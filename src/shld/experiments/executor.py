@@ -152,7 +152,18 @@ def _check_retries(retries: Any) -> int:
     return check_int("retries", retries, minimum=0)
 
 
-class DaskExecutor:
+class _ClusterExecutor:
+    """``with`` support for the cluster executors: ``start()`` on entry, ``close()`` on exit."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class DaskExecutor(_ClusterExecutor):
     """Sweep members as ``dask.distributed`` tasks (``pip install shld[dask]``).
 
     ``address``: ``None`` starts a ``LocalCluster`` of ``n_workers`` worker processes (one thread
@@ -236,13 +247,6 @@ class DaskExecutor:
                 self._cluster.close()
             self._cluster = None
             self.address = None
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def map(self, fn, items):
         items = list(items)
@@ -354,7 +358,7 @@ def _start_reaper():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-class RayExecutor:
+class RayExecutor(_ClusterExecutor):
     """Sweep members as Ray tasks (``pip install shld[ray]``), one CPU each.
 
     ``address``: ``None`` starts a local Ray instance with ``num_cpus`` CPUs (default: all) on first
@@ -425,13 +429,6 @@ class RayExecutor:
             self._reaper.kill()
             self._reaper.wait()
             self._reaper = None
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def map(self, fn, items):
         items = list(items)

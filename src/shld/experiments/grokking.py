@@ -253,19 +253,20 @@ def train_member(params: GrokkingParams, key: tuple[int, ...], control: bool, ru
     accuracy events and the metrics columns of :data:`RESULT_COLUMNS`."""
     import torch
 
-    from shld.experiments._torch_train import Data, make_generator, one_thread, train
+    from shld.experiments._torch_train import Data, one_thread, train
     from shld.experiments.modular import make_model, modular_dataset, split_indices
+    from shld.seeds import torch_generator
 
     seq = member_seed(params.seed, *key)
     s_data, s_init, s_order, s_labels = seq.spawn(4)
     x, y = modular_dataset(params.p, params.op)
-    tr, te = split_indices(len(y), params.train_fraction, make_generator(s_data))
+    tr, te = split_indices(len(y), params.train_fraction, torch_generator(s_data))
     y_train = y[tr]
     if control:
-        y_train = torch.randint(0, params.p, y_train.shape, generator=make_generator(s_labels))
+        y_train = torch.randint(0, params.p, y_train.shape, generator=torch_generator(s_labels))
     data = Data(x[tr], y_train, x[te], y[te])
     with one_thread():
-        model = make_model(params.model, params.p, params.width, generator=make_generator(s_init))
+        model = make_model(params.model, params.p, params.width, generator=torch_generator(s_init))
         opt = _make_optimizer(params, model)
         if params.monitor:
             monitor = make_monitor(model, params.lr, params.lambda_every)
@@ -281,7 +282,7 @@ def train_member(params: GrokkingParams, key: tuple[int, ...], control: bool, ru
             return state["t95"] is not None and row["epoch"] >= state["t95"] + params.post_epochs
 
         label = "control" if control else f"seed {key[-1]}"
-        cols = train(model, opt, data, epochs=params.epochs, run=run, generator=make_generator(s_order),
+        cols = train(model, opt, data, epochs=params.epochs, run=run, generator=torch_generator(s_order),
                      batch_size=params.batch_size or None, monitor=monitor,
                      checkpoint_every=params.checkpoint_every, resume=resume, progress=progress,
                      desc=f"grokking {label}", stop=stop)

@@ -139,7 +139,7 @@ def _run_probe(task_name, seq, batch_size, lanczos_steps, range_steps) -> dict:
 
     from shld.experiments._tasks import child_seed, make_task
     from shld.experiments._torch_monitor import ce_loss
-    from shld.experiments._torch_train import make_generator
+    from shld.seeds import torch_generator
     from shld.torch import Monitor
 
     task = make_task(task_name, seq)
@@ -150,7 +150,7 @@ def _run_probe(task_name, seq, batch_size, lanczos_steps, range_steps) -> dict:
     model = task.make_model()
     mon = Monitor(model, loss_fn=ce_loss, schedule=1, curvature_schedule=1, lanczos_steps=lanczos_steps,
                   lanczos_tol=1e-6, smoothing=0.0, events=None, groups="none",
-                  generator=make_generator(child_seed(seq, 11)))
+                  generator=torch_generator(child_seed(seq, 11)))
     batch = (task.data.x_train, task.data.y_train)
     with mon.track(batch):
         loss = F.cross_entropy(model(batch[0]), batch[1])
@@ -175,7 +175,7 @@ def _run_probe(task_name, seq, batch_size, lanczos_steps, range_steps) -> dict:
     # --- LR range test from θ₀
     model = task.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=RANGE_LR[0])
-    g = make_generator(child_seed(seq, 12))
+    g = torch_generator(child_seed(seq, 12))
     K = int(range_steps)
     lrs = np.geomspace(RANGE_LR[0], RANGE_LR[1], K)
     avg, best, best_lr, hist = 0.0, math.inf, math.nan, []

@@ -145,11 +145,6 @@ def audit_preset(name: str, mode: str) -> dict:
     return dict(study.audit[mode])
 
 
-# the names the CLI and older code use
-available_experiments = available_studies
-get_experiment = get_study
-
-
 def _resume_params(study: Study, out: Path, overrides: dict) -> dict | None:
     """The parameters a ``--resume`` continues with: the stored ones, which ``overrides`` must agree
     with (``None`` when ``out`` holds no config.json, i.e. nothing to resume)."""

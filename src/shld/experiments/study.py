@@ -219,14 +219,12 @@ class Study:
                 if not isinstance(res, dict):
                     raise TypeError(f"study {self.name!r}: run_member({m.key!r}) returned "
                                     f"{type(res).__name__}, not a dict")
-                save_result(run.path, m.key, res, wall_s=wall)
-                results[m.key] = res
+                # kept as stored, so a resumed run and an uninterrupted one analyse the same values
+                results[m.key] = save_result(run.path, m.key, res, wall_s=wall)
                 bar.update(1)
         if bar is not None:
             bar.close()
-        # results as the analysis sees them: after a round trip through their files, so a resumed run and
-        # an uninterrupted one analyse the same values
-        results = {m.key: _decode(_encode(results[m.key])) for m in members}
+        results = {m.key: results[m.key] for m in members}
         analysed = self.analyse(params, results)
         for name, rows in analysed.tables.items():
             write_table(run.path / name, rows)
@@ -318,15 +316,18 @@ def result_path(run_path: Path | str, key: str) -> Path:
     return Path(run_path) / RESULTS_DIR / f"{key}.json"
 
 
-def save_result(run_path: Path | str, key: str, result: dict, *, wall_s: float | None = None) -> Path:
-    """Write one member's result atomically to ``members/KEY.json`` (with its wall time, if given)."""
+def save_result(run_path: Path | str, key: str, result: dict, *, wall_s: float | None = None) -> dict:
+    """Write one member's result atomically to ``members/KEY.json`` (with its wall time, if given);
+    returns the result as stored, i.e. as :func:`load_results` will read it back."""
     path = result_path(run_path, key)
     path.parent.mkdir(exist_ok=True)
-    doc = {"key": key, "result": _encode(result)}
+    encoded = _encode(result)
+    doc = {"key": key, "result": encoded}
     if wall_s is not None:
         doc["wall_s"] = round(float(wall_s), 3)
     text = json.dumps(doc, allow_nan=True)
-    return atomic_write(path, lambda fh: fh.write(text))
+    atomic_write(path, lambda fh: fh.write(text))
+    return _decode(encoded)
 
 
 def member_wall_times(run_path: Path | str) -> dict[str, float]:
