@@ -62,7 +62,40 @@ def test_high_dim_matches_exact_em_curve(tmp_path):
         assert abs(v["floor_measured"] - v["floor_exact_em"]) < 4 * v["floor_stderr"] + 0.02 * v["floor_exact_em"]
         assert v["floor_seed"] / v["floor_exact_continuum"] == pytest.approx(2 / 0.5)
         assert abs(v["D_msd"] - 0.01) < 4 * v["D_msd_stderr"] + 0.05 * 0.01     # lag-1 bias ≈ λdt/2 ≲ 5 %
+        # the whole E[L] curve (60 records) within 5 SE of the exact EM curve: P(false alarm) < 1e-4
+        assert v["max_abs_dev_from_exact_in_se"] < 5
     assert (run.figures / "theorem4.png").exists()
+
+
+def test_high_dim_eigenbasis_walk_has_the_law_of_the_rotated_walk():
+    """high-dim runs the walk in A's eigenbasis from Qᵀθ₀ (same law as the rotated walk, d× cheaper).
+    Compare both against each other after a transient, where the start still matters, and check that
+    the test would see a wrong start (φ₀ = θ₀ instead of Qᵀθ₀)."""
+    from shld.dynamics import simulate
+    from shld.landscapes import Quadratic, RandomQuadratic
+
+    d, n, steps = 16, 4000, 60
+    rotated = RandomQuadratic(dim=d, lambda_min=0.5, lambda_max=10.0, seed=3)
+    evals, evecs = np.linalg.eigh(rotated.matrix)
+    diagonal = Quadratic(eigenvalues=evals)
+    u = np.random.default_rng(4).standard_normal(d)
+    theta0 = 3.0 * u / np.linalg.norm(u)
+
+    def final(landscape, start, seed):
+        res = simulate(landscape, start, D=0.01, dt=0.01, n_steps=steps, n_walkers=n, seed=seed)
+        th = res.final_theta
+        return landscape.value(th), np.sum(landscape.grad(th) ** 2, axis=1)
+
+    def z(a, b):        # two-sample z of the means (independent ensembles)
+        return abs(a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+
+    loss_r, g2_r = final(rotated, theta0, 1)
+    loss_d, g2_d = final(diagonal, evecs.T @ theta0, 2)
+    # 4 SE each: a false alarm has probability 6e-5 per statistic
+    assert z(loss_r, loss_d) < 4 and z(g2_r, g2_d) < 4
+    # power: the un-rotated start changes E[L] at t = 0.6 by many SE
+    loss_w, _ = final(diagonal, theta0, 2)
+    assert z(loss_r, loss_w) > 10
 
 
 def test_cli_help_list_and_errors(capsys, tmp_path):

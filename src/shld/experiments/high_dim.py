@@ -12,6 +12,13 @@ recursion), so this run measures:
 * D recovered from the ensemble's short-lag mean-squared displacement (the seed's method 2 done
   right) next to the seed's var(θ)/T;
 * the scaling of the floor with d ("validates scaling with dimension").
+
+The ensemble runs in A's eigenbasis. With θ = Qφ (Q orthogonal), Euler–Maruyama on A from θ₀ is
+φ_{k+1} = φ_k − dt·Λφ_k + √(2D·dt)·Qᵀξ_k, and Qᵀξ_k is again a standard normal vector: the walk on
+the diagonal quadratic Λ from φ₀ = Qᵀθ₀ has **exactly the law** of the rotated walk, and every
+quantity recorded here is rotation-invariant (L, ‖∇L‖² = ‖Λφ‖², tr Cov, ‖Δθ‖²). The rotated form
+costs a dense d×d product per walker and step (about 23 minutes at d = 1000, 1000 walkers, 20 000
+steps); the diagonal one costs d. The draws differ, the statistics do not.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from shld.dynamics import Simulation
 from shld.experiments._langevin_run import run_chunked
 from shld.experiments.registry import register
 from shld.experiments.study import Member, MemberContext, Study, Summary
-from shld.landscapes import RandomQuadratic
+from shld.landscapes import Quadratic, RandomQuadratic
 from shld.observables import regime_label
 from shld.runs import read_metrics
 from shld.seeds import member_seed
@@ -83,17 +90,19 @@ class HighDimStudy(Study):
         rng = np.random.default_rng(ss)
         u = rng.standard_normal(d)
         start = p.start_radius * u / np.linalg.norm(u)
-        sim = Simulation(L, D=p.D, dt=p.dt, record_every=p.record_every, observables=("loss", "C", "var"),
-                         track_walkers=0)
-        state, _ = run_chunked(sim, sub, np.tile(start, (p.n_walkers, 1)), p.n_steps, seed=ss.spawn(1)[0],
+        # the walk in A's eigenbasis: same law as the rotated walk (module docstring), d× cheaper
+        evals, evecs = np.linalg.eigh(L.matrix)
+        start_eig = evecs.T @ start
+        diagonal = Quadratic(eigenvalues=evals)
+        sim = Simulation(diagonal, D=p.D, dt=p.dt, record_every=p.record_every,
+                         observables=("loss", "C", "var"), track_walkers=0)
+        state, _ = run_chunked(sim, sub, np.tile(start_eig, (p.n_walkers, 1)), p.n_steps, seed=ss.spawn(1)[0],
                                resume=ctx.resume, progress=ctx.progress, n_chunks=5)
         m = read_metrics(sub.path / "metrics.csv")
         t, loss = m["t"], m["loss_mean"]
         steps = np.rint(t / p.dt).astype(int)
-        # exact E[L] of the EM recursion in A's eigenbasis: mean0 = Qᵀθ₀
-        evals, evecs = np.linalg.eigh(L.matrix)
-        exact = em_expected_loss(evals, p.D, p.dt, steps, evecs.T @ start)
-        seed_bound = theorem4_bound_seed(float(L.value(start)), p.lambda_min, p.D, d, t)
+        exact = em_expected_loss(evals, p.D, p.dt, steps, start_eig)
+        seed_bound = theorem4_bound_seed(float(diagonal.value(start_eig)), p.lambda_min, p.D, d, t)
         tail = slice(int(0.8 * len(t)), None)
         floor_meas = float(np.mean(loss[tail]))
         # records are correlated in time; use batch means over 5 blocks for the SE
@@ -115,8 +124,9 @@ class HighDimStudy(Study):
             "regime_stationary": regime_label(float(np.mean(m["C_ensemble"][tail]))),
             "D_msd": float(D_msd.D), "D_msd_stderr": float(D_msd.stderr),
             "D_seed_var_over_T": float(np.mean(np.var(state.theta, axis=0)) / (p.n_steps * p.dt)),
-            "max_abs_dev_from_exact_in_se": float(np.max(np.abs(loss - exact) / np.maximum(
-                m["loss_std"] / np.sqrt(p.n_walkers), 1e-300))),
+            # over the records after the start (at t = 0 every walker sits at θ₀: no spread)
+            "max_abs_dev_from_exact_in_se": float(np.max(np.abs(loss - exact)[1:] / (
+                m["loss_std"][1:] / np.sqrt(p.n_walkers)))),
         }
         return {"numbers": numbers, "t": t, "loss": loss, "exact": np.asarray(exact, float),
                 "seed_bound": np.asarray(seed_bound, float), "C": m["C_ensemble"]}
