@@ -669,3 +669,29 @@ def test_broadcast_embedding_before_the_batch_is_seen_warns():
     with pytest.warns(RuntimeWarning, match="embedding pos was called with a leading dimension of 1"):
         with mon.track(batch_size=4):
             model(_x(4, 5, 3)).pow(2).mean().backward()
+
+
+class NanoPositions(nn.Module):
+    """nanoGPT's embeddings: ``wte(idx) + wpe(arange(T))`` with 1-D position ids of length T, then a head."""
+
+    def __init__(self, V=7, T=5, d=4):
+        super().__init__()
+        self.wte, self.wpe, self.head = nn.Embedding(V, d), nn.Embedding(T, d), nn.Linear(d, V)
+
+    def forward(self, idx):
+        return self.head(self.wte(idx) + self.wpe(torch.arange(idx.shape[1])))
+
+
+@pytest.mark.parametrize("B", [3, 8])       # shorter and longer than T = 5
+def test_one_dimensional_position_ids_are_seen_per_sample(B):
+    """1-D position ids of length T ≠ B are broadcast over the batch: exact, like GPT-2's (1, T) ids.
+    (Before, the T positions were read as T samples: tr Σ 619.6 against 583.5 at B = 3.)"""
+    model = _randomise(NanoPositions())
+    idx = torch.randint(0, 7, (B, 5), generator=torch.Generator().manual_seed(B))
+    batch = (idx, torch.randn(B, 5, 7, generator=torch.Generator().manual_seed(1)))
+    _, (tr_ref, g2_ref) = _reference(model, probe_loss, batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mon = _monitor(model, probe_loss, batch, backend="norm_trick")
+    assert mon.last["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)

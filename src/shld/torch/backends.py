@@ -112,7 +112,9 @@ class NormTrickHooks:
     ``nn.Linear`` head gets the cross term ``2⟨E_i, H_i⟩`` of the two contributions (paired by call
     order), and an ``nn.Embedding`` called with a leading dimension of 1 inside a larger batch
     (positions broadcast over the batch, as in GPT-2) has its output expanded to the batch, so
-    that its output gradient is seen per sample (values downstream are unchanged).
+    that its output gradient is seen per sample (values downstream are unchanged). So has one called
+    with 1-D ids whose length is not the batch size (positions as nanoGPT passes them: ``wpe(arange(T))``,
+    output (T, d) → (B, T, d)); 1-D ids as long as the batch are one id per sample.
     """
 
     def __init__(self, modules: list[tuple[str, nn.Module]]):
@@ -157,7 +159,13 @@ class NormTrickHooks:
             if name == self._first:  # a new forward pass begins: its batch size
                 self._batch, self._unexpanded = x.shape[0], None
             new_out = None
-            if rule is lr.embedding and x.shape[0] == 1 and (self._batch or 1) > 1:
+            if (rule is lr.embedding and x.dim() == 1 and name != self._first and self._batch
+                    and x.shape[0] != self._batch):
+                # 1-D ids of another length than the batch: positions broadcast over it (nanoGPT's
+                # wpe(arange(T))); seen per sample as GPT-2's (1, T) ids are
+                x = x.unsqueeze(0).expand(self._batch, x.shape[0])
+                output = new_out = output.unsqueeze(0).expand(self._batch, *output.shape)
+            elif rule is lr.embedding and x.shape[0] == 1 and (self._batch or 1) > 1:
                 x = x.expand(self._batch, *x.shape[1:])
                 output = new_out = output.expand(self._batch, *output.shape[1:])
             elif rule is lr.embedding and x.shape[0] == 1:
