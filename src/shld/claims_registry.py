@@ -102,6 +102,13 @@ _U = "Understanding Key Phenomena"
 _M = "Common Misconceptions"
 
 #: the seed's testable statements, in the order the seed states them
+def _tf(*rows: str) -> tuple[str, ...]:
+    """Grokking evidence: the seed's setting (a 2-layer MLP, study ``grokking``) first, then the same rows
+    from Nanda et al.'s transformer setting (study ``grokking-transformer``, full audits only): support
+    under the "primary" rule, a further part under "combine"."""
+    return rows + tuple("grok-tf" + r[len("grok"):] for r in rows)
+
+
 SEED_CLAIMS: tuple[SeedClaim, ...] = (
     SeedClaim(
         "master-equation",
@@ -114,7 +121,7 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
              "isotropic, Gaussian and of one constant D (the claim) is tested by no study."),
     SeedClaim(
         "grok-near-c1", ("**Grokking occurs near C ≈ 1**: When signal and noise balance",),
-        f"{_F} › 3. The Signal-to-Noise Consolidation Ratio", ("grok-near-c1",), topic="grokking",
+        f"{_F} › 3. The Signal-to-Noise Consolidation Ratio", _tf("grok-near-c1"), topic="grokking",
         restated=("3. **Critical transition** (C ≈ 1): Barrier crossing becomes probable",),
         note="C at mid-transition (test accuracy 50 %) in the critical regime, per seed."),
     SeedClaim(
@@ -156,22 +163,22 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
     SeedClaim(
         "grok-c-below-1", ("2. Detect when C(t) drops below critical threshold (≈1)",
                            "3. Predict grokking occurs shortly after"),
-        f"{_E} › 1. Grokking Prediction", ("grok-warn-seed-c-below-1",), topic="grokking",
+        f"{_E} › 1. Grokking Prediction", _tf("grok-warn-seed-c-below-1"), topic="grokking",
         note="The 'C < 1' warning, armed like the baselines, must fire before grokking and not in the "
              "random-label control."),
     SeedClaim(
         "grok-epoch", ("| Grokking epoch | 2340 ± 50 | 2351 | 0.5% |",),
-        f"{_E} › 1. Grokking Prediction", ("grok-predict-epoch",), topic="grokking",
+        f"{_E} › 1. Grokking Prediction", _tf("grok-predict-epoch"), topic="grokking",
         note="Leave-one-out prediction of the grokking epoch with the seed's method."),
     SeedClaim(
         "grok-c-pre", ("| Pre-transition C(t) | 8.2 | 8.7 | 6% |",),
-        f"{_E} › 1. Grokking Prediction", ("grok-c-pre",), topic="grokking"),
+        f"{_E} › 1. Grokking Prediction", _tf("grok-c-pre"), topic="grokking"),
     SeedClaim(
         "grok-c-post", ("| Post-transition C(t) | 0.9 | 0.85 | 6% |",),
-        f"{_E} › 1. Grokking Prediction", ("grok-c-post",), topic="grokking"),
+        f"{_E} › 1. Grokking Prediction", _tf("grok-c-post"), topic="grokking"),
     SeedClaim(
         "grok-c-drop", ("**Key finding:** C(t) drops sharply ~200 epochs before grokking, providing early warning.",),
-        f"{_E} › 1. Grokking Prediction", ("grok-c-drop-300", "grok-warn-seed-c-drop", "grok-c-vs-baselines"),
+        f"{_E} › 1. Grokking Prediction", _tf("grok-c-drop-300", "grok-warn-seed-c-drop", "grok-c-vs-baselines"),
         rule="combine", topic="grokking",
         restated=("**Sharp drops in C(t)** predict imminent phase transitions",),
         note="Three parts: C falls sharply shortly before grokking (`grok-c-drop-300`); a C-drop rule armed like "
@@ -227,12 +234,13 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
         note="C-triggered boosts against the same noise budget at random times, on both readings of the well."),
     SeedClaim(
         "grok-lead-fraction", ("**Key prediction:** C(t) drops sharply 10-20% of total training time before grokking",),
-        f"{_U} › 1. Grokking (Sudden Generalization)", (), topic="grokking",
-        note="The grokking rows report warning lead times in epochs; none judges them against 10–20 % of the "
-             "run's length."),
+        f"{_U} › 1. Grokking (Sudden Generalization)", _tf("grok-lead-fraction"), topic="grokking",
+        note="The lead of the C-drop rule as a fraction of the training time before grokking. The run's whole "
+             "length is set by how long training continues after grokking (a setting), so it is not the "
+             "denominator."),
     SeedClaim(
         "grok-c-below-2", ("When C(t) < 2 and still decreasing → grokking likely imminent",),
-        f"{_U} › 1. Grokking (Sudden Generalization)", ("grok-warn-c-below-2-decreasing",), topic="grokking"),
+        f"{_U} › 1. Grokking (Sudden Generalization)", _tf("grok-warn-c-below-2-decreasing"), topic="grokking"),
     SeedClaim(
         "dd-peak", ("**What it is:** Test error decreases, then increases (classical bias-variance), then decreases "
                     "again in overparameterized regime.", "**Peak** (interpolation threshold, n ≈ d):"),
@@ -257,7 +265,7 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
     SeedClaim(
         "grok-predictable", ("It's predictable from C(t) dynamics and occurs when:",
                              "Memorized solution becomes unstable (C drops)"),
-        f'{_M} › ❌ "Grokking is mysterious/unexplainable"', ("grok-control",), topic="grokking",
+        f'{_M} › ❌ "Grokking is mysterious/unexplainable"', _tf("grok-control"), topic="grokking",
         note="If C drops as much in a random-label control (memorisation, no grokking), the drop does not "
              "predict grokking."),
 )
@@ -285,6 +293,15 @@ VALIDATIONS: tuple[Validation, ...] = (
     Validation("grok-warn-test-loss-onset", "grokking", _BASE, "a warning from the test loss, to compare C with"),
     Validation("grok-warn-weight-norm-drop", "grokking", _BASE, "a warning from the weight norm, to compare C with"),
     Validation("grok-warn-memorisation", "grokking", _BASE,
+               "a warning from train accuracy alone (memorisation), to compare C with"),
+    Validation("grok-tf-occurs", "grokking-transformer", _PRE,
+               "the setting groks at all (test accuracy 95 % long after train accuracy 99 %): without a "
+               "transition the grokking claims cannot be tested; grokking itself is Power et al.'s finding"),
+    Validation("grok-tf-warn-test-loss-onset", "grokking-transformer", _BASE,
+               "a warning from the test loss, to compare C with"),
+    Validation("grok-tf-warn-weight-norm-drop", "grokking-transformer", _BASE,
+               "a warning from the weight norm, to compare C with"),
+    Validation("grok-tf-warn-memorisation", "grokking-transformer", _BASE,
                "a warning from train accuracy alone (memorisation), to compare C with"),
     Validation("lr-mccandlish-accuracy", "lr-selection", _BASE,
                "McCandlish et al.'s critical-batch learning rate, to compare the seed's formula with"),

@@ -319,3 +319,144 @@ def test_quick_audit_configuration_groks(tmp_path):
         ev = seed["events"]
         assert ev["t_test95"] is not None and ev["t_test95"] - ev["t_train99"] >= 100
     assert s["control"]["final_test_acc"] < 0.1                # chance is 1/59
+
+
+# ------------------------------------------------------------------------------------------ analysis
+def _member(t95, c_drop_at, *, n_epochs=1200, control=False, t99=100):
+    """A built member result: memorised at ``t99``, test accuracy 95 % from ``t95`` (None: never), smoothed
+    C at 8 until ``c_drop_at`` and 0.5 after (None: never drops); flat test loss and weight norm."""
+    e = np.arange(n_epochs + 1, dtype=float)
+    train = np.where(e >= t99, 1.0, 0.5)
+    test = np.where(e >= t95, 0.97, 0.02) if t95 is not None else np.full_like(e, 0.02)
+    C = np.where(e >= c_drop_at, 0.5, 8.0) if c_drop_at is not None else np.full_like(e, 8.0)
+    cols = {"epoch": e, "train_acc": train, "test_acc": test, "train_loss": np.ones_like(e),
+            "test_loss": np.full_like(e, 5.0), "weight_norm": np.full_like(e, 30.0), "C_smoothed": C}
+    return {"control": control, **gk.events(cols), "epochs_run": float(n_epochs), "n_train": 100,
+            "final_train_acc": float(train[-1]), "final_test_acc": float(test[-1]), "cols": cols}
+
+
+def _analyse(seeds, control=None, **kw):
+    params = gk.GrokkingParams(n_seeds=len(seeds), control=control is not None, **kw)
+    results = {f"seed_{i}": r for i, r in enumerate(seeds)}
+    if control is not None:
+        results["control"] = control
+    rows, numbers = gk._analyse(params, results)
+    return {r["id"]: r for r in rows}, numbers
+
+
+@pytest.mark.parametrize("drops, verdict", [((850, 880, 820), "holds"),      # leads 15, 12, 18 % of t95
+                                            ((850, 500, 990), "partly"),     # 15 %, 50 %, 1 %
+                                            ((500, 990, 300), "fails")])     # 50 %, 1 %, 70 %
+def test_lead_fraction_rule_reaches_every_outcome(drops, verdict):
+    rows, numbers = _analyse([_member(1000, d) for d in drops])
+    assert rows["grok-lead-fraction"]["verdict"] == verdict
+    assert numbers["lead_fraction"] == pytest.approx([(1000 - d) / 1000 for d in drops])
+
+
+def test_control_is_judged_over_the_seeds_length():
+    """The control runs to the epoch cap; only its first median(seeds' epochs) epochs are judged. A C drop
+    after that length is not a warning; the same drop inside it is (and all three C rules fire)."""
+    seeds = [_member(1000, 850, n_epochs=1100) for _ in range(3)]
+    late = _member(None, 1500, n_epochs=3000, control=True)
+    rows, numbers = _analyse(seeds, late)
+    assert numbers["control"]["epochs_judged"] == 1100 and numbers["control"]["epochs_run"] == 3000
+    assert all(v is None for k, v in numbers["control"]["fires"].items() if k in gk.C_RULES)
+    assert rows["grok-control"]["verdict"] == "holds"
+    early = _member(None, 900, n_epochs=3000, control=True)
+    rows, _ = _analyse(seeds, early)
+    assert rows["grok-control"]["verdict"] == "fails"
+    # a control shorter than the seeds is judged over all of its own epochs, and the row says how many
+    short = _member(None, 900, n_epochs=950, control=True)
+    rows, numbers = _analyse(seeds, short)
+    assert numbers["control"]["epochs_judged"] == 950 and rows["grok-control"]["verdict"] == "fails"
+    assert "judged over epochs 0–950 (the seeds' median length 1100)" in rows["grok-control"]["measured"]
+
+
+def test_control_epochs_sets_the_controls_length(tmp_path):
+    _, s = run_experiment("grokking", tmp_path / "g", progress=False,
+                          **{**TINY, "epochs": 12, "control_epochs": 5, "checkpoint_every": 4})
+    assert s["control"]["epochs_run"] == 5 and s["per_seed"][0]["events"]["t_test95"] is None
+    assert read_metrics(tmp_path / "g" / "seed_0" / "metrics.csv")["epoch"][-1] == 12
+
+
+def test_lead_times_carry_a_bootstrap_interval_of_the_mean():
+    """Seeds' leads 100, 150, 200, 250, 300: the bootstrap distribution of the mean has sd
+    σ·√((n−1)/n)/√n = 79.1·0.894/2.236 = 31.6, so the 95 % interval spans about ±1.96·31.6 = ±62 (the
+    distribution is discrete; 10 000 resamples put each end within a few epochs)."""
+    leads = [100, 150, 200, 250, 300]
+    rows, numbers = _analyse([_member(1000, 1000 - x) for x in leads])
+    lo, hi = numbers["lead_times"]["seed_c_drop"]["bootstrap95"]
+    assert numbers["lead_times"]["seed_c_drop"]["mean"] == 200
+    assert 130 < lo < 150 and 250 < hi < 270
+    assert "95 % bootstrap" in rows["grok-warn-seed-c-drop"]["measured"]
+    # one seed: nothing to resample
+    assert np.isnan(gk.bootstrap_mean_interval([5.0], np.random.default_rng(0))).all()
+
+
+def test_transformer_setting_writes_its_own_row_ids():
+    """The transformer study (Nanda et al.'s setting) writes grok-tf-* rows, each known to the registry."""
+    from shld.claims_registry import EXPECTED_ROW_IDS
+    from shld.experiments.registry import get_study
+
+    study = get_study("grokking-transformer")
+    params = study.Params(n_seeds=3)
+    assert (params.p, params.train_fraction, params.model, params.width, params.weight_decay, params.beta2) == \
+        (113, 0.3, "transformer", 128, 1.0, 0.98)
+    results = {f"seed_{i}": _member(1000, 850) for i in range(3)}
+    results["control"] = _member(None, None, control=True)
+    ids = {r["id"] for r in study.analyse(params, results).claims}
+    assert ids and all(i.startswith("grok-tf-") for i in ids) and ids <= EXPECTED_ROW_IDS
+    assert ids == {"grok-tf-" + r["id"][len("grok-"):] for r in _analyse(
+        [_member(1000, 850)] * 3, _member(None, None, control=True))[0].values()}
+
+
+def test_transformer_reads_the_last_position_like_the_full_causal_model():
+    """OneLayerTransformer computes the query, MLP and unembedding at the '=' position only; the full model
+    (every position, causal mask) gives the same logits there."""
+    from shld.experiments.modular import OneLayerTransformer
+
+    m = OneLayerTransformer(11, 16, 4, generator=torch.Generator().manual_seed(0)).double()
+    x, _ = modular_dataset(11)
+    seq = torch.cat([x, torch.full((len(x), 1), 11)], 1)
+    r = m.tok(seq) + m.pos(torch.arange(3))
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(3, dtype=torch.float64)
+    a, _ = m.attn(r, r, r, attn_mask=mask, need_weights=False)
+    r = r + a
+    r = r + m.mlp_out(torch.relu(m.mlp_in(r)))
+    assert torch.allclose(m(x), m.unembed(r[:, -1]), atol=1e-12)
+    assert m(x).shape == (121, 11)
+
+
+def test_monitor_stays_on_the_exact_path_on_the_transformer():
+    """Every parameter of the transformer has an exact per-sample rule: tr Σ equals the per-sample gradients'
+    (torch.func, float64) and no fallback warning is raised."""
+    import warnings
+
+    from torch.func import functional_call, grad, vmap
+
+    from shld.experiments.modular import OneLayerTransformer
+    from shld.torch import Monitor
+
+    m = OneLayerTransformer(7, 8, 4, generator=torch.Generator().manual_seed(1)).double()
+    x, y = modular_dataset(7)
+    x, y = x[:20], y[:20]
+
+    def loss_fn(model, batch):
+        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    mon = Monitor(m, loss_fn=loss_fn, schedule=1, events=None, groups="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with mon.track((x, y)):
+            loss_fn(m, (x, y)).backward()
+    rec = mon.records[-1]
+    params = {k: v.detach() for k, v in m.named_parameters()}
+
+    def one(p, xi, yi):
+        return torch.nn.functional.cross_entropy(functional_call(m, p, (xi[None],)), yi[None])
+
+    g = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+    flat = torch.cat([v.reshape(len(x), -1) for v in g.values()], 1)
+    centred = flat - flat.mean(0)
+    trace = float((centred ** 2).sum() / (len(x) - 1))
+    assert rec["trace_sigma"] == pytest.approx(trace, rel=1e-8)

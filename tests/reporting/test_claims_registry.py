@@ -66,7 +66,7 @@ def test_every_expected_row_is_evidence_for_one_claim_or_a_validation():
     assert len(evidence) == len(set(evidence))                     # no row is evidence for two claims
     assert not set(evidence) & set(VALIDATION_BY_ID)               # nor both evidence and validation
     assert EXPECTED_ROW_IDS == set(evidence) | set(VALIDATION_BY_ID)
-    assert len(EXPECTED_ROW_IDS) == 54 and len(VALIDATION_BY_ID) == 11 and len(SEED_CLAIMS) == 30
+    assert len(EXPECTED_ROW_IDS) == 70 and len(VALIDATION_BY_ID) == 15 and len(SEED_CLAIMS) == 30
     assert len({c.id for c in SEED_CLAIMS}) == len(SEED_CLAIMS)
     for c in SEED_CLAIMS:
         assert c.rule in reg.RULES and c.topic and c.section and c.quote
@@ -122,6 +122,11 @@ def _ids_the_studies_write() -> list[str]:
                 ids += expand[text]
             else:
                 ids.append(text)
+    # the transformer setting's study writes every grokking row again under its own prefix
+    from shld.experiments.grokking import GrokkingStudy, GrokkingTransformerStudy
+
+    assert (GrokkingStudy.row_prefix, GrokkingTransformerStudy.row_prefix) == ("grok", "grok-tf")
+    ids += ["grok-tf" + i[len("grok"):] for i in ids if i.startswith("grok-")]
     return ids
 
 
@@ -169,7 +174,8 @@ def test_primary_rule_takes_the_primary_rows_verdict():
 
 
 def test_combine_rule_reaches_every_outcome():
-    ids = reg.CLAIMS_BY_ID["grok-c-drop"].evidence
+    ids = reg.CLAIMS_BY_ID["grok-c-drop"].evidence[:3]      # the MLP setting's parts (a quick audit has no others)
+    assert reg.CLAIMS_BY_ID["grok-c-drop"].evidence[3:] == tuple("grok-tf" + i[len("grok"):] for i in ids)
     cases = {("holds", "holds", "holds"): "holds", ("fails", "fails", "fails"): "fails",
              ("holds", "fails", "holds"): "partly", ("holds", "partly", "holds"): "partly",
              ("holds", "not testable here", "holds"): "holds",
@@ -178,9 +184,12 @@ def test_combine_rule_reaches_every_outcome():
     for parts, want in cases.items():
         h = headline("grok-c-drop", dict(zip(ids, parts)))
         assert (h.verdict, h.decisive) == (want, ids), parts
-        assert h.how == "combined over 3 rows"
+        assert h.how.startswith("combined over 3 rows; not in this audit: grok-tf-c-drop-300")
     h = headline("grok-c-drop", {ids[0]: "holds", ids[2]: "holds"})
-    assert h.verdict == "holds" and h.how == f"combined over 2 rows; not in this audit: {ids[1]}"
+    assert h.verdict == "holds" and h.how.startswith(f"combined over 2 rows; not in this audit: {ids[1]}, grok-tf-")
+    # a full audit: the transformer setting is a part too
+    tf = reg.CLAIMS_BY_ID["grok-c-drop"].evidence[3:]
+    assert headline("grok-c-drop", {**dict.fromkeys(ids, "holds"), **dict.fromkeys(tf, "fails")}).verdict == "partly"
 
 
 def test_by_reading_rule_says_depends_when_readings_differ():
@@ -201,8 +210,7 @@ def test_not_run_no_study_and_bad_input():
     assert (h.verdict, h.present, h.decisive) == (NOT_RUN, (), ())
     assert h.how == "none of its evidence rows is in this audit (theorem3-gibbs, th3-gibbs, gibbs-double-well)"
     assert headline("master-equation", {"master-equation-density": "holds"}).verdict == NO_STUDY
-    assert [c.id for c in SEED_CLAIMS if not c.evidence] == ["master-equation", "theorem4-floor-d",
-                                                             "grok-lead-fraction"]
+    assert [c.id for c in SEED_CLAIMS if not c.evidence] == ["master-equation", "theorem4-floor-d"]
     with pytest.raises(ValueError, match=r"`verdicts\['th1-any'\]` must be one of"):
         headline("theorem1", {"th1-any": "mostly"})
     with pytest.raises(KeyError):
@@ -240,7 +248,7 @@ def _table(page: str, table_id: str) -> str:
 
 def test_report_has_one_row_per_seed_claim_and_a_validation_table(tmp_path):
     data = _audit(tmp_path)
-    n, no_study = len(SEED_CLAIMS), 3
+    n, no_study = len(SEED_CLAIMS), 2
     not_run = n - no_study - 3                                   # theorem1, theorem2-rate, -exponential decided
     md = render_markdown(data)
     counts = (f"**Seed claims: {n}**, each counted once: holds: 1 · fails: 1 · partly: 1 · not testable here: 0 · "

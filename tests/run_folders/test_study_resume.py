@@ -31,6 +31,8 @@ FAST = {
 }
 TORCH = {
     "grokking": dict(p=7, train_fraction=0.6, width=16, epochs=30, post_epochs=5, n_seeds=2, checkpoint_every=10),
+    "grokking-transformer": dict(p=7, width=8, epochs=12, post_epochs=2, n_seeds=2, control_epochs=8,
+                                 checkpoint_every=4),
     "lr-selection": dict(tasks="digits-mlp", epochs=1, grid_points=3, grid_min=0.05, lanczos_steps=4,
                          range_steps=20),
     "batch-scaling": dict(train_batches="16,32", noise_batches="8,16,32", n_batches=4, epochs=2, warmup_epochs=0),

@@ -40,6 +40,15 @@ control, which may never reach 99 % on random labels, the rules are armed at the
 * ``weight_norm_drop`` (baseline) — ‖θ‖ ≤ 90 % of its maximum since arming.
 
 The verdict rules (constants ``RULE_*`` below) were written before any run.
+
+Second setting
+--------------
+Study ``grokking-transformer`` runs the same members, rules and rows (ids ``grok-tf-…``) in Nanda et
+al. (2023)'s setting: a one-layer transformer on ``a b =`` with p = 113, 30 % training pairs, AdamW
+with weight decay 1, β₂ = 0.98, full batch (learning rate 3e-3, 3× theirs: see
+:data:`TRANSFORMER_LR`). Full audits only. The seed's rows are decided by its own setting (the MLP);
+the transformer's rows are shown beside them (a part of the claim where a claim combines rows:
+:mod:`shld.claims_registry`).
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from shld.observables.early_warning import (
     C_RULES,
     SEED_THRESHOLD,
     WARNING_RULES,
+    bootstrap_mean_interval,
     c_drop_within,
     first_epoch,
     loo_prediction_errors,
@@ -83,7 +93,9 @@ RULE_GROKS = ("holds if test accuracy reaches 95 % after train accuracy reached 
               "⌈2n/3⌉ of the n seeds; fails if in none; partly otherwise.")
 RULE_WARNING = ("All rules (C and baselines) are armed when train accuracy first reaches 99 % and fire on a "
                 "change after arming (a condition already true then must first become false; "
-                "shld.observables.early_warning). holds if the rule fires before test accuracy reaches 95 % "
+                "shld.observables.early_warning). Lead times are reported as mean ± s.e. over seeds with "
+                "a 95 % percentile bootstrap interval of the mean (seeds resampled). "
+                "holds if the rule fires before test accuracy reaches 95 % "
                 "(lead > 0) in at least "
                 "⌈2n/3⌉ of n seeds AND does not fire in the random-label control; partly if it fires "
                 "before grokking in at least one seed (or in ⌈2n/3⌉ but also in the control); fails if it "
@@ -104,7 +116,21 @@ RULE_PREDICT = ("Leave-one-out prediction with the seed's method: predicted t_gr
                 "'C < 1' + mean lead of the other seeds. holds if the mean |relative error| ≤ 5 %; "
                 "partly if ≤ 20 %; fails if larger or if the rule fires in fewer than 2 seeds.")
 RULE_CONTROL = ("holds if none of the three C rules fires in the random-label control (C's warning is "
-                "specific to generalisation); fails if all three fire; partly otherwise.")
+                "specific to generalisation); fails if all three fire; partly otherwise. The control is "
+                "matched: armed like the seeds and judged over the same length (its series is cut at the "
+                "median of the seeds' last epochs).")
+RULE_LEAD_FRACTION = ("The seed's 'sharp drop' rule (seed_c_drop), armed like the others: its lead as a fraction "
+                      "of the training time before grokking, (t_test95 − t_fire) / t_test95. holds if the "
+                      "fraction lies in [0.10, 0.20] in at least ⌈2n/3⌉ of n seeds; fails if in none; partly "
+                      "otherwise. (The run's whole length is set by post_epochs, a setting, so it is not the "
+                      "denominator.)")
+LEAD_FRACTION = (0.10, 0.20)
+
+#: Nanda et al.'s rate is 1e-3, with grokking after about 10⁴ full-batch epochs: over an hour of one core
+#: per seed here. At 3e-3 an exploratory run (not an audit seed) of this model grokked at epoch ≈ 1650; the
+#: cap leaves room for slower seeds. The rate sets when grokking happens, which no seed claim is about.
+TRANSFORMER_LR = 3e-3
+TRANSFORMER_EPOCHS = 2500
 
 RULE_NO_GROK = ("Rows about the transition (warnings, C before/at/after it, prediction) are 'not testable "
                 "here' when no seed groks: there is no transition to warn about.")
@@ -177,13 +203,15 @@ class GrokkingParams:
     p: int = field(default=113, metadata={"help": "prime modulus"})
     op: str = field(default="add", metadata={"help": "operation", "choices": ["add", "sub", "mul", "div"]})
     train_fraction: float = field(default=0.4, metadata={"help": "fraction of all pairs used for training"})
-    model: str = field(default="quadratic", metadata={"help": "quadratic (one-hot MLP, x² activation) or "
-                                                              "embed (embedding + ReLU MLP)",
-                                                      "choices": ["quadratic", "embed"]})
+    model: str = field(default="quadratic", metadata={"help": "quadratic (one-hot MLP, x² activation), "
+                                                              "embed (embedding + ReLU MLP) or transformer "
+                                                              "(Nanda et al.'s one layer; width = d_model)",
+                                                      "choices": ["quadratic", "embed", "transformer"]})
     width: int = field(default=256, metadata={"help": "hidden units"})
     optimizer: str = field(default="adamw", metadata={"help": "adamw, adam or sgd",
                                                       "choices": ["adamw", "adam", "sgd"]})
     lr: float = field(default=3e-3, metadata={"help": "learning rate"})
+    beta2: float = field(default=0.999, metadata={"help": "Adam's second-moment decay β₂ (adam, adamw)"})
     weight_decay: float = field(default=1.0, metadata={"help": "weight decay (decoupled for adamw)"})
     batch_size: int = field(default=0, metadata={"help": "mini-batch size; 0 = full batch"})
     epochs: int = field(default=3000, metadata={"help": "maximum epochs"})
@@ -191,6 +219,8 @@ class GrokkingParams:
                              metadata={"help": "epochs to continue after test accuracy first reaches 0.95"})
     n_seeds: int = field(default=3, metadata={"help": "independent seeds (≥ 3 for lead-time errors)"})
     control: bool = field(default=True, metadata={"help": "also run the random-label control"})
+    control_epochs: int = field(default=0, metadata={"help": "epochs of the control (it is judged over the "
+                                                             "median of the seeds' lengths); 0 = epochs"})
     lambda_every: int = field(default=0, metadata={"help": "λ_max (Lanczos) every k epochs; 0 = off"})
     monitor: bool = field(default=True, metadata={"help": "run the SHLD monitor (off: timing baseline; "
                                                           "C-based rows become NaN)"})
@@ -210,12 +240,15 @@ AUDIT = {
 def _check(params: GrokkingParams) -> None:
     check_int("p", params.p, minimum=3)
     check_choice("op", params.op, ["add", "sub", "mul", "div"])
-    check_choice("model", params.model, ["quadratic", "embed"])
+    check_choice("model", params.model, ["quadratic", "embed", "transformer"])
     check_choice("optimizer", params.optimizer, ["adamw", "adam", "sgd"])
     check_positive("lr", params.lr)
+    if not 0.0 <= params.beta2 < 1.0:
+        raise ValueError(f"`beta2` must be in [0, 1), got {params.beta2!r}")
     check_positive("weight_decay", params.weight_decay, allow_zero=True)
     check_int("batch_size", params.batch_size, minimum=0)
     check_int("epochs", params.epochs, minimum=1)
+    check_int("control_epochs", params.control_epochs, minimum=0)
     check_int("post_epochs", params.post_epochs, minimum=0)
     check_int("n_seeds", params.n_seeds, minimum=1)
     check_int("lambda_every", params.lambda_every, minimum=0)
@@ -229,9 +262,11 @@ def _make_optimizer(params: GrokkingParams, model):
     import torch
 
     if params.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay,
+                                 betas=(0.9, params.beta2))
     if params.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay,
+                                betas=(0.9, params.beta2))
     return torch.optim.SGD(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
 
 
@@ -282,7 +317,8 @@ def train_member(params: GrokkingParams, key: tuple[int, ...], control: bool, ru
             return state["t95"] is not None and row["epoch"] >= state["t95"] + params.post_epochs
 
         label = "control" if control else f"seed {key[-1]}"
-        cols = train(model, opt, data, epochs=params.epochs, run=run, generator=torch_generator(s_order),
+        epochs = params.control_epochs if control and params.control_epochs else params.epochs
+        cols = train(model, opt, data, epochs=epochs, run=run, generator=torch_generator(s_order),
                      batch_size=params.batch_size or None, monitor=monitor,
                      checkpoint_every=params.checkpoint_every, resume=resume, progress=progress,
                      desc=f"grokking {label}", stop=stop)
@@ -416,8 +452,11 @@ class GrokkingStudy(Study):
         return train_member(params, tuple(member.task["key"]), member.task["control"], ctx.run_folder(config),
                             resume=ctx.resume, progress=ctx.progress)
 
+    #: the first word of every row id this study writes
+    row_prefix = "grok"
+
     def analyse(self, params, results) -> Summary:
-        return Summary(*_analyse(params, results))
+        return Summary(*_analyse(params, results, self.row_prefix))
 
     def figures(self, params, results, summary, figs) -> None:
         run_path = figs.parent
@@ -447,8 +486,15 @@ def _series(cols: dict, name: str) -> np.ndarray:
     return cols.get(name, np.full_like(cols["epoch"], np.nan))
 
 
-def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
-    """Rule firings, lead times and claims rows from the members' results (a pure function)."""
+def _truncate(cols: dict, last_epoch: float) -> dict:
+    """The metrics columns up to and including ``last_epoch``."""
+    keep = np.asarray(cols["epoch"]) <= last_epoch
+    return {k: np.asarray(v)[keep] for k, v in cols.items()}
+
+
+def _analyse(params: GrokkingParams, results: dict, prefix: str = "grok") -> tuple[list[dict], dict]:
+    """Rule firings, lead times and claims rows from the members' results (a pure function). Row ids
+    start with ``prefix`` (one study per setting, so that every row id names one setting)."""
     seeds = [results[f"seed_{i}"] for i in range(params.n_seeds)]
     n = len(seeds)
     per_seed = []
@@ -476,20 +522,28 @@ def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
     ctrl = None
     if params.control:
         r = results["control"]
-        cols = r["cols"]
+        # matched length: the control is judged over the epochs a seed typically ran (or all of its own
+        # when it ran fewer: the row then says so)
+        seeds_median = float(np.median([s["epochs_run"] for s in seeds]))
+        matched = min(seeds_median, r["epochs_run"])
+        cols = _truncate(r["cols"], matched)
         C = _series(cols, C_COLUMN)
+        ev = events(cols)
         arms = [s["events"]["t_train99"] for s in per_seed if s["events"]["t_train99"] is not None]
-        arm = r["t_train99"] if r["t_train99"] is not None else (float(np.median(arms)) if arms else None)
+        arm = ev["t_train99"] if ev["t_train99"] is not None else (float(np.median(arms)) if arms else None)
         fires = rule_fires(cols["epoch"], C, cols["test_loss"], cols["weight_norm"], arm)
         finite = C[np.isfinite(C)]
         after = (cols["epoch"] >= arm) & np.isfinite(C) if arm is not None else np.zeros(C.shape, bool)
-        ctrl = {"events": {k: r[k] for k in ("t_train99", "t_test50", "t_test95")}, "arm": arm,
-                "fires": fires, "final_test_acc": r["final_test_acc"],
-                "final_train_acc": r["final_train_acc"],
+        ctrl = {"events": ev, "arm": arm, "epochs_judged": matched, "epochs_run": r["epochs_run"],
+                "seeds_median_epochs": seeds_median,
+                "fires": fires, "final_test_acc": float(cols["test_acc"][-1]),
+                "final_train_acc": float(cols["train_acc"][-1]),
                 "C_final": float(finite[-1]) if finite.size else None,
                 "C_median_after_arm": float(np.median(C[after])) if after.any() else None}
 
     lead_stats = {k: mean_se([s["leads"][k] for s in per_seed]) for k in WARNING_RULES}
+    boot_rng = np.random.default_rng(member_seed(params.seed, 2))       # keys (0, i), (1, 0) are the members'
+    lead_boot = {k: bootstrap_mean_interval([s["leads"][k] for s in per_seed], boot_rng) for k in WARNING_RULES}
     fo, fl = FIG_OVERVIEW, FIG_LEADS
     ctrl_fired = {k: (ctrl is not None and ctrl["fires"][k] is not None) for k in WARNING_RULES}
 
@@ -515,9 +569,11 @@ def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
         leads = [s["leads"][k] for s in per_seed]
         before = sum(1 for x in leads if x is not None and x > 0)
         m, se = lead_stats[k]
+        lo, hi = lead_boot[k]
+        boot = f" (95 % bootstrap {lo:.0f} to {hi:.0f})" if np.isfinite(lo) else ""
         claims.append(claim_row(
             f"grok-warn-{k.replace('_', '-')}", f"early warning: {k}", seed_texts[k],
-            f"lead {_fmt_lead(m, se)} epochs; fired before grokking in {before}/{n} seeds; "
+            f"lead {_fmt_lead(m, se)} epochs{boot}; fired before grokking in {before}/{n} seeds; "
             f"control: {'fired' if ctrl_fired[k] else 'did not fire'}",
             warning_verdict(leads, ctrl_fired[k]), RULE_WARNING, value=m, uncertainty=se, figure=fl))
 
@@ -527,6 +583,17 @@ def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
         "C(t) drops sharply ~200 epochs before grokking", f"{k300}/{n} seeds",
         k_of_n(k300, n, _need(n)) if n else NOT_TESTABLE.value, RULE_DROP300, value=k300 / max(n, 1),
         figure=fo))
+
+    fractions = [s["leads"]["seed_c_drop"] / s["events"]["t_test95"]
+                 if s["leads"]["seed_c_drop"] is not None and s["events"]["t_test95"] else None for s in per_seed]
+    k_frac = sum(1 for f in fractions if f is not None and LEAD_FRACTION[0] <= f <= LEAD_FRACTION[1])
+    fm, fs = mean_se(fractions)
+    claims.append(claim_row(
+        "grok-lead-fraction", "C drops 10–20 % of the training time before grokking",
+        "C(t) drops sharply 10-20% of total training time before grokking",
+        "lead / t_test95 of the C-drop rule: " + ", ".join("n/a" if f is None else f"{f:.2f}" for f in fractions)
+        + f"; in [0.10, 0.20] in {k_frac}/{n} seeds", k_of_n(k_frac, n, _need(n)), RULE_LEAD_FRACTION,
+        value=fm, uncertainty=fs, figure=fl))
 
     v, text = c_vs_baseline_verdict({k: [s["leads"][k] for s in per_seed] for k in C_RULES},
                                     {k: [s["leads"][k] for s in per_seed] for k in BASELINES})
@@ -574,7 +641,8 @@ def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
             "C drops because the memorising solution destabilises before generalising",
             f"control: {kc}/{len(C_RULES)} C rules fired; final test acc {ctrl['final_test_acc']:.3f}, "
             f"train acc {ctrl['final_train_acc']:.3f}; median C after arming "
-            f"{_fmt_c(ctrl['C_median_after_arm'], None)}", v, RULE_CONTROL,
+            f"{_fmt_c(ctrl['C_median_after_arm'], None)}; judged over epochs 0–{ctrl['epochs_judged']:.0f} (the seeds' "
+            f"median length {ctrl['seeds_median_epochs']:.0f})", v, RULE_CONTROL,
             value=ctrl["C_median_after_arm"], figure="control/figures/curves.png"))
 
     if not grokked:
@@ -583,13 +651,54 @@ def _analyse(params: GrokkingParams, results: dict) -> tuple[list[dict], dict]:
                 row["verdict"] = NOT_TESTABLE.value
                 row["measured"] = "no seed grokked; " + row["measured"]
                 row["rule"] = row["rule"] + " " + RULE_NO_GROK
+    for row in claims:
+        row["id"] = prefix + row["id"][len("grok"):]
     numbers = {"experiment": "grokking", "params": dataclasses.asdict(params), "per_seed": per_seed,
-               "control": ctrl, "lead_times": {k: {"mean": m, "se": s} for k, (m, s) in lead_stats.items()},
+               "control": ctrl, "lead_fraction": fractions,
+               "lead_times": {k: {"mean": m, "se": s, "bootstrap95": list(lead_boot[k])}
+                              for k, (m, s) in lead_stats.items()},
                "figures": [fo, fl]}
     return claims, numbers
 
 
 register(GrokkingStudy())
+
+
+def _default(name: str, value):
+    """Field ``name`` of :class:`GrokkingParams` with another default (same help and choices)."""
+    return field(default=value, metadata=GrokkingParams.__dataclass_fields__[name].metadata)
+
+
+@dataclass
+class GrokkingTransformerParams(GrokkingParams):
+    """Nanda et al. (2023)'s setting: (a + b) mod 113, 30 % of the pairs for training, a one-layer
+    transformer (d_model 128, 4 heads, d_mlp 512; :class:`~shld.experiments.modular.OneLayerTransformer`),
+    AdamW with weight decay 1 and β = (0.9, 0.98), full batch; the learning rate is 3× theirs
+    (:data:`TRANSFORMER_LR`)."""
+    p: int = _default("p", 113)
+    train_fraction: float = _default("train_fraction", 0.3)
+    model: str = _default("model", "transformer")
+    width: int = _default("width", 128)
+    lr: float = _default("lr", TRANSFORMER_LR)
+    beta2: float = _default("beta2", 0.98)
+    weight_decay: float = _default("weight_decay", 1.0)
+    epochs: int = _default("epochs", TRANSFORMER_EPOCHS)
+    post_epochs: int = _default("post_epochs", 100)
+    n_seeds: int = _default("n_seeds", 5)
+    control_epochs: int = _default("control_epochs", 2000)
+
+
+class GrokkingTransformerStudy(GrokkingStudy):
+    name = "grokking-transformer"
+    help = ("Grokking in Nanda et al. (2023)'s setting (one-layer transformer, p = 113, 30 % training pairs, "
+            "AdamW, weight decay 1): the same rules, baselines and matched control as `grokking`.")
+    Params = GrokkingTransformerParams
+    #: full audits only: an epoch costs about 0.4 s of one core here (the quick audit's MLP: about 10 ms)
+    audit = {"full": {"n_seeds": 5, "control": True}}
+    row_prefix = "grok-tf"
+
+
+register(GrokkingTransformerStudy())
 
 def _fmt_c(m, se):
     if m is None or not np.isfinite(m):
@@ -598,4 +707,5 @@ def _fmt_c(m, se):
 
 
 __all__ = ["GrokkingParams", "AUDIT", "train_member", "rule_fires", "events", "warning_verdict",
-           "c_drop_within", "regime_verdict", "loo_prediction_errors", "c_vs_baseline_verdict", "GrokkingStudy"]
+           "c_drop_within", "regime_verdict", "loo_prediction_errors", "c_vs_baseline_verdict", "GrokkingStudy",
+           "GrokkingTransformerParams", "GrokkingTransformerStudy"]

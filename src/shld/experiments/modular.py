@@ -22,6 +22,8 @@ Models (all take ``x`` of shape ``(n, 2)`` and return logits ``(n, p)``):
   the same function and much cheaper.
 * :class:`EmbedMLP` — token embeddings of ``a`` and ``b`` concatenated, then a ReLU hidden
   layer and a linear read-out.
+* :class:`OneLayerTransformer` — the one-layer transformer of Nanda et al. 2023 ("Progress measures
+  for grokking via mechanistic interpretability") on the sequence ``a b =``.
 
 Randomness: initialisation and splits take a ``torch.Generator`` explicitly.
 """
@@ -139,16 +141,69 @@ class EmbedMLP(nn.Module):
         return self.out(torch.relu(self.hidden(e)))
 
 
-MODELS = ("quadratic", "embed")
+class OneLayerTransformer(nn.Module):
+    """Nanda et al. (2023)'s grokking transformer: the input ``(a, b)`` is read as the sequence
+    ``a b =`` (``=`` is token ``p``); token and learned position embeddings of width ``d_model``, one
+    attention layer (``n_heads`` heads, ``nn.MultiheadAttention`` without biases), a ReLU MLP of width
+    ``4·d_model`` with biases, residual connections, no LayerNorm, and an unembedding to ``p`` logits
+    read at the ``=`` position. Nanda et al.: d_model = 128, 4 heads, d_mlp = 512.
+
+    Only the logits at the last position enter the loss, and with one layer they depend on the other
+    positions through their keys and values alone, so the query, the MLP and the unembedding are
+    computed at that position only: the same function and gradients as the full causal model,
+    at under half its cost. (A causal mask is then implicit: the last position sees all three.)
+
+    Init as in Nanda et al.'s code: every weight N(0, 1/d_model) except the unembedding,
+    N(0, 1/(p + 1)) (their vocabulary holds ``=`` too); biases zero.
+    """
+
+    def __init__(self, p: int, d_model: int = 128, n_heads: int = 4, *, generator: torch.Generator):
+        super().__init__()
+        self.p = check_int("p", p, minimum=2)
+        check_int("d_model", d_model, minimum=1)
+        check_int("n_heads", n_heads, minimum=1)
+        if d_model % n_heads:
+            raise ValueError(f"`d_model` ({d_model}) must be a multiple of `n_heads` ({n_heads})")
+        self.tok = nn.Embedding(p + 1, d_model)
+        self.pos = nn.Embedding(3, d_model)
+        self.attn = nn.MultiheadAttention(d_model, n_heads, bias=False, batch_first=True)
+        self.mlp_in = nn.Linear(d_model, 4 * d_model)
+        self.mlp_out = nn.Linear(4 * d_model, d_model)
+        self.unembed = nn.Linear(d_model, p, bias=False)
+        self.register_buffer("positions", torch.arange(3), persistent=False)
+        std = 1.0 / math.sqrt(d_model)
+        with torch.no_grad():
+            for w in (self.tok.weight, self.pos.weight, self.attn.in_proj_weight, self.attn.out_proj.weight,
+                      self.mlp_in.weight, self.mlp_out.weight):
+                w.copy_(torch.randn(w.shape, generator=generator) * std)
+            self.unembed.weight.copy_(torch.randn(self.unembed.weight.shape, generator=generator)
+                                      / math.sqrt(p + 1))
+            for b in (self.mlp_in.bias, self.mlp_out.bias):
+                b.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        eq = torch.full((x.shape[0], 1), self.p, dtype=x.dtype, device=x.device)
+        resid = self.tok(torch.cat([x, eq], 1)) + self.pos(self.positions)     # (n, 3, d_model)
+        last = resid[:, 2:]                                                     # the "=" position
+        attended, _ = self.attn(last, resid, resid, need_weights=False)
+        h = (last + attended)[:, 0]
+        h = h + self.mlp_out(torch.relu(self.mlp_in(h)))
+        return self.unembed(h)
+
+
+MODELS = ("quadratic", "embed", "transformer")
 
 
 def make_model(kind: str, p: int, width: int, *, generator: torch.Generator) -> nn.Module:
-    """A model by name: ``"quadratic"`` (:class:`QuadraticMLP`) or ``"embed"`` (:class:`EmbedMLP`)."""
+    """A model by name: ``"quadratic"`` (:class:`QuadraticMLP`), ``"embed"`` (:class:`EmbedMLP`) or
+    ``"transformer"`` (:class:`OneLayerTransformer` with ``d_model = width`` and 4 heads)."""
     kind = check_choice("model", kind, MODELS)
     if kind == "quadratic":
         return QuadraticMLP(p, width, generator=generator)
+    if kind == "transformer":
+        return OneLayerTransformer(p, width, 4, generator=generator)
     return EmbedMLP(p, width, generator=generator)
 
 
 __all__ = ["OPERATIONS", "MODELS", "modular_dataset", "split_indices", "QuadraticMLP", "EmbedMLP",
-           "make_model"]
+           "OneLayerTransformer", "make_model"]

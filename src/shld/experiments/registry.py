@@ -29,6 +29,7 @@ STUDY_MODULES: dict[str, str] = {
     "kramers": "shld.experiments.kramers",
     "fp-vs-langevin": "shld.experiments.fp_vs_langevin",
     "grokking": "shld.experiments.grokking",
+    "grokking-transformer": "shld.experiments.grokking",
     "double-descent": "shld.experiments.double_descent",
     "cifar-width": "shld.experiments.cifar_width",
     "lr-selection": "shld.experiments.lr_selection",
@@ -38,8 +39,9 @@ STUDY_MODULES: dict[str, str] = {
 }
 
 #: the studies ``shld reproduce`` runs, in report order
-AUDITED: tuple[str, ...] = ("double-well", "high-dim", "kramers", "fp-vs-langevin", "grokking", "double-descent",
-                            "cifar-width", "lr-selection", "escape", "batch-scaling", "theorems")
+AUDITED: tuple[str, ...] = ("double-well", "high-dim", "kramers", "fp-vs-langevin", "grokking",
+                            "grokking-transformer", "double-descent", "cifar-width", "lr-selection", "escape",
+                            "batch-scaling", "theorems")
 
 _STUDIES: dict[str, Study] = {}
 
@@ -141,7 +143,8 @@ def audit_preset(name: str, mode: str) -> dict:
     the study has none for that mode."""
     study = get_study(name)
     if mode not in study.audit:
-        raise KeyError(f"study {name!r} has no audit preset {mode!r} (it has {sorted(study.audit)})")
+        only = " and ".join(f"--{m}" for m in sorted(study.audit))
+        raise KeyError(f"study {name!r} has no {mode!r} audit preset: it runs in {only or 'no'} audits only")
     return dict(study.audit[mode])
 
 

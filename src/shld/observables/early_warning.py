@@ -132,5 +132,18 @@ def mean_se(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
 
+def bootstrap_mean_interval(values, rng: np.random.Generator, *, level: float = 0.95,
+                            n_boot: int = 10_000) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of the non-None ``values`` (resampling them with
+    replacement ``n_boot`` times; one vectorised draw). ``(nan, nan)`` with fewer than 2 values: one
+    value has no spread to resample."""
+    v = np.asarray([x for x in values if x is not None], float)
+    if v.size < 2:
+        return math.nan, math.nan
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 __all__ = ["WARNING_RULES", "C_RULES", "BASELINES", "first_epoch", "first_rise", "running_max", "trailing_max",
-           "rule_fires", "c_drop_within", "loo_prediction_errors", "mean_se"]
+           "rule_fires", "c_drop_within", "loo_prediction_errors", "mean_se", "bootstrap_mean_interval"]
