@@ -157,9 +157,9 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
              "(is D·d/λ_min the floor itself?) support."),
     SeedClaim(
         "theorem4-floor-d", ("2. **Error floor** ∝ D (irreducible noise-induced error)",),
-        f"{_T} › Theorem 4: Convergence Rate", (), topic="theorems",
-        note="No study varies D at fixed λ_min and d to test the floor's proportionality to D; "
-             "`theorem4-floor-form` tests its value D·d/λ_min and is evidence for `theorem4`."),
+        f"{_T} › Theorem 4: Convergence Rate", ("th4-floor-proportional-to-D",), topic="theorems",
+        note="The stationary mean loss over D at several D, on a quadratic (∝ D exactly) and a strongly convex "
+             "quartic; `theorem4-floor-form` tests the floor's value D·d/λ_min and is evidence for `theorem4`."),
     SeedClaim(
         "grok-c-below-1", ("2. Detect when C(t) drops below critical threshold (≈1)",
                            "3. Predict grokking occurs shortly after"),

@@ -18,7 +18,8 @@ def summary(tmp_path_factory):
 
 def test_rows_follow_the_contract(summary):
     rows = {r["id"]: r for r in validate_claims(summary["claims"])}
-    assert set(rows) == {"th1-gibbs", "th1-any", "th2-kramers-seed-form", "th3-gibbs", "th4-convergence"}
+    assert set(rows) == {"th1-gibbs", "th1-any", "th2-kramers-seed-form", "th3-gibbs", "th4-convergence",
+                         "th4-floor-proportional-to-D"}
     for r in rows.values():
         if r["figure"]:
             assert (summary["_out"] / r["figure"]).exists()
@@ -54,3 +55,17 @@ def test_theorem3_ensemble_matches_gibbs_and_theorem4_matches_exact_curve(summar
     assert t4["λ in [0.2, 1.5]"]["verdict"] == "holds"           # λ_min <= 2: the seed's bound is loose
     assert t4["λ in [3, 6]"]["verdict"] != "holds"               # λ_min > 2: floor D·d/2 > D·d/λ_min
     assert {r["id"]: r for r in summary["claims"]}["th4-convergence"]["verdict"] == "fails"
+
+
+def test_floor_over_d_against_closed_forms_and_every_outcome():
+    """Quadratic: E[L] = D·d/2 exactly, so floor/D = d/2 at every D. Quartic λx²/2 + x⁴/4: floor/D → d/2 as
+    D → 0 (the quadratic part) and → d/4 as D → ∞ (the quartic part: E[x⁴/4] = D/4)."""
+    from shld.experiments.theorems import TheoremsParams, _theorem4_floor_vs_D, floor_d_verdict
+
+    table, row = _theorem4_floor_vs_D(TheoremsParams(D_values=(1e-7, 0.05, 1e7), t4_dim=10))
+    assert all(r == pytest.approx(5.0, rel=1e-10) for r in table["quadratic"]["floor_over_D"].values())
+    q = table["quartic"]["floor_over_D"]
+    assert q[1e-7] == pytest.approx(5.0, rel=1e-4) and q[1e7] == pytest.approx(2.5, rel=1e-2)
+    assert row["id"] == "th4-floor-proportional-to-D" and row["verdict"] == "partly"
+    assert [floor_d_verdict(s) for s in ([1.0, 1.05], [1.0, 1.5], [1.0, 2.5])] == ["holds", "partly", "fails"]
+    assert floor_d_verdict([1.0, 1.1]) == "holds" and floor_d_verdict([2.0, 1.0]) == "partly"   # edges

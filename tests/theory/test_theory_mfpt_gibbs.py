@@ -110,3 +110,16 @@ def test_gibbs_partition_double_well_and_2d_box():
 
     fl = Boxed(dw.value, dw.grad, 2)
     assert gibbs_log_partition(fl, D) == pytest.approx(gibbs_log_partition(dw, D), abs=1e-9)
+
+
+@pytest.mark.parametrize("D", [0.05, 0.3, 2.0])
+def test_gibbs_mean_of_homogeneous_potentials_is_d_over_degree(D):
+    """For U = c|x|^k, E[U] = D/k exactly (the Gamma integral); the variance of x under U = λx²/2 is D/λ."""
+    from shld.theory import gibbs_mean_1d
+
+    assert gibbs_mean_1d(lambda x: 3.0 * x ** 2, D) == pytest.approx(D / 2, rel=1e-10)
+    assert gibbs_mean_1d(lambda x: 0.25 * x ** 4, D) == pytest.approx(D / 4, rel=1e-10)
+    assert gibbs_mean_1d(lambda x: np.abs(x) ** 6, D) == pytest.approx(D / 6, rel=1e-10)
+    assert gibbs_mean_1d(lambda x: 2.5 * x ** 2, D, g=lambda x: x ** 2) == pytest.approx(D / 5, rel=1e-10)
+    # off-centre minimum: the cut-off probe starts from `center`
+    assert gibbs_mean_1d(lambda x: (x - 40.0) ** 2, D, center=40.0) == pytest.approx(D / 2, rel=1e-10)

@@ -22,16 +22,13 @@ import numpy as np
 from shld._validation import check_finite_array, check_int, check_positive, check_real
 from shld.theory._common import as_potential, gl_nodes, logsumexp, panels, probe_cutoff
 
-__all__ = ["gaussian_log_partition", "gibbs_log_normaliser", "gibbs_density_1d", "gibbs_log_partition",
-           "gibbs_log_density"]
+__all__ = ["gaussian_log_partition", "gibbs_log_normaliser", "gibbs_mean_1d", "gibbs_density_1d",
+           "gibbs_log_partition", "gibbs_log_density"]
 
 
-def gibbs_log_normaliser(u, D, lo=-math.inf, hi=math.inf, n=400, center=0.0):
-    """log Z with Z = ∫_lo^hi e^{−U(x)/D} dx for a 1-D potential ``u`` (callable or 1-D landscape).
-
-    Infinite ends are cut where U has risen 60·D above its minimum (probing outward from
-    ``center``, or from the finite end); ``n`` Gauss–Legendre panels of 16 nodes.
-    """
+def _quadrature(u, D, lo, hi, n, center):
+    """(potential, nodes, weights) of the Gauss–Legendre rule on [lo, hi] used by the 1-D Gibbs
+    integrals (infinite ends cut where U has risen 60·D above its value at ``center`` or the finite end)."""
     f = as_potential(u)
     D = check_positive("D", D)
     lo, hi = check_real("lo", lo), check_real("hi", hi)
@@ -50,7 +47,27 @@ def gibbs_log_normaliser(u, D, lo=-math.inf, hi=math.inf, n=400, center=0.0):
     hi_e = probe_cutoff(f, D, c, 1.0, ref, scale=max(1.0, abs(c))) if math.isinf(hi) else hi
     left, width, _ = panels([lo_e, hi_e], n)
     x, w = gl_nodes(left, width)
+    return f, x, w
+
+
+def gibbs_log_normaliser(u, D, lo=-math.inf, hi=math.inf, n=400, center=0.0):
+    """log Z with Z = ∫_lo^hi e^{−U(x)/D} dx for a 1-D potential ``u`` (callable or 1-D landscape).
+
+    Infinite ends are cut where U has risen 60·D above its minimum (probing outward from
+    ``center``, or from the finite end); ``n`` Gauss–Legendre panels of 16 nodes.
+    """
+    f, x, w = _quadrature(u, D, lo, hi, n, center)
     return logsumexp(-f(x) / D, w)
+
+
+def gibbs_mean_1d(u, D, g=None, lo=-math.inf, hi=math.inf, n=400, center=0.0) -> float:
+    """E[g(x)] = ∫ g e^{−U/D} dx / Z under the 1-D Gibbs law of ``u`` at temperature D (loss units);
+    ``g`` defaults to U itself (the stationary mean loss). Same quadrature as :func:`gibbs_log_normaliser`."""
+    f, x, w = _quadrature(u, D, lo, hi, n, center)
+    a = -f(x) / D
+    p = w * np.exp(a - np.max(a))
+    vals = f(x) if g is None else np.asarray(g(x), float)
+    return float(np.sum(p * vals) / np.sum(p))
 
 
 def gibbs_density_1d(u, D, x, lo=None, hi=None, n=400):
