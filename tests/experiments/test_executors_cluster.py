@@ -265,6 +265,20 @@ def test_results_in_member_order(cluster):
     assert list(cluster.map(_square, [])) == []
 
 
+def _blas_threads(_):
+    from threadpoolctl import threadpool_info
+
+    return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+
+def test_workers_share_the_cores_between_their_blas_threads(cluster):
+    """A cluster task uses one BLAS thread (one CPU per task); process workers use cores // workers. With the
+    default (every core per worker) OpenBLAS's spinning threads oversubscribe the machine."""
+    assert list(cluster.map(_blas_threads, [0, 1])) == [[1], [1]]
+    want = [max(1, (os.cpu_count() or 1) // 2)]
+    assert list(ProcessExecutor(2).map(_blas_threads, [0, 1])) == [want, want]
+
+
 def test_killed_worker_loses_no_member(cluster, tmp_path):
     marker = tmp_path / "died"
     got = list(cluster.map(_die_once, [(i, str(marker)) for i in range(6)]))
