@@ -114,11 +114,12 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
         "master-equation",
         ("All training dynamics reduce to the **Fokker-Planck equation**:",
          "This is **exact** for SGD with Gaussian noise in the continuous-time limit."),
-        f"{_F} › 1. The Master Equation", (), topic="foundations",
+        f"{_F} › 1. The Master Equation", ("sgd-noise-isotropic",), topic="foundations",
         note="Langevin dynamics with isotropic Gaussian noise obeys this equation by a textbook theorem; the "
              "audit's Langevin-vs-Fokker–Planck rows (`master-equation-density`, `master-equation-mfpt`) check the "
-             "two solvers against that theorem and are listed under Validation. Whether SGD's mini-batch noise is "
-             "isotropic, Gaussian and of one constant D (the claim) is tested by no study."),
+             "two solvers against that theorem and are listed under Validation. For SGD the equation with one D "
+             "needs isotropic mini-batch noise: `sgd-noise-isotropic` measures the shape of SGD's noise "
+             "covariance on the digits MLP (batch-scaling's noise member)."),
     SeedClaim(
         "grok-near-c1", ("**Grokking occurs near C ≈ 1**: When signal and noise balance",),
         f"{_F} › 3. The Signal-to-Noise Consolidation Ratio", _tf("grok-near-c1"), topic="grokking",

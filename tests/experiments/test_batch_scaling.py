@@ -59,6 +59,17 @@ def test_noise_matches_finite_population_formula(tmp_path):
     # C's true value is linear in B: 2B‖G‖²/tr Σ
     Ct = np.array([r["C_true"] for r in out["rows"]])
     assert Ct / np.array([4, 16, 64, 256]) == pytest.approx(np.full(4, Ct[0] / 4))
+    # the shape of Σ from torch.func's per-sample gradients: its trace is the monitor's norm-trick tr Σ
+    iso = out["isotropy"]
+    assert iso["trace"] == pytest.approx(out["trace_sigma"], rel=1e-6)
+    assert (iso["dim"], iso["n_samples"]) == (out["d"], out["N"])
+    assert 1 <= iso["participation_ratio"] < iso["dim"] and iso["top_share"] >= 1 / iso["participation_ratio"] - 1e-12
+
+
+def test_isotropy_rule_reaches_every_outcome():
+    """d = 1000 from N = 1000 samples: isotropic noise shows r = 500; the cuts are 250 and 50."""
+    assert [bs.isotropy_verdict(r, 1000, 1000) for r in (480.0, 250.0, 249.0, 50.0, 49.0, 12.6)] == \
+        ["holds", "holds", "partly", "partly", "fails", "fails"]
 
 
 def test_tiny_batch_scaling_run(tmp_path):
@@ -66,7 +77,7 @@ def test_tiny_batch_scaling_run(tmp_path):
                             noise_batches="8,16,32,64", n_batches=20, epochs=2, n_seeds=1, warmup_epochs=0)
     rows = validate_claims(s["claims"])
     assert {r["id"] for r in rows} == {"batch-noise-1-over-B", "batch-sqrt-keeps-deff", "batch-sqrt-vs-linear",
-                                       "batch-c-rises"}
+                                       "batch-c-rises", "sgd-noise-isotropic"}
     lrs = {(f["method"], f["batch_size"]): f["lr"] for f in s["final"]}
     assert lrs[("base", 32)] == 0.1 and lrs[("sqrt", 64)] == pytest.approx(0.1 * math.sqrt(2))
     assert lrs[("linear", 16)] == pytest.approx(0.05)

@@ -66,7 +66,7 @@ def test_every_expected_row_is_evidence_for_one_claim_or_a_validation():
     assert len(evidence) == len(set(evidence))                     # no row is evidence for two claims
     assert not set(evidence) & set(VALIDATION_BY_ID)               # nor both evidence and validation
     assert EXPECTED_ROW_IDS == set(evidence) | set(VALIDATION_BY_ID)
-    assert len(EXPECTED_ROW_IDS) == 71 and len(VALIDATION_BY_ID) == 15 and len(SEED_CLAIMS) == 30
+    assert len(EXPECTED_ROW_IDS) == 72 and len(VALIDATION_BY_ID) == 15 and len(SEED_CLAIMS) == 30
     assert len({c.id for c in SEED_CLAIMS}) == len(SEED_CLAIMS)
     for c in SEED_CLAIMS:
         assert c.rule in reg.RULES and c.topic and c.section and c.quote
@@ -209,8 +209,12 @@ def test_not_run_no_study_and_bad_input():
     h = headline("theorem3", {"th1-any": "holds", "kramers-langer": "holds"})   # rows of other claims: ignored
     assert (h.verdict, h.present, h.decisive) == (NOT_RUN, (), ())
     assert h.how == "none of its evidence rows is in this audit (theorem3-gibbs, th3-gibbs, gibbs-double-well)"
-    assert headline("master-equation", {"master-equation-density": "holds"}).verdict == NO_STUDY
-    assert [c.id for c in SEED_CLAIMS if not c.evidence] == ["master-equation"]
+    # a validation row is never evidence: the claim it sits beside is not run without its own row
+    assert headline("master-equation", {"master-equation-density": "holds"}).verdict == NOT_RUN
+    assert [c.id for c in SEED_CLAIMS if not c.evidence] == []        # every seed claim has a study now
+    untested = reg.SeedClaim("x", ("a quote",), "A › B", (), note="why no study")
+    assert headline(untested, {"master-equation-density": "holds"}) == \
+        reg.Headline(NO_STUDY, "no study of SHLD tests this claim", (), ())
     with pytest.raises(ValueError, match=r"`verdicts\['th1-any'\]` must be one of"):
         headline("theorem1", {"th1-any": "mostly"})
     with pytest.raises(KeyError):
@@ -246,9 +250,15 @@ def _table(page: str, table_id: str) -> str:
     return page.split(f"<table id='{table_id}'>", 1)[1].split("</table>", 1)[0]
 
 
-def test_report_has_one_row_per_seed_claim_and_a_validation_table(tmp_path):
+#: a claim without a study (every claim of the seed has one now; the report must still show the case)
+UNTESTED = reg.SeedClaim("untested-claim", ("Gradient descent is mysterious",), "Mathematical Foundation", (),
+                         note="no study", topic="foundations")
+
+
+def test_report_has_one_row_per_seed_claim_and_a_validation_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(reg, "SEED_CLAIMS", (*SEED_CLAIMS, UNTESTED))
     data = _audit(tmp_path)
-    n, no_study = len(SEED_CLAIMS), 1
+    n, no_study = len(SEED_CLAIMS) + 1, 1
     not_run = n - no_study - 3                                   # theorem1, theorem2-rate, -exponential decided
     md = render_markdown(data)
     counts = (f"**Seed claims: {n}**, each counted once: holds: 1 · fails: 1 · partly: 1 · not testable here: 0 · "
@@ -258,7 +268,7 @@ def test_report_has_one_row_per_seed_claim_and_a_validation_table(tmp_path):
            "fails: 1 · **rows not in the claims registry: 1**" in md
     seed_md = md.split("## Seed claims", 1)[1].split("## Evidence by study", 1)[0]
     lines = [ln for ln in seed_md.splitlines() if ln.startswith("| `")]
-    assert [ln.split("`")[1] for ln in lines] == [c.id for c in SEED_CLAIMS]
+    assert [ln.split("`")[1] for ln in lines] == [c.id for c in SEED_CLAIMS] + ["untested-claim"]
     t2 = next(ln for ln in lines if ln.startswith("| `theorem2-rate`"))
     assert "| **partly** | primary row kramers-prefactor |" in t2
     assert ("**`kramers-prefactor` (kramers): partly**; `th2-kramers-seed-form` (theorems): fails; "
@@ -274,7 +284,7 @@ def test_report_has_one_row_per_seed_claim_and_a_validation_table(tmp_path):
 
     page = render_html(data)
     seed_tbl = _table(page, "seed-claims-table")
-    assert re.findall(r"<tr id='seed-([\w.-]+)'>", seed_tbl) == [c.id for c in SEED_CLAIMS]
+    assert re.findall(r"<tr id='seed-([\w.-]+)'>", seed_tbl) == [c.id for c in SEED_CLAIMS] + ["untested-claim"]
     row = seed_tbl.split("<tr id='seed-theorem2-rate'>", 1)[1].split("</tr>", 1)[0]
     assert "<td class='v partly'>partly<div class='how'>primary row kramers-prefactor</div></td>" in row
     assert "<li class='decisive'><a href='#claim-kramers-prefactor'><code>kramers-prefactor</code></a>" in row
@@ -306,7 +316,7 @@ def test_validation_rows_do_not_change_the_seeds_totals(tmp_path):
     assert "**Validation rows: 2** (solver validations, baselines, preconditions; not counted above): holds: 1 · " \
            "fails: 1" in one
     assert "**Validation rows: 2** (solver validations, baselines, preconditions; not counted above): holds: 2 " in two
-    assert {c["headline"].verdict for c in seed_claims([])} == {NOT_RUN, NO_STUDY}
+    assert {c["headline"].verdict for c in seed_claims([])} == {NOT_RUN}
 
 
 def test_real_runs_have_only_registered_rows(tmp_path):

@@ -174,9 +174,8 @@ def test_html_embeds_each_figure_once_beside_its_rows(tmp_path):
     no_study = sum(not c.evidence for c in SEED_CLAIMS)
     assert (f"<title id='verdict-chart-title'>Seed claims: holds 0, fails 0, partly 0, not testable here 0, "
             f"depends on reading 0, not run {len(SEED_CLAIMS) - no_study}, no study {no_study}</title>") in chart
-    # all (2 statuses) + foundations (no study) + 6 topics with only "not run" (the theorems' and grokking's
-    # claims all have a study)
-    assert len(re.findall(r"<rect class='seg ", chart)) == 2 + 1 + 6
+    # all claims and the 7 topics, each only "not run" (every claim has a study)
+    assert no_study == 0 and len(re.findall(r"<rect class='seg ", chart)) == 1 + 7
     assert "<a href='#seed-claims'>" in chart and "<a href='#seed-master-equation'>" in chart
 
 

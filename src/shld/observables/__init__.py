@@ -11,11 +11,13 @@ from shld.observables.consolidation import (
 )
 from shld.observables.diffusion import (
     DiffusionEstimate,
+    NoiseIsotropy,
     d_eff_seed,
     d_sde,
     estimate_D_gradient_variance,
     estimate_D_msd,
     estimate_D_variance_seed,
+    noise_isotropy,
 )
 from shld.observables.first_passage import MFPTEstimate, mfpt_estimate, survival_curve
 from shld.observables.stats import Moments, binomial_ci, moments_with_stderr
@@ -25,7 +27,7 @@ __all__ = [
     "REGIME_CUTS", "REGIMES", "consolidation_ratio", "consolidation_ratio_from_norm2",
     "ensemble_consolidation_ratio", "regime_label",
     "DiffusionEstimate", "d_eff_seed", "d_sde", "estimate_D_gradient_variance", "estimate_D_msd",
-    "estimate_D_variance_seed",
+    "estimate_D_variance_seed", "NoiseIsotropy", "noise_isotropy",
     "MFPTEstimate", "mfpt_estimate", "survival_curve",
     "Moments", "binomial_ci", "moments_with_stderr",
     "UncertaintyProduct", "uncertainty_product",

@@ -28,7 +28,7 @@ from shld._validation import check_finite_array, check_int, check_positive
 
 __all__ = [
     "DiffusionEstimate", "estimate_D_gradient_variance", "estimate_D_msd", "estimate_D_variance_seed",
-    "d_eff_seed", "d_sde",
+    "d_eff_seed", "d_sde", "NoiseIsotropy", "noise_isotropy",
 ]
 
 
@@ -171,3 +171,35 @@ def d_sde(lr, trace_sigma, batch_size, dim):
     B = check_int("batch_size", batch_size, minimum=1)
     d = check_int("dim", dim, minimum=1)
     return eta * tr / (2.0 * B * d)
+
+
+@dataclass(frozen=True)
+class NoiseIsotropy:
+    """How far a gradient-noise covariance Σ is from the scalar-D form Σ = (tr Σ/d)·I that a
+    Fokker–Planck equation with one D assumes. ``participation_ratio`` r = (tr Σ)²/tr Σ² is d for
+    isotropic noise and 1 for noise along one direction; ``top_share`` = λ₁(Σ)/tr Σ (1/d when
+    isotropic). ``trace`` is tr Σ (squared gradient units), ``dim`` d."""
+
+    trace: float
+    top_eigenvalue: float
+    participation_ratio: float
+    top_share: float
+    dim: int
+    n_samples: int
+
+
+def noise_isotropy(grads) -> NoiseIsotropy:
+    """Spectrum summary of the sample covariance (ddof = 1) of per-sample gradients ``grads`` (n, d), from
+    the smaller of the d × d covariance and the n × n Gram matrix of the centred rows (their nonzero
+    eigenvalues agree): O(min(n, d)²·max(n, d)), so a network's d never makes a d × d matrix."""
+    g = check_finite_array("grads", grads, ndim=2)
+    n, d = g.shape
+    check_int("grads.shape[0]", n, minimum=2)
+    c = g - g.mean(axis=0)
+    small = c.T @ c if d <= n else c @ c.T
+    ev = np.clip(np.linalg.eigvalsh(small / (n - 1)), 0.0, None)
+    tr, tr2 = float(ev.sum()), float(np.sum(ev * ev))
+    if not tr > 0:
+        raise ValueError("`grads` has no spread (every row equal): the noise covariance is zero")
+    return NoiseIsotropy(trace=tr, top_eigenvalue=float(ev[-1]), participation_ratio=tr * tr / tr2,
+                         top_share=float(ev[-1]) / tr, dim=int(d), n_samples=int(n))
