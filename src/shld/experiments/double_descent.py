@@ -14,7 +14,8 @@ Fits at each p:
   (Belkin et al. 2019; Mei & Montanari 2019) when labels are noisy;
 * **small ridge**: a = (ΦᵀΦ/n + λ I)⁻¹ Φᵀy/n with λ = ``ridge``;
 * **gradient descent** from a = 0 with learning rate η = 1/λ_max(ΦᵀΦ/n) for ``gd_steps`` steps
-  (it tends to the min-norm solution), recording L and C(t) every ``gd_record_every`` steps.
+  (it tends to the min-norm solution), recording L and C(t) every ``gd_record_every`` steps; the
+  iterates are computed in closed form from one SVD of Φ (:func:`gd_iterates`).
 
 What D is for full-batch gradient descent
 -----------------------------------------
@@ -163,6 +164,34 @@ def gd_consolidation(Phi: np.ndarray, R: np.ndarray, grad: np.ndarray, lr: float
     return 2.0 * batch_size * g2 / (lr * tr)
 
 
+def gd_iterates(Phi: np.ndarray, Y: np.ndarray, steps) -> tuple[float, np.ndarray, list, list]:
+    """Gradient descent on L(a) = ‖Φa − Y‖²/(2n) from a = 0 with η = n/s_max² (= 1/λ_max(ΦᵀΦ/n)), in
+    closed form: with the thin SVD Φ = U S Vᵀ and c = UᵀY, the iterate after t steps is
+    a_t = V·diag((1 − q^t)/s)·c with q = 1 − η s²/n ∈ [0, 1) per singular value (a_0 = 0 keeps every
+    iterate in span V). Returns (η, a at the last of ``steps``, residuals Φa_t − Y and gradients
+    Φᵀ(Φa_t − Y)/n at each of ``steps``, the gradients in V's coordinates: the same norms). One SVD,
+    O(n·p·min(n, p)), instead of two products of Φ per step: the full audit's 20 000 steps at p = 4000
+    took 100-200 s a member iterated."""
+    n = Phi.shape[0]
+    U, s, Vt = np.linalg.svd(Phi, full_matrices=False)
+    lr = n / (s[0] * s[0])
+    c = U.T @ Y
+    outside = Y - U @ c                                   # the part of Y no a can fit
+    q = np.clip(1.0 - lr * s * s / n, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        logq = np.log(q)                                  # −inf at the top singular value: done in one step
+    pos = s > 0
+    R_at, grad_at, coef = [], [], None
+    for t in steps:
+        gain = -np.expm1(t * logq) if t > 0 else np.zeros_like(s)       # 1 − q^t, accurate for small t·η·s²
+        coef = np.where(pos, gain / np.where(pos, s, 1.0), 0.0)          # b_t = coef · c  (V coordinates)
+        fit_err = (s * coef - 1.0)[:, None] * c                          # S b_t − c
+        R_at.append(U @ fit_err - outside)
+        grad_at.append((s[:, None] * fit_err) / n)
+    a = Vt.T @ (coef[:, None] * c)
+    return float(lr), a, R_at, grad_at
+
+
 def _fit_member(task: dict) -> dict:
     """One sweep member: fits at one p on one draw. Pure function of ``task``."""
     p, ds, draw, seed = task["p"], task["dataset"], task["draw"], task["seed"]
@@ -195,21 +224,13 @@ def _fit_member(task: dict) -> dict:
     else:
         row["test_err_minnorm"] = row["test_err_ridge"] = math.nan
 
-    # gradient descent from zero, lr = 1/λ_max(ΦᵀΦ/n)
-    s_max = np.linalg.norm(Ptr, 2)
-    lr = n / (s_max * s_max)
-    a = np.zeros((p, Ytr.shape[1]))
-    traj = []
+    # gradient descent from zero, lr = 1/λ_max(ΦᵀΦ/n), in closed form (gd_iterates)
+    every, T = prm["gd_record_every"], prm["gd_steps"]
+    steps = sorted(set(range(0, T + 1, every)) | {T})
+    lr, a, R_at, grad_at = gd_iterates(Ptr, Ytr, steps)
     B = prm["batch_size"]
-    every = prm["gd_record_every"]
-    for step in range(prm["gd_steps"] + 1):
-        R = Ptr @ a - Ytr
-        grad = Ptr.T @ R / n
-        if step % every == 0 or step == prm["gd_steps"]:
-            loss = 0.5 * float(np.mean(np.sum(R * R, axis=1)))
-            traj.append((step, loss, gd_consolidation(Ptr, R, grad, lr, B)))
-        if step < prm["gd_steps"]:
-            a -= lr * grad
+    traj = [(t, 0.5 * float(np.mean(np.sum(R * R, axis=1))), gd_consolidation(Ptr, R, g, lr, B))
+            for t, R, g in zip(steps, R_at, grad_at)]
     row["gd_lr"] = lr
     row["gd_train_loss"] = traj[-1][1]
     row["gd_test_mse"] = mse(Pte, Yte, a)
