@@ -272,7 +272,7 @@ def _theorem4_floor_vs_D(params) -> tuple[dict, dict]:
     text = "; ".join(f"{k}: floor/D = " + ", ".join(f"{r:.4g} (D={D:g})" for D, r in o["floor_over_D"].items())
                      + f", max/min {o['spread']:.3g}" for k, o in table.items())
     row = claim_row("th4-floor-proportional-to-D", "Theorem 4: the error floor is ∝ D", "Error floor ∝ D",
-                    text, v, RULE_T4_FLOOR_D, value=table["quartic"]["spread"], figure="figures/theorem4.png")
+                    text, v, RULE_T4_FLOOR_D, value=table["quartic"]["spread"], figure=f"figures/{FIG_FLOOR_D}")
     return table, row
 
 
@@ -323,13 +323,13 @@ class TheoremsStudy(Study):
     def figures(self, params, results, summary, figs) -> None:
         r1 = results["theorem1"]
         _figures(figs, r1["gibbs_and_point"], r1["transient"], results["theorem3"]["info"],
-                 results["theorem4"]["spectra"])
+                 results["theorem4"]["spectra"], results["theorem4"].get("floor_vs_D"))
 
 
 register(TheoremsStudy())
 
 
-def _figures(figs, t1_rows, t1_trans, t3, t4) -> None:
+def _figures(figs, t1_rows, t1_trans, t3, t4, floor_vs_D=None) -> None:
     from shld import plotting
     from shld.landscapes import make_landscape
     from shld.theory import gibbs_density_1d
@@ -373,3 +373,27 @@ def _figures(figs, t1_rows, t1_trans, t3, t4) -> None:
         ax.set_title(f"Theorem 4, {name}")
         ax.legend(fontsize=8)
     plotting.close(plotting.save_figure(fig, figs / "theorem4.png"))
+    if floor_vs_D:
+        plot_floor_vs_D(floor_vs_D, figs / FIG_FLOOR_D)
+
+
+#: the figure of the "error floor ∝ D" row
+FIG_FLOOR_D = "theorem4_floor_vs_D.png"
+
+
+def plot_floor_vs_D(table: dict, path) -> None:
+    """floor/D against D per landscape: a horizontal line where the floor is ∝ D."""
+    from shld import plotting
+
+    plt = plotting.pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (name, o) in enumerate(table.items()):
+        D = np.array(sorted(o["floor_over_D"], key=float), float)
+        r = np.array([o["floor_over_D"][k] for k in sorted(o["floor_over_D"], key=float)], float)
+        ax.plot(D, r, "o-", color=f"C{i}", label=f"{name} (max/min {o['spread']:.3g})")
+    ax.set_xscale("log")
+    ax.set_xlabel("D")
+    ax.set_ylabel("(E[L] − L*) / D at equilibrium")
+    ax.set_title("Error floor ∝ D? (flat line: yes)")
+    ax.legend(fontsize=8)
+    plotting.close(plotting.save_figure(fig, path))
