@@ -137,10 +137,11 @@ def test_report_in_headless_chromium(report, tmp_path):
     n_figs = sum(len(e["figures"]) for e in data["experiments"])
     assert res["rows"] == n_rows >= 10
     # every full-size figure decodes at its real size; every thumbnail beside a row decodes too
-    assert len(res["images"]) == n_figs == 4                        # escape.png, theorem1/3/4.png
+    assert len(res["images"]) == n_figs == 5            # escape.png, theorem1/3/4.png, theorem4_floor_vs_D.png
     assert all(im["complete"] and im["naturalWidth"] > 300 for im in res["images"]), res["images"]
     assert {im["alt"] for im in res["images"]} == {"figures/escape.png", "figures/theorem1.png",
-                                                   "figures/theorem3.png", "figures/theorem4.png"}
+                                                   "figures/theorem3.png", "figures/theorem4.png",
+                                                   "figures/theorem4_floor_vs_D.png"}
     assert res["thumbs"] and all(t["naturalWidth"] > 100 and t["size"][0] > 100 and t["size"][1] > 30
                                  for t in res["thumbs"]), res["thumbs"]
     # one row per seed claim, with the headline the registry decides from these runs' rows
