@@ -42,14 +42,20 @@ def _executor(engine: str, jobs: int = 2):
     return executor_from_args(engine, jobs)
 
 
-def overhead(n: int = 200) -> list[dict]:
-    rows = []
-    for engine in ENGINES:
+def _available(engines):
+    """(engine, executor) for each engine whose optional dependency is installed; the others are reported."""
+    for engine in engines:
         try:
             ex = _executor(engine)
         except ModuleNotFoundError as exc:
             print(f"{engine}: skipped ({exc})")
             continue
+        yield engine, ex
+
+
+def overhead(n: int = 200) -> list[dict]:
+    rows = []
+    for engine, ex in _available(ENGINES):
         t0 = time.perf_counter()
         if engine == "process":
             list(ex.map(_noop, [0, 1]))                 # a pool of 2 is started for every sweep
@@ -82,12 +88,7 @@ def sweep(repeat: int = 2) -> dict[str, list[float]]:
     from shld.experiments.registry import run_experiment
 
     started = {}
-    for engine in ENGINES:
-        try:
-            ex = _executor(engine)
-        except ModuleNotFoundError as exc:
-            print(f"{engine}: skipped ({exc})")
-            continue
+    for engine, ex in _available(ENGINES):
         if hasattr(ex, "start"):
             ex.start()
         started[engine] = ex
@@ -121,12 +122,7 @@ def audit(repeat: int = 1, out: str | None = None, names: list[str] | None = Non
     base = Path(out or tempfile.mkdtemp(prefix="shld-bench-audit-"))
     names = names or list(audited_studies())
     clusters, start = {}, {}
-    for engine in ENGINES[1:]:
-        try:
-            ex = _executor(engine)
-        except ModuleNotFoundError as exc:
-            print(f"{engine}: skipped ({exc})")
-            continue
+    for engine, ex in _available(ENGINES[1:]):
         t0 = time.perf_counter()
         ex.start()
         start[engine] = time.perf_counter() - t0

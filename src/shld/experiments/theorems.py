@@ -43,6 +43,8 @@ RULE_T1_GIBBS = ("Gibbs ensembles (quadratic, double well; several D): holds if 
 RULE_T1_ANY = ("the claim is universal ('for any distribution'): fails if any tested ensemble (point mass, "
                "transient ensembles from a point, Gibbs ensembles) lies below D/2 by more than 3 standard "
                "errors (a point mass has product 0, standard error 0); holds otherwise.")
+#: the figure of the "error floor ∝ D" row
+FIG_FLOOR_D = "theorem4_floor_vs_D.png"
 RULE_T4_FLOOR_D = ("Error floor ∝ D: the stationary E[L] − L* (the Gibbs mean by quadrature; Theorem 3 says the "
                    "dynamics relax to it) divided by D over D in D_values, on a diagonal quadratic and on the "
                    "strongly convex quartic L = Σ λ_i θ_i²/2 + θ_i⁴/4 (λ in [0.2, 1.5], d = t4_dim): holds if "
@@ -377,10 +379,6 @@ def _figures(figs, t1_rows, t1_trans, t3, t4, floor_vs_D=None) -> None:
         plot_floor_vs_D(floor_vs_D, figs / FIG_FLOOR_D)
 
 
-#: the figure of the "error floor ∝ D" row
-FIG_FLOOR_D = "theorem4_floor_vs_D.png"
-
-
 def plot_floor_vs_D(table: dict, path) -> None:
     """floor/D against D per landscape: a horizontal line where the floor is ∝ D."""
     from shld import plotting
@@ -388,8 +386,7 @@ def plot_floor_vs_D(table: dict, path) -> None:
     plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, (name, o) in enumerate(table.items()):
-        D = np.array(sorted(o["floor_over_D"], key=float), float)
-        r = np.array([o["floor_over_D"][k] for k in sorted(o["floor_over_D"], key=float)], float)
+        D, r = zip(*sorted((float(k), v) for k, v in o["floor_over_D"].items()))   # keys are strings once stored
         ax.plot(D, r, "o-", color=f"C{i}", label=f"{name} (max/min {o['spread']:.3g})")
     ax.set_xscale("log")
     ax.set_xlabel("D")
