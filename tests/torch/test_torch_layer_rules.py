@@ -149,6 +149,101 @@ def test_conv_choice_follows_the_cheaper_form(monkeypatch):
     assert seen == [(2, 4, 18)]
 
 
+class ConvInNet(nn.Module):
+    """A convolution between two differentiable maps, so its input gradient is needed too."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return torch.tanh(self.layer(torch.sin(x)))
+
+
+def _fused_grads(layer, x, r, fuse, monkeypatch, *, penalty=False):
+    """(x.grad, parameter grads, fused-path flag) of Σ⟨net(x), r⟩ / B in a tracked step; with
+    ``penalty`` the loss adds the squared norms of its gradients in x and in the layer's
+    parameters (a backward with create_graph=True inside the step)."""
+    monkeypatch.setattr(layer_rules, "FUSE_CONV", fuse)
+    net = ConvInNet(layer)
+    mon = Monitor(net, loss_fn=probe_loss, schedule=1)
+    x = x.clone().requires_grad_()
+    net.zero_grad()
+    seen = []
+    with mon.track((x, r)):
+        h = layer.register_forward_hook(lambda m, i, o: seen.append(type(o.grad_fn).__name__))
+        loss = (net(x) * r).flatten(1).sum(1).mean()
+        h.remove()
+        if penalty:
+            grads = torch.autograd.grad(loss, [x, *layer.parameters()], create_graph=True)
+            loss = loss + sum((g * g).sum() for g in grads)
+        loss.backward()
+    return x.grad, [p.grad.clone() for p in layer.parameters()], seen == ["ConvPerSampleGradBackward"], mon.last
+
+
+@pytest.mark.parametrize("cls,kw,spatial", CONVS, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(CONVS)])
+def test_fused_conv_backward_gives_autograds_gradients(cls, kw, spatial, monkeypatch):
+    # on the direct form the weight gradient is the sum of the per-sample gradients and the input
+    # gradient comes alone from convolution_backward: every gradient must equal autograd's own
+    # backward (float64: to rounding), and the norms must still match torch.func
+    monkeypatch.setattr(layer_rules, "FORCE_FORM", "direct")
+    layer = _randomise(cls(**kw))
+    x = _x(5, kw["in_channels"], *spatial)
+    with torch.no_grad():
+        r = torch.randn(layer(x).shape, generator=torch.Generator().manual_seed(4))
+    gx0, gp0, fused0, _ = _fused_grads(layer, x, r, False, monkeypatch)
+    gx1, gp1, fused1, rec = _fused_grads(layer, x, r, True, monkeypatch)
+    assert not fused0 and fused1
+    torch.testing.assert_close(gx1, gx0, rtol=1e-12, atol=1e-14)
+    for a, b in zip(gp1, gp0):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _, (tr_ref, g2_ref) = _reference(ConvInNet(layer), probe_loss, (x, r))
+    assert rec["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    assert rec["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
+
+
+def test_fused_conv_backward_stays_differentiable_under_create_graph(monkeypatch):
+    # a gradient penalty (backward of a backward) through the fused node: its second-order terms
+    # must equal autograd's, else the weight gradient would silently lose them
+    monkeypatch.setattr(layer_rules, "FORCE_FORM", "direct")
+    layer = _randomise(nn.Conv2d(3, 4, 3, padding=1))
+    x = _x(4, 3, 6, 6)
+    r = _x(4, 4, 6, 6, seed=5)
+    gx0, gp0, _, _ = _fused_grads(layer, x, r, False, monkeypatch, penalty=True)
+    gx1, gp1, fused, _ = _fused_grads(layer, x, r, True, monkeypatch, penalty=True)
+    assert fused
+    torch.testing.assert_close(gx1, gx0, rtol=1e-12, atol=1e-14)
+    for a, b in zip(gp1, gp0):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_conv_on_the_gram_form_keeps_autograds_backward(monkeypatch):
+    # the Gram form has no per-sample gradient to sum: the fused node must not be used there
+    monkeypatch.setattr(layer_rules, "FORCE_FORM", "gram")
+    layer = _randomise(nn.Conv2d(3, 4, 3, padding=1))
+    x = _x(4, 3, 6, 6)
+    _, _, fused, rec = _fused_grads(layer, x, _x(4, 4, 6, 6, seed=5), True, monkeypatch)
+    assert not fused and math.isfinite(rec["trace_sigma"])
+
+
+def test_resnet_convolutions_take_the_fused_backward():
+    # the benchmark's ResNet owes its CPU overhead to this path (docs/benchmarks.md): at 32×32 all six
+    # convolutions are on the direct form and must take their weight gradient from the per-sample ones
+    model = SmallResNet(cin=3, width=16, classes=10).float()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    mon = Monitor(model, loss_fn=_ce, schedule=1)
+    x = torch.randn(8, 3, 32, 32, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # BatchNorm in train mode
+        with mon.track((x, torch.zeros(8, dtype=torch.long))):
+            hs = [c.register_forward_hook(lambda m, i, o: seen.append(type(o.grad_fn).__name__)) for c in convs]
+            _ce(model, (x, torch.zeros(8, dtype=torch.long))).backward()
+            for h in hs:
+                h.remove()
+    assert seen == ["ConvPerSampleGradBackward"] * 6
+
+
 # ---------------------------------------------------------------------------------------------
 # Hugging Face Conv1D (GPT-2's linear layers, weight (in, out))
 # ---------------------------------------------------------------------------------------------

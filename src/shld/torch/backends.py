@@ -14,8 +14,11 @@ groups ``k`` and the total sample count ``B``. ``‖g_B‖²`` comes from the pa
     mask), the affine parameters of LayerNorm/GroupNorm/RMSNorm/BatchNorm likewise: the rules are
     in :mod:`shld.torch.layer_rules`. Per-sample gradient tensors are never stored; for a layer
     with a sequence/spatial axis of length ``T`` the cheaper of the ``T×T`` Gram form and the
-    per-sample gradient of *that layer* (``out × in`` per sample, freed at once) is used. Any
-    other module that owns trainable parameters is unsupported.
+    per-sample gradient of *that layer* (``out × in`` per sample, freed at once) is used. A
+    convolution on the latter form takes its weight gradient on tracked steps from those
+    per-sample gradients (:class:`~shld.torch.layer_rules.ConvPerSampleGrad`: equal to autograd's
+    up to the order of summation) instead of computing it a second time. Any other module that
+    owns trainable parameters is unsupported.
 ``microbatch``
     Split the batch into ``k`` sub-batches, compute each sub-batch gradient with
     ``torch.autograd.grad`` (one extra forward/backward of the batch in total, ``.grad`` is not
@@ -186,6 +189,14 @@ class NormTrickHooks:
             kw = {}
             if rule is lr.batchnorm and lr.is_batchnorm_training(mod):
                 kw["stats"] = lr.batchnorm_saved_stats(mod, output)
+            if rule is lr.conv and new_out is None and lr.FUSE_CONV:
+                plan = lr.conv_fused_plan(mod, output)
+                if plan is not None:   # the weight gradient is taken from the per-sample gradients
+                    def sink(norms):
+                        for key, v in norms.items():
+                            self._add(getattr(mod, key), v)
+                    return lr.ConvPerSampleGrad.apply(plan[0], mod.weight, mod.bias, output.detach(), plan[1:],
+                                                      sink)
 
             def on_grad(g):
                 with torch.no_grad():
