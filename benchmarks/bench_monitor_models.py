@@ -20,9 +20,10 @@ Variants: a plain step; SHLD with the exact tr Σ every step (``schedule=1``); S
 schedule (every 10th step); Opacus ``GradSampleModule`` (exact per-sample gradients, tr Σ from them;
 ``ModuleValidator.fix`` first, which swaps BatchNorm for GroupNorm and ``nn.MultiheadAttention`` for
 its ``DPMultiheadAttention`` — a different model, as Opacus requires); BackPACK ``BatchL2Grad``
-(per-sample gradient norms) where it can extend the model. Steps run in blocks of 10, the variants
-interleaved so that machine load hits them alike; the figure is the median block time per step over
-rounds, as a ratio to the plain step of the same rounds (CUDA: synchronised before each clock read).
+(per-sample gradient norms) where it can extend the model. Steps run in blocks of 10; in each round
+every variant's block runs right after a plain block, and the figure is the median over rounds of the
+ratio within a pair (with its quartiles), so that load which drifts hits both members of a pair alike
+(CUDA: synchronised before each clock read); "s / step" is the median block time per step.
 Memory: the peak of PyTorch's allocator over a 10-step block that begins on a tracked step, above what
 was allocated when the block began (CPU: the running sum of the profiler's memory events; CUDA:
 ``max_memory_allocated() − memory_allocated()`` at the start), as a ratio to the plain step; the JSON
@@ -169,18 +170,35 @@ def timing(name, spec, device, rounds):
         except Exception as exc:              # a peer without a rule for a layer of this model
             notes[v] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
     times = {v: [] for v in runs}
+    ratios = {v: [] for v in runs}
+
+    def block(v):
+        sync(device)
+        t0 = CLOCK()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs[v](data)
+        sync(device)
+        return (CLOCK() - t0) / BLOCK
+
     for _ in range(rounds):
-        for v, r in runs.items():
-            sync(device)
-            t0 = CLOCK()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                r(data)
-            sync(device)
-            times[v].append((CLOCK() - t0) / BLOCK)
+        for v in runs:
+            if v == "plain":
+                continue
+            tp, tv = block("plain"), block(v)        # a pair: load that drifts hits both alike
+            times["plain"].append(tp)
+            times[v].append(tv)
+            ratios[v].append(tv / tp)
     med = {v: statistics.median(t) for v, t in times.items()}
+    ratio = {v: _quartiles(r) for v, r in ratios.items() if r}
     fallback = {v: r.monitor.backend for v, r in runs.items() if hasattr(r, "monitor")}
-    return med, notes, fallback
+    return med, ratio, notes, fallback
+
+
+def _quartiles(xs):
+    """(median, first quartile, third quartile) of the per-pair ratios."""
+    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+    return statistics.median(xs), q[0], q[2]
 
 
 def peak_memory(name, spec, device, variants):
@@ -250,7 +268,7 @@ def main(argv=None):
             "rounds": rounds, "clock": args.clock, "block": BLOCK, "batch": B, "quick": args.quick, "rows": []}
     print(f"torch {torch.__version__}, {hw}, device {device}, threads {args.threads}, {args.clock} clock, "
           f"{rounds} rounds of {BLOCK} steps, batch {B}\n")
-    print("| model | variant | s / step | × plain | peak memory MB | × plain | note |")
+    print("| model | variant | s / step | × plain (quartiles) | peak memory MB | × plain | note |")
     print("|---|---|---|---|---|---|---|")
     wanted = args.models.split(",")
     if args.variants:
@@ -266,22 +284,23 @@ def main(argv=None):
             continue
         t0 = time.perf_counter()
         try:
-            med, notes, backend = timing(name, spec, device, rounds)
+            med, ratio, notes, backend = timing(name, spec, device, rounds)
             mem = peak_memory(name, spec, device, list(med))
         except Exception as exc:                        # keep the other models' rows
             print(f"| {name} | (all) | — | — | — | — | failed: {type(exc).__name__}: {exc} |", flush=True)
             info["rows"].append({"model": name, "variant": None, "note": f"failed: {type(exc).__name__}: {exc}"})
             continue
-        base_t, base_m = med["plain"], mem["plain"][0]
+        base_m = mem["plain"][0]
         static = static_mb(spec, device)
         for v in VARIANTS:
             row = {"model": name, "variant": v}
             if v in med:
                 note = f"backend {backend[v]}" if v in backend else ""
                 peak, live = mem[v]
-                row.update(s_per_step=med[v], time_ratio=med[v] / base_t, peak_mb=peak,
+                r, q1, q3 = ratio.get(v, (1.0, 1.0, 1.0))
+                row.update(s_per_step=med[v], time_ratio=r, time_ratio_q1=q1, time_ratio_q3=q3, peak_mb=peak,
                            mem_ratio=peak / base_m if base_m else None, live_mb=live, static_mb=static, note=note)
-                print(f"| {name} | {v} | {med[v]:.4g} | {med[v] / base_t:.2f}× | {peak:.1f} | "
+                print(f"| {name} | {v} | {med[v]:.4g} | {r:.2f}× ({q1:.2f}–{q3:.2f}) | {peak:.1f} | "
                       f"{peak / base_m:.2f}× | {note} |", flush=True)
             else:
                 row.update(note=f"cannot run: {notes[v]}")
