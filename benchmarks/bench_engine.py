@@ -56,8 +56,10 @@ class SeedReference:
 def bench(n_walkers: int, n_steps: int, block: int, dtype) -> dict:
     L = DoubleWell(barrier=1.0)
     D, dt = 0.25, 1e-3
-    sim = Simulation(L, D=D, dt=dt, record_every=block, observables=("loss",), check_every=block)
+    # dtype= makes the engine run in it (without it the engine is float64 whatever the start's dtype)
+    sim = Simulation(L, D=D, dt=dt, record_every=block, observables=("loss",), check_every=block, dtype=dtype)
     state = sim.init_state(np.full((n_walkers, 1), -1.0, dtype=dtype), seed=1)
+    assert state.theta.dtype == np.dtype(dtype)
     floor_rng = np.random.default_rng(2)
     buf = np.empty((n_walkers, 1), dtype=dtype)
     t_floor, t_engine = [], []

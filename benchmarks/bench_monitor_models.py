@@ -21,8 +21,9 @@ schedule (every 10th step); Opacus ``GradSampleModule`` (exact per-sample gradie
 ``ModuleValidator.fix`` first, which swaps BatchNorm for GroupNorm and ``nn.MultiheadAttention`` for
 its ``DPMultiheadAttention`` — a different model, as Opacus requires); BackPACK ``BatchL2Grad``
 (per-sample gradient norms) where it can extend the model. Steps run in blocks of 10; in each round
-every variant's block runs right after a plain block, and the figure is the median over rounds of the
-ratio within a pair (with its quartiles), so that load which drifts hits both members of a pair alike
+every variant's block runs next to a plain block (plain first in even rounds, second in odd ones),
+and the figure is the median over rounds of the ratio within a pair (with its quartiles), so that load
+which drifts hits both members of a pair alike
 (CUDA: synchronised before each clock read); "s / step" is the median block time per step.
 Memory: the peak of PyTorch's allocator over a 10-step block that begins on a tracked step, above what
 was allocated when the block began (CPU: the running sum of the profiler's memory events; CUDA:
@@ -181,11 +182,16 @@ def timing(name, spec, device, rounds):
         sync(device)
         return (CLOCK() - t0) / BLOCK
 
-    for _ in range(rounds):
+    for r in range(rounds):
         for v in runs:
             if v == "plain":
                 continue
-            tp, tv = block("plain"), block(v)        # a pair: load that drifts hits both alike
+            # a pair: load that drifts hits both alike; the order alternates, so that an effect of
+            # coming first or second in a pair cancels in the median
+            if r % 2:
+                tv, tp = block(v), block("plain")
+            else:
+                tp, tv = block("plain"), block(v)
             times["plain"].append(tp)
             times[v].append(tv)
             ratios[v].append(tv / tp)

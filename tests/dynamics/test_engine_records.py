@@ -130,3 +130,17 @@ def test_the_record_and_check_schedules_do_not_change_the_trajectory(L, backend)
     b = simulate(L, np.zeros(L.dim), record_every=1, check_every=1, **kw)
     assert np.array_equal(a.final_theta, b.final_theta)
     assert np.array_equal(a.records["loss_mean"], b.records["loss_mean"][a.steps])
+
+
+@pytest.mark.parametrize("D,n_walkers", [(0.3, 12_001), (0.0, 40)], ids=["sliced-axpy", "D=0"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numpy_tight_loop_keeps_the_bits(D, n_walkers, dtype):
+    # numpy's steps between records run in a tight loop with the BLAS calls planned once; above
+    # 10 000 values they go in slices, and at D = 0 the noise is drawn but not added: every case must
+    # give the bits of the step-by-step path (record_every = check_every = 1 never enters the loop)
+    L = DoubleWell(dim=1, tilt=0.1)
+    kw = dict(n_walkers=n_walkers, D=D, dt=1e-2, n_steps=61, seed=3, dtype=dtype)
+    a = simulate(L, np.full(1, 0.5), record_every=20, check_every=13, **kw)
+    b = simulate(L, np.full(1, 0.5), record_every=1, check_every=1, **kw)
+    assert np.array_equal(a.final_theta, b.final_theta)
+    assert not np.array_equal(a.final_theta, np.full_like(a.final_theta, 0.5))

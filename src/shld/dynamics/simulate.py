@@ -51,7 +51,7 @@ from shld.dynamics.backends import NumpyBackend, make_backend
 from shld.dynamics.backends import _mean_std as _mean_std  # noqa: F401  (re-exported for tests)
 from shld.dynamics.backends import _median as _median  # noqa: F401
 from shld.dynamics.controllers import AdaptiveNoise
-from shld.dynamics.integrators import BAOAB, make_integrator
+from shld.dynamics.integrators import BAOAB, EulerMaruyama, make_integrator
 from shld.dynamics.schedules import Constant, as_schedule
 from shld.landscapes.base import Landscape
 from shld.observables.consolidation import consolidation_ratio_from_norm2
@@ -359,10 +359,18 @@ class Simulation:
             recheck_stop = True
             # fused, no target, constant D: runs of steps with no record, check or progress update between
             # them go through a tight loop (the same operations, without the per-step bookkeeping)
-            tight = fused and self.target is None and D_const is not None
+            # numpy's Euler–Maruyama step (draw, two axpys, gradient) has such a loop too, with its bits
+            plain_euler = (bk.name == "numpy" and type(integ) is EulerMaruyama and integ.preconditioner is None
+                           and ctrl is None)
+            tight = (fused or plain_euler) and self.target is None and D_const is not None
             if tight:
                 sigma_c = math.sqrt(2.0 * D_const * dt)
-                draw, ce = noise.normal_, self.check_every       # = bk.normal_(noise, rng, σ), one frame less
+                ce = self.check_every
+                if fused:
+                    draw = noise.normal_                         # = bk.normal_(noise, rng, σ), one frame less
+                else:
+                    draw, gi = rng.standard_normal, kern.grad_into     # = bk.randn_(noise, rng)
+                    update = bk.axpy2_plan(theta, grad, noise) if sigma_c != 0.0 else None
             while state.step < end:
                 s = state.step
                 if tight and s % k:
@@ -370,11 +378,22 @@ class Simulation:
                     if bar is not None:
                         m = min(m, (s // 500 + 1) * 500 - 1 - s)
                     if m > 0:
-                        for _ in range(m):
-                            draw(0.0, sigma_c, generator=rng)
-                            descend_(theta, dt, noise)
+                        if fused:
+                            for _ in range(m):
+                                draw(0.0, sigma_c, generator=rng)
+                                descend_(theta, dt, noise)
+                            grad_fresh = False
+                        elif update is not None:
+                            for _ in range(m):
+                                draw(out=noise, dtype=bk.dtype)
+                                update(-dt, sigma_c)
+                                gi(theta, grad)
+                        else:
+                            for _ in range(m):
+                                draw(out=noise, dtype=bk.dtype)
+                                bk.axpy_(theta, grad, -dt)
+                                gi(theta, grad)
                         state.step = s + m
-                        grad_fresh = False
                         continue
                 t = s * dt
                 D_t = D_const if D_const is not None else float(self.schedule(t))
