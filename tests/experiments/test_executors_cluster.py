@@ -74,12 +74,23 @@ def ray_session():
     owner.close()
 
 
-@pytest.fixture(params=["dask", "ray"])
+@pytest.fixture(scope="module")
+def ray_pool(ray_session):
+    """A pool of 2 member actors on the module's Ray instance: (spec, the executor that made it)."""
+    maker = RayExecutor()
+    spec = maker.start_pool(2)
+    yield spec, maker
+    maker.close()
+
+
+@pytest.fixture(params=["dask", "ray", "ray-pool"])
 def cluster(request):
     """A cluster executor on the module's cluster (the executor does not own it)."""
     if request.param == "dask":
         return DaskExecutor(request.getfixturevalue("dask_client"))
     request.getfixturevalue("ray_session")
+    if request.param == "ray-pool":
+        return RayExecutor(pool=request.getfixturevalue("ray_pool")[0])
     return RayExecutor()
 
 
@@ -224,6 +235,17 @@ def test_environment_selects_the_executor(monkeypatch):
             SharedExecutor("dask", None, "tcp://127.0.0.1:1")        # tried once, before any study runs
 
 
+def test_ray_pool_arguments_are_checked(monkeypatch):
+    pytest.importorskip("ray")
+    for bad in ("nocount", "ns:0", "ns:x", ":2", 3):
+        with pytest.raises(ValueError, match=r"`pool` must be a spec 'namespace:count'"):
+            RayExecutor(pool=bad)
+    monkeypatch.setenv("SHLD_EXECUTOR", "dask")
+    monkeypatch.setenv("SHLD_RAY_POOL", "ns:2")
+    with pytest.raises(ValueError, match="SHLD_RAY_POOL .*needs SHLD_EXECUTOR=ray"):
+        current_executor()
+
+
 def test_member_failed_error_names_the_member_and_pickles():
     import pickle
 
@@ -284,6 +306,33 @@ def test_killed_worker_loses_no_member(cluster, tmp_path):
     got = list(cluster.map(_die_once, [(i, str(marker)) for i in range(6)]))
     assert marker.exists(), "no worker was killed"
     assert got == list(range(6))
+
+
+_POOL_CHILD = """
+import os, sys
+from shld.experiments.executor import current_executor
+print(sorted(set(current_executor().map(lambda _: os.getpid(), range(8)))), flush=True)
+"""
+
+
+def test_ray_pool_serves_every_process_that_connects(ray_session, ray_pool):
+    # reproduce's children connect one after another: with the pool they run on the same two actor
+    # processes (imports paid once), where tasks would need new workers for each driver
+    spec, maker = ray_pool
+    pids = ray_session.get([a.pid.remote() for a in maker._actors])    # now (a test before may kill one)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SHLD_EXECUTOR": "ray", "SHLD_JOBS": "",
+           "SHLD_ADDRESS": ray_session.get_runtime_context().gcs_address, "SHLD_RAY_POOL": spec}
+    seen = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _POOL_CHILD], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen.append(eval(out.stdout.strip().splitlines()[-1]))
+    assert seen[0] == seen[1] and set(seen[0]) <= set(pids) and seen[0]
+    assert os.getpid() not in seen[0]
+    bad = {**env, "SHLD_RAY_POOL": "shld-pool-none:2"}
+    out = subprocess.run([sys.executable, "-c", _POOL_CHILD], env=bad, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "has no actor" in out.stderr
 
 
 def test_failing_member_is_reported_after_retries(cluster, tmp_path):

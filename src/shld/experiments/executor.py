@@ -331,6 +331,21 @@ def _ray_call(fn, item):
     return _one_thread_call(fn, item)
 
 
+class _MemberRunner:
+    """A Ray actor of a :meth:`RayExecutor.start_pool` pool: runs members one at a time in a process
+    that stays up between sweeps (its imports are paid once)."""
+
+    def run(self, fn, item):
+        return _one_thread_call(fn, item)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+#: name prefix of a pool's actors; their namespace is in the pool's spec ("namespace:count")
+_POOL_ACTOR = "shld-member-"
+
+
 #: run by :func:`_start_reaper` in its own process: collects the descendants of PARENT (pid and start
 #: time, so a reused pid is never hit) while it lives, SIGKILLs those still running once it is gone
 _REAPER = r"""
@@ -393,15 +408,24 @@ class RayExecutor(_ClusterExecutor):
     attempts for a member that raises. A worker process that dies has its task re-run by Ray
     (``max_retries``, default 3). ``fn`` and each item are pickled (cloudpickle); the workers need
     ``shld`` importable at the same version.
+
+    ``pool``: a pool spec from :meth:`start_pool` (``"namespace:count"``) made by another process on
+    the same cluster: members then run on that pool's actors instead of as tasks. Ray's task workers
+    belong to one driver, so every process that connects (each study of ``shld reproduce`` runs in its
+    own) would start new workers and pay their imports again; the pool's actors live as long as the
+    process that made them and serve every driver. An actor that dies is restarted and its member
+    run again (``max_retries``).
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, retries: int = 2,
-                 max_retries: int = 3):
+                 max_retries: int = 3, pool: str | None = None):
         self._ray = _import_extra("ray", "ray")
         self.retries = _check_retries(retries)
         self.max_retries = check_int("max_retries", max_retries, minimum=0)
+        self._pool_spec = None if pool is None else _parse_pool(pool)
+        self._actors: list = []
         if address is not None:
             if not isinstance(address, str) or not address.strip():
                 raise ValueError(f"`address` must be a Ray address such as 'auto', 'host:6379' or "
@@ -419,6 +443,9 @@ class RayExecutor(_ClusterExecutor):
         """Connect (starting the local instance if needed); returns the address others can connect to."""
         ray = self._ray
         if not ray.is_initialized():
+            if self.address is None and self._pool_spec is not None:
+                raise ValueError(f"`pool` {':'.join(map(str, self._pool_spec))!r} lives on a running cluster: "
+                                 "pass its `address` (a new local instance has no pool)")
             if self.address is None:
                 self._reaper = _start_reaper()      # the local instance dies with this process
                 try:
@@ -441,10 +468,42 @@ class RayExecutor(_ClusterExecutor):
         if self._remote is None:
             self._remote = ray.remote(_ray_call).options(num_cpus=1, max_retries=self.max_retries,
                                                          retry_exceptions=False)
+        if self._pool_spec is not None and not self._actors:
+            ns, n = self._pool_spec
+            try:
+                self._actors = [ray.get_actor(f"{_POOL_ACTOR}{i}", namespace=ns) for i in range(n)]
+            except ValueError as exc:
+                raise ConnectionError(f"executor 'ray': `pool` {ns}:{n} has no actor {exc} on the cluster at "
+                                      f"{self.address!r} (its maker has exited?)") from None
         return self.address
 
+    def start_pool(self, n: int) -> str:
+        """Start ``n`` member actors owned by this process (they die with it or :meth:`close`) and run
+        this executor's members on them; returns the spec (``"namespace:count"``) that other processes
+        pass as ``pool`` to use them."""
+        n = check_int("n", n, minimum=1)
+        self.start()
+        if self._actors:
+            raise RuntimeError("this RayExecutor already runs on a pool")
+        ray = self._ray
+        ns = f"shld-pool-{os.getpid()}-{id(self):x}"
+        cls = ray.remote(_MemberRunner)
+        self._actors = [cls.options(name=f"{_POOL_ACTOR}{i}", namespace=ns, num_cpus=0, max_restarts=-1,
+                                    max_task_retries=self.max_retries).remote() for i in range(n)]
+        ray.get([a.pid.remote() for a in self._actors])          # up before anyone looks them up
+        self._pool_spec = (ns, n)
+        self._owns_pool = True
+        return f"{ns}:{n}"
+
     def close(self) -> None:
-        """Shut Ray down if this executor started or connected it."""
+        """Shut Ray down if this executor started or connected it (and its pool, if it made one)."""
+        if getattr(self, "_owns_pool", False):
+            for a in self._actors:
+                with contextlib.suppress(Exception):
+                    self._ray.kill(a)
+            self._owns_pool = False
+            self._pool_spec = None
+        self._actors = []
         if self._owns:
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
@@ -460,6 +519,9 @@ class RayExecutor(_ClusterExecutor):
         if not items:
             return
         self.start()
+        if self._actors:
+            yield from self._map_pool(fn, items)
+            return
         ray = self._ray
         fn_ref = ray.put(fn)
         refs = [self._remote.remote(fn_ref, item) for item in items]
@@ -485,6 +547,61 @@ class RayExecutor(_ClusterExecutor):
                 if ref is not None:
                     with contextlib.suppress(Exception):
                         ray.cancel(ref, force=True)
+
+
+    def _map_pool(self, fn, items):
+        """Members on the pool's actors, one in flight per actor; results are yielded in member order
+        (a member that finishes early waits in memory), and a failure is raised at its place."""
+        ray = self._ray
+        fn_ref = ray.put(fn)
+        free = list(reversed(self._actors))
+        inflight: dict = {}                       # ref -> (member, attempt, actor)
+        done: dict = {}                           # member -> ("ok", result) | ("failed", error)
+        nxt = ready_to_yield = 0
+
+        def submit(i, attempt, actor):
+            inflight[actor.run.remote(fn_ref, items[i])] = (i, attempt, actor)
+
+        try:
+            while ready_to_yield < len(items):
+                # after a failure no new member starts: the sweep ends at the failure's place
+                while free and nxt < len(items) and not any(k == "failed" for k, _ in done.values()):
+                    submit(nxt, 1, free.pop())
+                    nxt += 1
+                if ready_to_yield not in done:
+                    (ref,), _ = ray.wait(list(inflight), num_returns=1)
+                    i, attempt, actor = inflight.pop(ref)
+                    try:
+                        done[i] = ("ok", ray.get(ref))
+                        free.append(actor)
+                    except ray.exceptions.RayTaskError as exc:     # the member raised
+                        if attempt > self.retries:
+                            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                            done[i] = ("failed", MemberFailedError(i, items[i], cause, attempt, "ray"))
+                            free.append(actor)
+                        else:
+                            submit(i, attempt + 1, actor)
+                    except ray.exceptions.RayError as exc:         # its actor died max_retries + 1 times
+                        done[i] = ("failed", MemberFailedError(i, items[i], exc, attempt, "ray"))
+                        free.append(actor)
+                    continue
+                kind, value = done.pop(ready_to_yield)
+                if kind == "failed":
+                    raise value
+                ready_to_yield += 1
+                yield value
+        finally:
+            for ref in inflight:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+
+
+def _parse_pool(spec) -> tuple[str, int]:
+    """``"namespace:count"`` (from :meth:`RayExecutor.start_pool`) -> (namespace, count)."""
+    ns, _, n = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
+    if not ns or not n.isdigit() or int(n) < 1:
+        raise ValueError(f"`pool` must be a spec 'namespace:count' from RayExecutor.start_pool(), got {spec!r}")
+    return ns, int(n)
 
 
 def make_executor(jobs: int | Executor | None = None) -> Executor:
@@ -553,7 +670,8 @@ def _env_executor() -> Executor:
     name = os.environ.get("SHLD_EXECUTOR") or None
     jobs_text = os.environ.get("SHLD_JOBS") or None
     address = os.environ.get("SHLD_ADDRESS") or None
-    key = (name, jobs_text, address)
+    pool = os.environ.get("SHLD_RAY_POOL") or None
+    key = (name, jobs_text, address, pool)
     if key in _FROM_ENV:
         return _FROM_ENV[key]
     jobs = None
@@ -566,10 +684,12 @@ def _env_executor() -> Executor:
             raise ValueError(f"environment variable `SHLD_JOBS` must be an integer >= 1, got {jobs_text!r}") \
                 from None
     try:
-        ex = executor_from_args(name, jobs, address)
+        if pool is not None and name != "ray":
+            raise ValueError("SHLD_RAY_POOL (a pool of Ray actors) needs SHLD_EXECUTOR=ray")
+        ex = executor_from_args(name, jobs, address, **({"pool": pool} if pool is not None else {}))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"environment variables SHLD_EXECUTOR={name!r}, SHLD_JOBS={jobs_text!r}, "
-                         f"SHLD_ADDRESS={address!r}: {exc}") from None
+                         f"SHLD_ADDRESS={address!r}, SHLD_RAY_POOL={pool!r}: {exc}") from None
     _FROM_ENV[key] = ex       # one connection per process, reused by every sweep
     return ex
 
@@ -616,6 +736,7 @@ class SharedExecutor:
     def __init__(self, executor: str | None = None, jobs: int | None = None, address: str | None = None):
         self.name, self.jobs, self.address = check_executor_args(executor, jobs, address)
         self._local = None
+        self._pool = None
         if self.name in ("dask", "ray"):
             ex = executor_from_args(self.name, self.jobs, self.address)   # checks the extra is installed
             if self.address is None:
@@ -627,7 +748,13 @@ class SharedExecutor:
     def env(self) -> dict[str, str]:
         if self._local is not None:
             address = self._local.start()
-            return {"SHLD_EXECUTOR": self.name, "SHLD_JOBS": "", "SHLD_ADDRESS": address}
+            env = {"SHLD_EXECUTOR": self.name, "SHLD_JOBS": "", "SHLD_ADDRESS": address}
+            if self.name == "ray":
+                # one pool of member actors for every child: a child's own tasks would need new workers
+                if self._pool is None:
+                    self._pool = self._local.start_pool(self.jobs or os.cpu_count() or 1)
+                env["SHLD_RAY_POOL"] = self._pool
+            return env
         jobs = "" if self.jobs is None else str(self.jobs)
         return {"SHLD_EXECUTOR": self.name, "SHLD_JOBS": jobs, "SHLD_ADDRESS": self.address or ""}
 
