@@ -115,16 +115,20 @@ def audit(repeat: int = 1, out: str | None = None, names: list[str] | None = Non
     """The quick audit per engine, interleaved study by study (process, dask, ray, then the next study) so
     that a changing load on the machine weighs on every engine alike. As ``shld reproduce --executor
     dask|ray --jobs 2`` does, one local cluster per engine is started once (its start time is added to
-    the engine's total) and each study's process connects to it by address."""
+    the engine's total; Ray's includes its pool of two member actors) and each study's process connects
+    to it by address."""
     from shld.experiments.registry import audited_studies
     from shld.reporting.audit import reproduce
 
     base = Path(out or tempfile.mkdtemp(prefix="shld-bench-audit-"))
     names = names or list(audited_studies())
     clusters, start = {}, {}
+    pools = {}
     for engine, ex in _available(ENGINES[1:]):
         t0 = time.perf_counter()
         ex.start()
+        if engine == "ray":       # reproduce's own local instance makes a pool of member actors too
+            pools[engine] = ex.start_pool(2)
         start[engine] = time.perf_counter() - t0
         clusters[engine] = ex
     engines = ["process", *clusters]
@@ -136,8 +140,13 @@ def audit(repeat: int = 1, out: str | None = None, names: list[str] | None = Non
                     folder = base / f"{engine}-{r}-{name}"
                     kw = {"executor": "process", "jobs": 2} if engine == "process" else \
                         {"executor": engine, "address": clusters[engine].address}
+                    if engine in pools:   # the children find the pool as reproduce's own children do
+                        os.environ["SHLD_RAY_POOL"] = pools[engine]
                     t0 = time.perf_counter()
-                    code = reproduce("quick", folder, names=[name], progress=False, **kw)
+                    try:
+                        code = reproduce("quick", folder, names=[name], progress=False, **kw)
+                    finally:
+                        os.environ.pop("SHLD_RAY_POOL", None)
                     wall = time.perf_counter() - t0
                     per_study[engine].setdefault(name, []).append(wall)
                     print(f"#{r} {name:15s} {engine:8s} {wall:7.1f} s (exit {code}, load "

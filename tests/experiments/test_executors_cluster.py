@@ -462,6 +462,25 @@ def test_reproduce_children_share_one_local_cluster(tmp_path):
     assert a == (tmp_path / "b" / "double-descent" / "summary.json").read_bytes()
 
 
+@pytest.mark.slow   # a local Ray instance (or the module's), a pool and a child process per study (~20 s)
+def test_reproduce_children_run_on_the_audits_ray_pool(tmp_path):
+    pytest.importorskip("ray")
+    from shld.reporting.audit import reproduce
+    from shld.runs import read_json
+
+    with SharedExecutor("ray", 2) as shared:               # what reproduce hands its children
+        env = shared.env()
+        assert env["SHLD_EXECUTOR"] == "ray" and env["SHLD_RAY_POOL"].endswith(":2")
+        assert shared.env() == env                          # one instance, one pool
+    ov = {"double-descent": {k: v for k, v in DD.items() if k != "seed"}}
+    assert reproduce("quick", tmp_path / "a", names=["double-descent"], overrides=ov, executor="ray", jobs=2,
+                     progress=False) == 0
+    assert reproduce("quick", tmp_path / "b", names=["double-descent"], overrides=ov, progress=False) == 0
+    assert read_json(tmp_path / "a" / "audit.json")["experiments"]["double-descent"]["status"] == "done"
+    a = (tmp_path / "a" / "double-descent" / "summary.json").read_bytes()
+    assert a == (tmp_path / "b" / "double-descent" / "summary.json").read_bytes()
+
+
 _HOLD = """
 import sys, time
 from shld.experiments.executor import DaskExecutor, RayExecutor
