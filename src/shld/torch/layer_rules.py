@@ -296,10 +296,11 @@ def tied_embedding_linear_cross(emb, idx, g_emb, x_lin, g_lin) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 def _affine(mod, xhat, b, axis):
     """Per-sample ``‖Σ b ⊙ x̂‖²`` (weight) and ``‖Σ b‖²`` (bias); x̂ and b are (B, ·, ·) with the
-    parameter's elements on one axis, summed over the other (``axis``)."""
+    parameter's elements on one axis, summed over the other (``axis``). ``xhat`` is the caller's own
+    temporary and is overwritten (no second activation-sized buffer)."""
     out = {}
     if _wants(getattr(mod, "weight", None)):
-        w = (b * xhat).sum(axis)
+        w = xhat.mul_(b).sum(axis)
         out[mod.weight] = torch.linalg.vecdot(w, w)
     if _wants(getattr(mod, "bias", None)):
         s = b.sum(axis)
