@@ -86,10 +86,22 @@ def ray_pool(ray_session):
 @pytest.fixture(params=["dask", "ray", "ray-pool"])
 def cluster(request):
     """A cluster executor on the module's cluster (the executor does not own it)."""
-    if request.param == "dask":
+    return _cluster_for(request, request.param)
+
+
+@pytest.fixture(params=["process", "dask", "ray", "ray-pool"])
+def engine(request):
+    """Every parallel executor: a 2-worker process pool, or one of the cluster executors above."""
+    if request.param == "process":
+        return ProcessExecutor(2)
+    return _cluster_for(request, request.param)
+
+
+def _cluster_for(request, name):
+    if name == "dask":
         return DaskExecutor(request.getfixturevalue("dask_client"))
     request.getfixturevalue("ray_session")
-    if request.param == "ray-pool":
+    if name == "ray-pool":
         return RayExecutor(pool=request.getfixturevalue("ray_pool")[0])
     return RayExecutor()
 
@@ -281,10 +293,10 @@ def test_core_imports_without_the_extras():
 
 # ---- engines ----
 
-def test_results_in_member_order(cluster):
-    assert list(cluster.map(_square, range(7))) == [x * x for x in range(7)]
-    assert list(cluster.map(_slow_first, range(5))) == list(range(5))
-    assert list(cluster.map(_square, [])) == []
+def test_results_in_member_order(engine):
+    assert list(engine.map(_square, range(7))) == [x * x for x in range(7)]
+    assert list(engine.map(_slow_first, range(5))) == list(range(5))
+    assert list(engine.map(_square, [])) == []
 
 
 def _blas_threads(_):
@@ -301,9 +313,9 @@ def test_workers_share_the_cores_between_their_blas_threads(cluster):
     assert list(ProcessExecutor(2).map(_blas_threads, [0, 1])) == [want, want]
 
 
-def test_killed_worker_loses_no_member(cluster, tmp_path):
+def test_killed_worker_loses_no_member(engine, tmp_path):
     marker = tmp_path / "died"
-    got = list(cluster.map(_die_once, [(i, str(marker)) for i in range(6)]))
+    got = list(engine.map(_die_once, [(i, str(marker)) for i in range(6)]))
     assert marker.exists(), "no worker was killed"
     assert got == list(range(6))
 
@@ -335,11 +347,11 @@ def test_ray_pool_serves_every_process_that_connects(ray_session, ray_pool):
     assert out.returncode != 0 and "has no actor" in out.stderr
 
 
-def test_failing_member_is_reported_after_retries(cluster, tmp_path):
+def test_failing_member_is_reported_after_retries(engine, tmp_path):
     log = tmp_path / "attempts"
     got = []
     with pytest.raises(MemberFailedError) as info:
-        for r in cluster.map(_fail_at_3, [(i, str(log)) for i in range(6)]):
+        for r in engine.map(_fail_at_3, [(i, str(log)) for i in range(6)]):
             got.append(r)
     assert got == [0, 1, 2]                                  # everything before it was delivered
     err = info.value
@@ -350,10 +362,36 @@ def test_failing_member_is_reported_after_retries(cluster, tmp_path):
     assert log.read_text().count("attempt") == 3             # retries=2: three attempts, no more
 
 
-def test_transient_failure_is_retried(cluster, tmp_path):
+def test_transient_failure_is_retried(engine, tmp_path):
     marker = tmp_path / "once"
-    assert list(cluster.map(_fail_first_attempt, [(i, str(marker)) for i in range(3)])) == [0, 1, 2]
+    assert list(engine.map(_fail_first_attempt, [(i, str(marker)) for i in range(3)])) == [0, 1, 2]
     assert marker.exists()
+
+
+def _always_die(arg):
+    """Member 0 kills its worker on every attempt (each attempt appends a line to a log first)."""
+    x, log = arg
+    if x == 0:
+        with open(log, "a") as fh:
+            fh.write("start\n")
+        os._exit(1)
+    return x
+
+
+def test_process_pool_gives_up_after_max_restarts(tmp_path):
+    # a member that kills its worker every time: the pool is started again max_restarts times, then
+    # the sweep stops at that member with the pool's error. Only member 0 kills workers, so every pool
+    # breaks while it runs: it runs exactly max_restarts + 1 times
+    log = tmp_path / "starts"
+    got = []
+    with pytest.raises(MemberFailedError) as info:
+        for r in ProcessExecutor(2, max_restarts=1).map(_always_die, [(i, str(log)) for i in range(4)]):
+            got.append(r)
+    assert got == [] and info.value.index == 0
+    assert type(info.value.error).__name__ == "BrokenProcessPool" and "on process" in str(info.value)
+    assert log.read_text().count("start") == 2
+    with pytest.raises(ValueError, match="max_restarts"):
+        ProcessExecutor(2, max_restarts=-1)
 
 
 def test_no_retries(dask_client, tmp_path):

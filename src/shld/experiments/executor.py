@@ -101,24 +101,62 @@ class ProcessExecutor:
     Workers die with the process that started them (SIGKILL included,
     :func:`shld._process.die_with_parent`) and share the cores (BLAS threads: cores // workers,
     :func:`limit_blas_threads`); leaving ``map`` early for any reason (an error, an
-    interrupt, the caller dropping the iterator) terminates them instead of waiting for their tasks."""
+    interrupt, the caller dropping the iterator) terminates them instead of waiting for their tasks.
 
-    def __init__(self, jobs: int):
+    As on the cluster engines, a member that raises is retried ``retries`` times and then reported as
+    :class:`MemberFailedError` at its place in the order; a worker process that dies (killed, out of
+    memory) breaks the pool, which is started again with every member not yet finished resubmitted,
+    up to ``max_restarts`` times per sweep (the pool cannot tell which member's worker died)."""
+
+    name = "process"
+
+    def __init__(self, jobs: int, *, retries: int = 2, max_restarts: int = 3):
         self.jobs = check_int("jobs", jobs, minimum=1)
+        self.retries = _check_retries(retries)
+        self.max_restarts = check_int("max_restarts", max_restarts, minimum=0)
 
-    def map(self, fn, items):
+    def _pool(self, workers: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(max(1, (os.cpu_count() or 1) // workers),))
+
+    def map(self, fn, items):
+        from concurrent.futures.process import BrokenProcessPool
 
         items = list(items)
         if self.jobs == 1 or len(items) <= 1:
             yield from SerialExecutor().map(fn, items)
             return
         workers = min(self.jobs, len(items))
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(max(1, (os.cpu_count() or 1) // workers),))
+        pool = self._pool(workers)
+        futures = [pool.submit(fn, item) for item in items]
+        restarts = 0
         try:
-            yield from pool.map(fn, items)
+            for i in range(len(items)):
+                attempt = 1
+                while True:
+                    try:
+                        res = futures[i].result()
+                        break
+                    except BrokenProcessPool as exc:         # a worker died: every pending member is lost
+                        restarts += 1
+                        if restarts > self.max_restarts:
+                            raise MemberFailedError(i, items[i], exc, attempt, "process") from exc
+                        _terminate(pool)
+                        pool = self._pool(workers)
+                        for j in range(i, len(items)):
+                            f = futures[j]
+                            if not (f.done() and not f.cancelled() and f.exception() is None):
+                                futures[j] = pool.submit(fn, items[j])
+                    except Exception as exc:                  # the member raised
+                        if attempt > self.retries:
+                            raise MemberFailedError(i, items[i], exc, attempt, "process") from exc
+                        attempt += 1
+                        futures[i] = pool.submit(fn, items[i])
+                futures[i] = None
+                yield res
         except BaseException:
             _terminate(pool)
             raise
@@ -140,7 +178,7 @@ def _terminate(pool) -> None:
 
 
 class MemberFailedError(RuntimeError):
-    """A sweep member failed on every attempt; raised by a cluster executor's ``map`` at the
+    """A sweep member failed on every attempt; raised by a parallel executor's ``map`` at the
     member's place in the order, after every member before it was yielded.
 
     Attributes: ``index`` (position in the items), ``item``, ``attempts``, ``error`` (the member's
