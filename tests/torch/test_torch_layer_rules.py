@@ -226,6 +226,27 @@ def test_conv_on_the_gram_form_keeps_autograds_backward(monkeypatch):
     assert not fused and math.isfinite(rec["trace_sigma"])
 
 
+def test_patch_embedding_takes_the_fused_backward_where_its_gram_form_is_cheaper(monkeypatch):
+    # a ViT's patch embedding: T = 64 positions, p = 3·16 = 48, q = 128, so T² ≤ p q (the Gram form is
+    # the cheaper extra) but its per-sample gradients (B·6144) are smaller than its output (B·8192):
+    # fused, with autograd's gradients and torch.func's norms; forced to the Gram form it is not fused
+    layer = _randomise(nn.Conv2d(3, 128, 4, stride=4))
+    assert layer_rules.use_gram(64, 48, 128)
+    x = _x(3, 3, 32, 32)
+    with torch.no_grad():
+        r = torch.randn(layer(x).shape, generator=torch.Generator().manual_seed(4))
+    gx0, gp0, fused0, _ = _fused_grads(layer, x, r, False, monkeypatch)
+    gx1, gp1, fused1, rec = _fused_grads(layer, x, r, True, monkeypatch)
+    assert fused1 and not fused0
+    torch.testing.assert_close(gx1, gx0, rtol=1e-12, atol=1e-14)
+    for a, b in zip(gp1, gp0):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _, (tr_ref, _) = _reference(ConvInNet(layer), probe_loss, (x, r))
+    assert rec["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
+    monkeypatch.setattr(layer_rules, "FORCE_FORM", "gram")
+    assert not _fused_grads(layer, x, r, True, monkeypatch)[2]
+
+
 def test_resnet_convolutions_take_the_fused_backward():
     # the benchmark's ResNet owes its CPU overhead to this path (docs/benchmarks.md): at 32×32 all six
     # convolutions are on the direct form and must take their weight gradient from the per-sample ones

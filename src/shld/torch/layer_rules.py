@@ -188,7 +188,8 @@ def conv_fused_plan(mod, output):
     """``(input as the convolution consumed it, stride, padding, dilation, groups)`` when the
     convolution's weight gradient can be taken from its per-sample gradients (see
     :class:`ConvPerSampleGrad`), else None: a plain ``ConvolutionBackward0`` node in one dtype, no
-    autocast, a trainable weight and the direct (not the Gram) form of the ghost norm."""
+    autocast, a trainable weight, and the direct form of the ghost norm or per-sample gradients no
+    larger than the output (``B·|w| ≤ B·C_out·T``)."""
     node = getattr(output, "grad_fn", None)
     if type(node).__name__ != "ConvolutionBackward0" or not _wants(mod.weight):
         return None
@@ -204,7 +205,11 @@ def conv_fused_plan(mod, output):
         return None
     k = mod.weight.shape[2:]
     T = math.prod(output.shape[2:])
-    if use_gram(T, (xp.shape[1] // plan[4]) * math.prod(k), mod.weight.shape[0] // plan[4]):
+    if use_gram(T, (xp.shape[1] // plan[4]) * math.prod(k), mod.weight.shape[0] // plan[4]) and (
+            FORCE_FORM == "gram" or output.shape[0] * mod.weight.numel() > output.numel()):
+        # where the Gram form is the cheaper *extra* work, the per-sample gradients still win on this
+        # path (they replace autograd's weight gradient) while they are no larger than the layer's
+        # output: the patch embedding of a vision transformer (p = 48 ≤ T = 64 positions) is one
         return None
     return plan
 
