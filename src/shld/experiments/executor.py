@@ -629,9 +629,10 @@ class RayExecutor(_ClusterExecutor):
                 ready_to_yield += 1
                 yield value
         finally:
-            for ref in inflight:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref)
+            # members still running on actors are left to finish (at most one per actor; no new one
+            # starts): cancelling an actor task races with its completion in Ray 2.60 and trips a fatal
+            # check in the driver ("Tried to complete task that was not pending"), which ends the driver
+            inflight.clear()
 
 
 def _parse_pool(spec) -> tuple[str, int]:
