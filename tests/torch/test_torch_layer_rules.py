@@ -181,6 +181,18 @@ def _fused_grads(layer, x, r, fuse, monkeypatch, *, penalty=False):
     return x.grad, [p.grad.clone() for p in layer.parameters()], seen == ["ConvPerSampleGradBackward"], mon.last
 
 
+def _fused_equals_autograd(layer, x, r, monkeypatch, **kw):
+    """The fused and the unfused tracked step give the same gradients (float64, to rounding); the
+    first is fused, the second not. Returns the fused step's record."""
+    gx0, gp0, fused0, _ = _fused_grads(layer, x, r, False, monkeypatch, **kw)
+    gx1, gp1, fused1, rec = _fused_grads(layer, x, r, True, monkeypatch, **kw)
+    assert fused1 and not fused0
+    torch.testing.assert_close(gx1, gx0, rtol=1e-12, atol=1e-14)
+    for a, b in zip(gp1, gp0):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    return rec
+
+
 @pytest.mark.parametrize("cls,kw,spatial", CONVS, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(CONVS)])
 def test_fused_conv_backward_gives_autograds_gradients(cls, kw, spatial, monkeypatch):
     # on the direct form the weight gradient is the sum of the per-sample gradients and the input
@@ -191,12 +203,7 @@ def test_fused_conv_backward_gives_autograds_gradients(cls, kw, spatial, monkeyp
     x = _x(5, kw["in_channels"], *spatial)
     with torch.no_grad():
         r = torch.randn(layer(x).shape, generator=torch.Generator().manual_seed(4))
-    gx0, gp0, fused0, _ = _fused_grads(layer, x, r, False, monkeypatch)
-    gx1, gp1, fused1, rec = _fused_grads(layer, x, r, True, monkeypatch)
-    assert not fused0 and fused1
-    torch.testing.assert_close(gx1, gx0, rtol=1e-12, atol=1e-14)
-    for a, b in zip(gp1, gp0):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    rec = _fused_equals_autograd(layer, x, r, monkeypatch)
     _, (tr_ref, g2_ref) = _reference(ConvInNet(layer), probe_loss, (x, r))
     assert rec["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
     assert rec["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
@@ -209,12 +216,7 @@ def test_fused_conv_backward_stays_differentiable_under_create_graph(monkeypatch
     layer = _randomise(nn.Conv2d(3, 4, 3, padding=1))
     x = _x(4, 3, 6, 6)
     r = _x(4, 4, 6, 6, seed=5)
-    gx0, gp0, _, _ = _fused_grads(layer, x, r, False, monkeypatch, penalty=True)
-    gx1, gp1, fused, _ = _fused_grads(layer, x, r, True, monkeypatch, penalty=True)
-    assert fused
-    torch.testing.assert_close(gx1, gx0, rtol=1e-12, atol=1e-14)
-    for a, b in zip(gp1, gp0):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _fused_equals_autograd(layer, x, r, monkeypatch, penalty=True)
 
 
 def test_conv_on_the_gram_form_keeps_autograds_backward(monkeypatch):
@@ -235,12 +237,7 @@ def test_patch_embedding_takes_the_fused_backward_where_its_gram_form_is_cheaper
     x = _x(3, 3, 32, 32)
     with torch.no_grad():
         r = torch.randn(layer(x).shape, generator=torch.Generator().manual_seed(4))
-    gx0, gp0, fused0, _ = _fused_grads(layer, x, r, False, monkeypatch)
-    gx1, gp1, fused1, rec = _fused_grads(layer, x, r, True, monkeypatch)
-    assert fused1 and not fused0
-    torch.testing.assert_close(gx1, gx0, rtol=1e-12, atol=1e-14)
-    for a, b in zip(gp1, gp0):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    rec = _fused_equals_autograd(layer, x, r, monkeypatch)
     _, (tr_ref, _) = _reference(ConvInNet(layer), probe_loss, (x, r))
     assert rec["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
     monkeypatch.setattr(layer_rules, "FORCE_FORM", "gram")

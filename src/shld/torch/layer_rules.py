@@ -225,7 +225,7 @@ class ConvPerSampleGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, weight, bias, y, geometry, sink):
         ctx.save_for_backward(xp, weight)
-        ctx.geometry, ctx.sink, ctx.has_bias = geometry, sink, bias is not None
+        ctx.geometry, ctx.sink = geometry, sink
         return y
 
     @staticmethod
@@ -233,8 +233,7 @@ class ConvPerSampleGrad(torch.autograd.Function):
         xp, w = ctx.saved_tensors
         stride, pad, dilation, groups = ctx.geometry
         conv_args = (list(stride), list(pad), list(dilation), False, [0] * len(stride), groups)
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        need_b = need_b and ctx.has_bias
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]     # False for an absent bias
         B = g.shape[0]
         gx = gw = gb = None
         graph = torch.is_grad_enabled()    # backward(create_graph=True): gradients stay differentiable
