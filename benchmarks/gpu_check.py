@@ -11,7 +11,10 @@
    * OU variance: quadratic λ = (0.5, 2, 6), D = 0.3, dt = 0.02, started in the exact discrete
      stationary law; the sample variance against the closed form D/(λ(1 − λdt/2)) within 4.5 standard
      errors √(2/(n−1))·v per coordinate; the variance at 1.25·D must be rejected (> 4.5 SE).
-2. Throughput: ``Simulation.advance`` (double well, float32, records only at block ends) against
+   Both run once per step kernel: "eager" (a step at a time) and, where Triton is installed, "triton"
+   (many steps per launch, :mod:`shld.dynamics.triton_steps`; the default on CUDA).
+2. Throughput: ``Simulation.advance`` (double well, float32, records only at block ends), per step kernel,
+   against
    ``torch.randn`` alone into a buffer of the same shape with an explicit generator on the same device,
    interleaved in blocks and synchronised; walker-steps per second, the ratio engine/randn (medians of
    the blocks) and the peak memory of the engine (``torch.cuda.max_memory_allocated``).
@@ -42,7 +45,7 @@ def _sizes(device: str, walkers):
     return [10**6, 10**7, 10**8] if device.startswith("cuda") else [10**4, 10**5]
 
 
-def gibbs_check(device: str, dtype: str, n: int, seed: int = 12) -> dict:
+def gibbs_check(device: str, dtype: str, n: int, kernel: str = "eager", seed: int = 12) -> dict:
     from scipy import stats
 
     from shld.dynamics import simulate
@@ -51,12 +54,12 @@ def gibbs_check(device: str, dtype: str, n: int, seed: int = 12) -> dict:
     L, D = DoubleWell(barrier=1.0), 0.5
     start = np.where(np.arange(n) % 2 == 0, -1.0, 1.0)[:, None]            # both wells, symmetric
     res = simulate(L, start, D=D, dt=2e-3, n_steps=5000, seed=seed, backend="torch", device=device,
-                   dtype=dtype, record_every=5000, observables=("loss",))
+                   dtype=dtype, record_every=5000, observables=("loss",), step_kernel=kernel)
     x = res.final_theta[:, 0].astype(np.float64)
     p_ok = stats.kstest(x, _gibbs_cdf(L.u, D)).pvalue
     p_wrong = stats.kstest(x, _gibbs_cdf(L.u, D / 2)).pvalue
     # EM bias at dt = 2e-3 moves the CDF by ~1e-3, below the KS resolution 1.36/√n at these n
-    return {"check": f"Gibbs KS double well ({dtype}, n={n})", "value": f"p={p_ok:.3g}",
+    return {"check": f"Gibbs KS double well ({dtype}, {kernel}, n={n})", "value": f"p={p_ok:.3g}",
             "power": f"p(D/2)={p_wrong:.1e}", "passed": bool(p_ok > 1e-3 and p_wrong < 1e-6),
             "p": float(p_ok), "p_wrong_temperature": float(p_wrong), "n_walkers": n}
 
@@ -69,7 +72,7 @@ def _gibbs_cdf(u, D, lo=-3.5, hi=3.5, m=200_001):
     return lambda q: np.interp(q, xs, c)
 
 
-def ou_check(device: str, dtype: str, n: int, seed: int = 4) -> dict:
+def ou_check(device: str, dtype: str, n: int, kernel: str = "eager", seed: int = 4) -> dict:
     from shld.dynamics import simulate
     from shld.landscapes import Quadratic
 
@@ -77,17 +80,17 @@ def ou_check(device: str, dtype: str, n: int, seed: int = 4) -> dict:
     v = D / (lam * (1.0 - 0.5 * lam * dt))                 # exact Euler–Maruyama stationary variance
     theta0 = np.random.default_rng(3).standard_normal((n, 3)) * np.sqrt(v)
     res = simulate(Quadratic(eigenvalues=lam), theta0, D=D, dt=dt, n_steps=600, seed=seed, backend="torch",
-                   device=device, dtype=dtype, record_every=600, observables=("loss",))
+                   device=device, dtype=dtype, record_every=600, observables=("loss",), step_kernel=kernel)
     var = res.final_theta.astype(np.float64).var(axis=0, ddof=1)
     se = v * np.sqrt(2.0 / (n - 1))                         # SE of a Gaussian sample variance
     z = np.abs(var - v) / se
     z_wrong = np.abs(var - 1.25 * v) / se                   # a 25 % wrong temperature
-    return {"check": f"OU variance quadratic ({dtype}, n={n})", "value": f"max z={z.max():.2f} (<4.5)",
+    return {"check": f"OU variance quadratic ({dtype}, {kernel}, n={n})", "value": f"max z={z.max():.2f} (<4.5)",
             "power": f"min z(1.25·D)={z_wrong.min():.1f}", "passed": bool(z.max() < 4.5 and z_wrong.min() > 4.5),
             "z": z.tolist(), "z_wrong_temperature": z_wrong.tolist(), "n_walkers": n}
 
 
-def bench(device: str, n: int, block: int, rounds: int) -> dict:
+def bench(device: str, n: int, block: int, rounds: int, kernel: str = "eager") -> dict:
     import torch
 
     from shld.dynamics import Simulation
@@ -96,7 +99,7 @@ def bench(device: str, n: int, block: int, rounds: int) -> dict:
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     sim = Simulation(DoubleWell(barrier=1.0), D=0.25, dt=1e-3, record_every=block, observables=("loss",),
-                     check_every=block, backend="torch", device=device, dtype="float32")
+                     check_every=block, backend="torch", device=device, dtype="float32", step_kernel=kernel)
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -122,7 +125,7 @@ def bench(device: str, n: int, block: int, rounds: int) -> dict:
     del state, buf
     if cuda:
         torch.cuda.empty_cache()
-    return {"N": n, "dtype": "float32", "steps_timed": block * rounds, "randn_step_s": f, "engine_step_s": e,
+    return {"N": n, "dtype": "float32", "kernel": kernel, "steps_timed": block * rounds, "randn_step_s": f, "engine_step_s": e,
             "walker_steps_per_s": n / e, "randn_walker_steps_per_s": n / f, "engine_over_randn": e / f,
             "peak_memory_bytes": peak}
 
@@ -151,6 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stat-walkers", type=int, default=None,
                     help="walkers of the statistical checks (default 200000 on cuda, 4000 on cpu)")
     ap.add_argument("--skip-stats", action="store_true")
+    ap.add_argument("--kernels", nargs="+", choices=["eager", "triton"], default=None,
+                    help="step kernels to check (default: eager, and triton on cuda when Triton is installed)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     try:
@@ -171,33 +176,40 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine())
     block = args.block or (1000 if cuda else 50)
     n_stat = args.stat_walkers or (200_000 if cuda else 4000)
-    print(f"gpu_check on {device} ({name}); torch {torch.__version__}, numpy {np.__version__}")
+    from shld.dynamics.triton_steps import triton_available
+
+    has_triton = triton_available()
+    kernels = args.kernels or (["eager", "triton"] if cuda and has_triton else ["eager"])
+    triton_version = __import__("triton").__version__ if has_triton else None
+    print(f"gpu_check on {device} ({name}); torch {torch.__version__}, numpy {np.__version__}, "
+          f"triton {triton_version}; step kernels {kernels}")
     report = {"device": device, "device_name": name, "torch": torch.__version__, "numpy": np.__version__,
-              "checks": [], "bench": [], "errors": []}
+              "triton": triton_version, "kernels": kernels, "checks": [], "bench": [], "errors": []}
     status = 0
     if not args.skip_stats:
-        jobs = [(gibbs_check, "float32"), (gibbs_check, "float64"), (ou_check, "float32"), (ou_check, "float64")]
-        for fn, dtype in jobs:
+        jobs = [(fn, dtype, kernel) for kernel in kernels for fn in (gibbs_check, ou_check)
+                for dtype in ("float32", "float64")]
+        for fn, dtype, kernel in jobs:
             t0 = time.perf_counter()
             try:
-                r = fn(device, dtype, n_stat)
+                r = fn(device, dtype, n_stat, kernel)
             except Exception as exc:          # report and go on: the table must come out whatever happens
-                r = {"check": f"{fn.__name__} ({dtype})", "value": f"ERROR {type(exc).__name__}: {exc}"[:90],
+                r = {"check": f"{fn.__name__} ({dtype}, {kernel})", "value": f"ERROR {type(exc).__name__}: {exc}"[:90],
                      "power": "", "passed": False, "error": traceback.format_exc()}
                 status = max(status, 2)
             r["seconds"] = time.perf_counter() - t0
             if not r["passed"] and "error" not in r:
                 status = max(status, 1)
             report["checks"].append(r)
-    for n in _sizes(device, args.walkers):
+    for n, kernel in [(n, k) for n in _sizes(device, args.walkers) for k in kernels]:
         try:
             why = _fits(device, n)
             if why is not None:
-                report["bench"].append({"N": n, "skipped": why})
+                report["bench"].append({"N": n, "kernel": kernel, "skipped": why})
                 continue
-            report["bench"].append(bench(device, n, block, args.rounds))
+            report["bench"].append(bench(device, n, block, args.rounds, kernel))
         except Exception as exc:
-            report["bench"].append({"N": n, "error": f"{type(exc).__name__}: {exc}"[:200],
+            report["bench"].append({"N": n, "kernel": kernel, "error": f"{type(exc).__name__}: {exc}"[:200],
                                     "traceback": traceback.format_exc()})
             status = max(status, 2)
     report["seconds"] = time.perf_counter() - t_start
@@ -218,7 +230,7 @@ def _print_table(report: dict, block: int) -> None:
         rows.append(("stat", c["check"], c["value"], c["power"], "PASS" if c["passed"] else "FAIL",
                      f"{c['seconds']:.1f} s"))
     for b in report["bench"]:
-        label = f"engine N={b['N']:.0e} float32"
+        label = f"engine N={b['N']:.0e} float32 {b.get('kernel', 'eager')}"
         if "skipped" in b:
             rows.append(("bench", label, "skipped", b["skipped"], "", ""))
         elif "error" in b:

@@ -46,3 +46,25 @@ def test_without_cuda_it_says_so_and_exits_0(capsys):
         pytest.skip("this machine has CUDA")
     assert load().main([]) == 0
     assert "no CUDA device here" in capsys.readouterr().out
+
+
+def test_triton_kernel_rows_run_through_the_interpreter_on_cpu(tmp_path, monkeypatch, capsys):
+    from shld.dynamics.triton_steps import triton_available
+
+    if not triton_available():
+        pytest.skip("Triton is not installed")
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OUT", str(tmp_path))
+    try:
+        rc = load().main(["--device", "cpu", "--walkers", "300", "--block", "8", "--rounds", "2", "--skip-stats",
+                          "--kernels", "eager", "triton"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [(r["N"], r["kernel"]) for r in report["bench"]] == [(300, "eager"), (300, "triton")]
+    assert all(r["walker_steps_per_s"] > 0 for r in report["bench"])
+    assert "float32 triton" in out and "float32 eager" in out

@@ -90,6 +90,9 @@ class EnsembleState:
     status: Any = None
     failure_step: Any = None
     controller: dict = field(default_factory=dict)
+    #: the 64-bit key of the many-steps kernel's counter-based noise (a one-element int64 tensor on the
+    #: run's device), drawn from ``rng`` at the kernel's first step; None until then
+    philox_key: Any = None
 
     @property
     def backend(self) -> str:
@@ -107,7 +110,7 @@ class EnsembleState:
             out = {"theta": bk.to_numpy(self.theta), "step": np.array(self.step),
                    "backend": np.array("torch"), "device": np.array(str(self.theta.device))}
         out.update(bk.generator_state(self.rng))
-        for name in ("momentum", "hit", "first_passage_time", "status", "failure_step"):
+        for name in ("momentum", "hit", "first_passage_time", "status", "failure_step", "philox_key"):
             val = getattr(self, name)
             if val is not None:
                 out[name] = bk.to_numpy(val)
@@ -129,7 +132,7 @@ class EnsembleState:
             return cls(theta=bk.asarray(theta), step=int(arrays["step"]),
                        rng=bk.generator_from_state(np.array(arrays["rng_state"])), momentum=conv("momentum"),
                        hit=conv("hit"), first_passage_time=conv("first_passage_time"), status=conv("status"),
-                       failure_step=conv("failure_step"), controller=ctrl)
+                       failure_step=conv("failure_step"), controller=ctrl, philox_key=conv("philox_key"))
         bitgen = getattr(np.random, str(arrays["rng_kind"]))()
         bitgen.state = json.loads(str(arrays["rng_state"]))
         return cls(theta=np.array(arrays["theta"]), step=int(arrays["step"]),
@@ -189,7 +192,7 @@ class Simulation:
                  target: Callable | None = None, stop_when_all_hit: bool = False,
                  controller: AdaptiveNoise | None = None, dtype=np.float64,
                  on_nonfinite: str = "record", check_every: int = 100, track_walkers: int = 0,
-                 backend: str = "numpy", device=None):
+                 backend: str = "numpy", device=None, step_kernel: str = "auto"):
         if not isinstance(landscape, Landscape):
             raise TypeError(f"`landscape` must be a shld Landscape, got {type(landscape).__name__}; "
                             "wrap callables with shld.landscapes.FunctionLandscape")
@@ -220,10 +223,54 @@ class Simulation:
         self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ["record", "raise"])
         self.check_every = check_int("check_every", check_every, minimum=1)
         self.track_walkers = check_int("track_walkers", track_walkers, minimum=0)
+        self.step_kernel = self._choose_step_kernel(check_choice("step_kernel", step_kernel,
+                                                                 ["auto", "triton", "eager"]))
+
+    def _choose_step_kernel(self, asked: str) -> str:
+        """"triton" (many steps per launch, :mod:`shld.dynamics.triton_steps`) or "eager" (a step at a
+        time). "auto" takes Triton on a CUDA device when every condition below holds; "triton" insists and
+        names the condition that fails (on a CPU device it runs Triton's interpreter: slow, for tests)."""
+        if asked == "eager":
+            return "eager"
+        from shld.dynamics.triton_steps import triton_available
+
+        bk = self.backend
+        reasons = []
+        if bk.name != "torch":
+            reasons.append(f"backend={bk.name!r} (needs 'torch')")
+        if type(self.integrator) is not EulerMaruyama or self.integrator.preconditioner is not None:
+            reasons.append("the integrator is not Euler–Maruyama without a preconditioner")
+        if self.controller is not None:
+            reasons.append("a `controller` changes D per walker")
+        if self.target is not None:
+            reasons.append("a `target` is checked after every step")
+        if type(self.schedule) is not Constant:
+            reasons.append("D follows a schedule (the kernel needs a constant D)")
+        if self.landscape.gradient_polynomial() is None:
+            reasons.append(f"landscape {type(self.landscape).__name__} gives no gradient_polynomial()")
+        if not triton_available():
+            reasons.append("Triton is not installed (pip install triton)")
+        if asked == "auto":
+            return "triton" if not reasons and bk.device.type == "cuda" else "eager"
+        if reasons:
+            raise ValueError("`step_kernel`='triton' cannot run this Simulation: " + "; ".join(reasons)
+                             + ". Use step_kernel='auto' or 'eager'")
+        return "triton"
+
+    def _step_kernel(self):
+        """The many-steps kernel for this run's constant D (built on first use, kept)."""
+        kern = self.__dict__.get("_triton_kernel")
+        if kern is None:
+            from shld.dynamics.triton_steps import CubicEulerKernel
+
+            kern = self._triton_kernel = CubicEulerKernel(self.landscape.gradient_polynomial(), self.dt,
+                                                          float(self.schedule.D), self.backend)
+        return kern
 
     def __getstate__(self):               # kernels may be closures on a device: rebuilt after unpickling
         state = self.__dict__.copy()
         state.pop("kernels", None)
+        state.pop("_triton_kernel", None)
         return state
 
     def __setstate__(self, state):
@@ -371,8 +418,33 @@ class Simulation:
                 else:
                     draw, gi = rng.standard_normal, kern.grad_into     # = bk.randn_(noise, rng)
                     update = bk.axpy2_plan(theta, grad, noise) if sigma_c != 0.0 else None
+            multistep = self._step_kernel() if self.step_kernel == "triton" else None
+            if multistep is not None and state.philox_key is None:
+                state.philox_key = bk.torch.empty(1, dtype=bk.torch.int64, device=bk.device).random_(
+                    generator=rng)
             while state.step < end:
                 s = state.step
+                if multistep is not None:
+                    # record (on the grid), then every step up to the next record, check or end in one launch
+                    if s % k == 0:
+                        if not grad_fresh:
+                            kern.grad_into(theta, grad)
+                        g2, Cw = recorder.walker_C(grad, D_const)
+                        recorder.record(s, s * dt, theta, g2, Cw, D_const, alive, all_alive, state, on_record)
+                        if recorder.flagged:
+                            alive, all_alive = self._fail_flagged(state, recorder, interventions)
+                    stop = min((s // k + 1) * k, (s // self.check_every + 1) * self.check_every, end)
+                    if bar is not None:
+                        stop = min(stop, (s // 500 + 1) * 500)
+                    multistep(theta, state.philox_key, s, stop)
+                    grad_fresh = False
+                    state.step = stop
+                    if stop % self.check_every == 0 or stop == end:
+                        all_alive = self._check_finite(state, alive, all_alive, recorder, interventions)
+                        alive = state.status == STATUS_OK
+                    if bar is not None and (stop % 500 == 0 or stop == end):
+                        bar.update(stop - (end - n_steps) - bar.n)
+                    continue
                 if tight and s % k:
                     m = min(-(-s // k) * k - s, (s // ce + 1) * ce - 1 - s, end - 1 - s)
                     if bar is not None:
@@ -460,7 +532,7 @@ class Simulation:
                 _bad_D(D_t, s, s * dt)
             D = D_t if ctrl is None else D_t * self._multiplier(state)
             if not recorder.steps or recorder.steps[-1] != s:
-                if fused and not grad_fresh:
+                if not grad_fresh:
                     kern.grad_into(theta, grad)
                 g2, Cw = recorder.walker_C(grad, D)
                 recorder.record(s, s * dt, theta, g2, Cw, D, alive, all_alive, state, on_record)
@@ -753,7 +825,13 @@ def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int
         ``store_trajectory``, ``target``, ``stop_when_all_hit``, ``controller``
         (:class:`AdaptiveNoise`), ``dtype``,
         ``on_nonfinite`` ("record" | "raise"), ``check_every``, ``track_walkers`` (positions of the
-        first k walkers added to each record row as ``w{i}_{j}``).
+        first k walkers added to each record row as ``w{i}_{j}``), ``step_kernel`` ("auto" | "triton" |
+        "eager"): with "auto" (default) a torch run on CUDA whose landscape gives
+        ``gradient_polynomial()`` (the double well, diagonal quadratics), with Euler–Maruyama, a constant
+        D and no target, controller or preconditioner, runs all the steps between two records or checks in
+        one Triton kernel (:mod:`shld.dynamics.triton_steps`; counter-based Philox noise, so its bits
+        differ from the eager step's and do not depend on how the run is split); "triton" insists (and
+        runs Triton's interpreter on a CPU device), "eager" never.
     """
     sim = Simulation(landscape, D, dt, backend=backend, device=device, **options)
     if isinstance(state, (list, tuple)) or chunks is not None or max_memory is not None or executor is not None:

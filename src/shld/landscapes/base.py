@@ -22,7 +22,8 @@ The public methods above take and return numpy arrays. The Langevin engine can a
 :meth:`Landscape.backends` and hands the engine its kernels on a backend's arrays with
 :meth:`Landscape.kernels` (an :class:`ArrayKernels`: ``grad_into``, ``value`` and optionally a fused
 gradient-descent step ``descend_``). The base class supports ``"numpy"`` only; the built-in
-landscapes add ``"torch"``.
+landscapes add ``"torch"``. A landscape whose gradient is a cubic in each coordinate separately says so
+with :meth:`Landscape.gradient_polynomial`, and the torch engine on a GPU then runs many steps per kernel.
 """
 
 from __future__ import annotations
@@ -198,6 +199,15 @@ class Landscape:
             return ArrayKernels(self.grad_into, self.value)
         raise ValueError(f"landscape {type(self).__name__} ({self.name!r}) has no kernels for "
                          f"backend={backend.name!r}; it supports {list(self.backends())}")
+
+    def gradient_polynomial(self) -> np.ndarray | None:
+        """Coefficients c of shape (d, 4) when the gradient is separable and cubic in each coordinate,
+
+            ∂L/∂θ_j = c_j0 + c_j1·θ_j + c_j2·θ_j² + c_j3·θ_j³      (loss units per unit of θ_j),
+
+        else ``None`` (the default). The engine's many-steps GPU kernel
+        (:mod:`shld.dynamics.triton_steps`) runs on landscapes that give them."""
+        return None
 
     def gibbs_log_partition(self, D: float, n: int | None = None) -> float | None:
         """log ∫ e^{−L(θ)/D} dθ in closed form or by a landscape-specific reduction (``n`` quadrature

@@ -76,6 +76,14 @@ class DoubleWell(Landscape):
     def backends(self):
         return ("numpy", "torch")
 
+    def gradient_polynomial(self):
+        """U'(x) = tilt − (4h/a²)·x + (4h/a⁴)·x³ on θ₀; k_perp·θ_j on the other axes."""
+        c = np.zeros((self.dim, 4))
+        a2 = self.a * self.a
+        c[0] = (self.tilt, -4.0 * self.barrier / a2, 0.0, 4.0 * self.barrier / (a2 * a2))
+        c[1:, 1] = self.k_perp
+        return c
+
     def kernels(self, backend):
         if backend.name != "torch":
             return super().kernels(backend)

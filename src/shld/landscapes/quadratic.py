@@ -83,6 +83,15 @@ class Quadratic(Landscape):
     def backends(self):
         return ("numpy", "torch")
 
+    def gradient_polynomial(self):
+        """λ_j·(θ_j − θ*_j) = −λ_j·θ*_j + λ_j·θ_j when A is diagonal; None for a full matrix."""
+        if self._diag is None:
+            return None
+        c = np.zeros((self.dim, 4))
+        c[:, 0] = -self._diag * self.center
+        c[:, 1] = self._diag
+        return c
+
     def kernels(self, backend):
         if backend.name != "torch":
             return super().kernels(backend)

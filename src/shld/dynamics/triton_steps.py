@@ -1,0 +1,114 @@
+"""Many Euler–Maruyama steps in one GPU kernel (Triton), for gradients that are a cubic per coordinate.
+
+The eager torch step reads and writes θ, the gradient and the noise in separate passes (about 28 bytes
+per walker per step in float32, against the 4 bytes ``torch.randn`` alone writes); on a GPU the step is
+bound by memory, at ~6.6× the randn floor. This kernel keeps each walker's coordinate in a register for
+``m`` steps, draws its normals in the kernel and writes θ once: 8 bytes per walker per launch, so the
+cost per step is the cost of making the normals.
+
+It applies when the landscape's gradient is separable and polynomial (its public
+:meth:`shld.landscapes.base.Landscape.gradient_polynomial`): ∂L/∂θ_j = p_j0 + p_j1·θ_j + p_j2·θ_j² +
+p_j3·θ_j³ (the double well, any diagonal quadratic), to the overdamped step
+
+    θ_j ← θ_j − dt·g_j(θ_j) + σ·ξ,     σ = √(2·D·dt),   ξ ~ N(0, 1),
+
+with a constant D and no preconditioner.
+
+Noise: counter-based, so that the bits depend on (key, walker coordinate, step) alone and not on how the
+steps are split into launches (a resumed run or a run advanced in pieces gives the same bits). The
+normals of steps 4g … 4g+3 of flat element e come from one Philox4x32-10 block (Salmon et al. 2011)
+with counter (e mod 2³², e div 2³², g mod 2³², g div 2³²) and the run's 64-bit key, through two
+Box–Muller pairs: u = (r + ½)·2⁻³² ∈ (0, 1], so |ξ| ≤ 6.77. The
+arithmetic of the normals is float32; the step runs in the walkers' dtype.
+
+Without CUDA the same kernel runs in Triton's interpreter (numpy, on CPU tensors): slow, for tests.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+#: Elements per program: compiled (a GPU block) and interpreted (numpy arrays; large, so that few
+#: programs run one after another).
+BLOCK_GPU = 1024
+BLOCK_INTERPRETED = 1 << 16
+
+
+def triton_available() -> bool:
+    """Whether ``import triton`` works here (the kernel's only extra requirement)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:           # ImportError, or a broken install that fails while loading
+        return False
+    return True
+
+
+@lru_cache(maxsize=2)
+def _kernel(interpret: bool):
+    """The kernel, compiled by Triton (``interpret=False``) or run by its interpreter."""
+    import triton
+
+    from shld.dynamics._triton_em import em_cubic_steps
+
+    if interpret:
+        from triton.runtime.interpreter import InterpretedFunction
+
+        return InterpretedFunction(em_cubic_steps)
+    return triton.jit(em_cubic_steps)
+
+
+class CubicEulerKernel:
+    """``kernel(theta, key, s0, s1)``: advance ``theta`` (torch, (N, d), C-contiguous) in place over the
+    steps s0 ≤ s < s1 of a run with gradient coefficients ``coefficients`` ((d, 4): g_j = Σ_k c_jk θ_j^k),
+    step ``dt`` and temperature ``D``; ``key`` is a one-element int64 tensor on θ's device."""
+
+    def __init__(self, coefficients, dt: float, D: float, backend):
+        import torch
+
+        coef = np.asarray(coefficients, dtype=np.float64)
+        self.coef = torch.as_tensor(np.ascontiguousarray(coef), dtype=backend.dtype, device=backend.device)
+        self.dt = float(dt)
+        self.sigma = math.sqrt(2.0 * D * dt)
+        self.params = torch.tensor([self.dt, self.sigma], dtype=backend.dtype, device=backend.device)
+        self.d = coef.shape[0]
+        self.interpret = backend.device.type != "cuda"
+        self.block = BLOCK_INTERPRETED if self.interpret else BLOCK_GPU
+        self.launch = _kernel(self.interpret)
+
+    def __call__(self, theta, key, s0: int, s1: int):
+        if s1 <= s0:
+            return theta
+        if not theta.is_contiguous() or theta.dtype != self.coef.dtype or theta.shape[-1] != self.d:
+            raise ValueError(f"`theta` must be a C-contiguous {self.coef.dtype} tensor of shape (N, {self.d}), "
+                             f"got {theta.dtype} {tuple(theta.shape)} (contiguous: {theta.is_contiguous()})")
+        n = theta.numel()
+        grid = (-(-n // self.block),)
+        try:
+            self.launch[grid](theta, self.coef, self.params, key, n, self.d, int(s0), int(s1), BLOCK=self.block)
+        except Exception as exc:        # a compiler or driver failure: name the way round it
+            raise RuntimeError(f"the many-steps Triton kernel failed on {theta.device} "
+                               f"({type(exc).__name__}: {exc}); run with step_kernel='eager' to step "
+                               "with torch operations instead") from exc
+        return theta
+
+
+def philox4x32_10(counter, key) -> np.ndarray:
+    """Philox4x32-10 in numpy (the reference for the kernel's generator): ``counter`` (..., 4) and
+    ``key`` (..., 2) as uint32, returns (..., 4) uint32. Known answers: Random123's kat_vectors."""
+    c = np.array(counter, dtype=np.uint64) & 0xFFFFFFFF
+    k = np.array(key, dtype=np.uint64) & 0xFFFFFFFF
+    c0, c1, c2, c3 = (c[..., i] for i in range(4))
+    k0, k1 = k[..., 0], k[..., 1]
+    mask = np.uint64(0xFFFFFFFF)
+    for _ in range(10):
+        p0 = c0 * np.uint64(0xD2511F53)
+        p2 = c2 * np.uint64(0xCD9E8D57)
+        c0, c1, c2, c3 = ((p2 >> np.uint64(32)) ^ c1 ^ k0, p2 & mask,
+                          (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & mask)
+        k0 = (k0 + np.uint64(0x9E3779B9)) & mask
+        k1 = (k1 + np.uint64(0xBB67AE85)) & mask
+    return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)

@@ -1,0 +1,245 @@
+"""The many-steps Triton kernel (shld.dynamics.triton_steps): its generator against Philox4x32-10's
+published answers and a numpy reference, its noise against N(0, 1), launch splits against one launch,
+and the engine on it against closed forms (with wrong-temperature power checks). Without CUDA the
+kernel runs in Triton's interpreter on CPU tensors (the same source the GPU compiles), so the sizes are
+small; the CUDA-parametrised engine tests run it compiled ("auto" picks it on a GPU)."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from shld.dynamics import AdaptiveNoise, EnsembleState, Simulation, simulate
+from shld.dynamics.backends import make_backend
+from shld.dynamics.schedules import ExponentialDecay
+from shld.dynamics.triton_steps import CubicEulerKernel, philox4x32_10, triton_available
+from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
+
+torch = pytest.importorskip("torch")
+needs_triton = pytest.mark.skipif(not triton_available(), reason="Triton is not installed (pip install triton)")
+KW = dict(backend="torch", device="cpu", step_kernel="triton")
+
+
+def test_philox_reference_gives_random123_known_answers():
+    # Random123's kat_vectors for philox4x32_10: (counter, key) -> output
+    cases = [([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+             ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+             ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
+              [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1])]
+    for counter, key, expected in cases:
+        assert philox4x32_10(counter, key).tolist() == expected
+
+
+def reference_normals(key: int, n: int, step: int) -> np.ndarray:
+    """The kernel's normal for each of n flat elements at one step, computed in numpy (float32)."""
+    e = np.arange(n, dtype=np.uint64)
+    g = np.uint64(step // 4)
+    counter = np.stack([e & np.uint64(0xFFFFFFFF), e >> np.uint64(32), np.full(n, g & np.uint64(0xFFFFFFFF)),
+                        np.full(n, g >> np.uint64(32))], axis=1)
+    r = philox4x32_10(counter, [key & 0xFFFFFFFF, key >> 32]).astype(np.float32)
+    lane = step % 4
+    u = (r[:, 2 * (lane // 2)] + np.float32(0.5)) * np.float32(2.3283064365386963e-10)
+    angle = r[:, 2 * (lane // 2) + 1] * np.float32(1.4629180792671596e-09)
+    radius = np.sqrt(np.float32(-2.0) * np.log(u))
+    return radius * (np.cos(angle) if lane % 2 == 0 else np.sin(angle))
+
+
+def zero_drift_kernel(sigma=1.0):
+    # g = 0 and σ = √(2·D·dt) = sigma: one step adds σ·ξ
+    return CubicEulerKernel(np.zeros((1, 4)), dt=1.0, D=0.5 * sigma**2, backend=make_backend("torch", "float32"))
+
+
+@needs_triton
+@pytest.mark.parametrize("step", [0, 1, 2, 3, 6, 2**32 * 4 + 5])   # every lane, and a group past 2³²
+def test_kernel_noise_is_the_reference_philox_box_muller(step):
+    key = 0x0123456789ABCDEF
+    x = torch.zeros(37, 1)
+    zero_drift_kernel()(x, torch.tensor([key], dtype=torch.int64), step, step + 1)
+    np.testing.assert_array_equal(x[:, 0].numpy(), reference_normals(key, 37, step))
+
+
+@needs_triton
+def test_noise_is_standard_normal_independent_and_rejects_a_wrong_scale():
+    n, steps = 20_000, 4
+    key = torch.tensor([7], dtype=torch.int64)
+    kern = zero_drift_kernel()
+    z = np.empty((steps, n))
+    for s in range(steps):                      # one step a launch: x = ξ_s
+        x = torch.zeros(n, 1)
+        kern(x, key, s, s + 1)
+        z[s] = x[:, 0].numpy()
+    flat = z.ravel()
+    assert stats.kstest(flat, "norm").pvalue > 1e-3
+    # power: KS resolves 1.36/√(8·10⁴) ≈ 0.005 in the CDF; a 5 % wrong scale moves it by ≈ 0.012
+    assert stats.kstest(flat, "norm", args=(0, 1.05)).pvalue < 1e-6
+    # the four steps of one Philox block, and neighbouring elements, are uncorrelated: |r| < 4/√n
+    r = np.corrcoef(z)
+    off = r[~np.eye(steps, dtype=bool)]
+    assert np.abs(off).max() < 4 / np.sqrt(n)
+    assert abs(np.corrcoef(z[0, :-1], z[0, 1:])[0, 1]) < 4 / np.sqrt(n - 1)
+
+
+@needs_triton
+def test_split_launches_give_the_bits_of_one_launch():
+    L = DoubleWell(dim=2, tilt=0.2, k_perp=0.7)
+    bk = make_backend("torch", "float64")
+    kern = CubicEulerKernel(L.gradient_polynomial(), dt=0.01, D=0.4, backend=bk)
+    key = torch.tensor([-5], dtype=torch.int64)             # a negative int64 is a key like any other
+    start = torch.tensor(np.random.default_rng(0).standard_normal((50, 2)))
+    one = kern(start.clone(), key, 3, 14)
+    pieces = start.clone()
+    for a, b in [(3, 4), (4, 9), (9, 14)]:                  # a head, a group-crossing middle, a tail
+        kern(pieces, key, a, b)
+    assert torch.equal(one, pieces)
+    # and not a test that cannot fail: another key, or other steps, move the walkers elsewhere
+    assert not torch.equal(one, kern(start.clone(), torch.tensor([-4]), 3, 14))
+    assert not torch.equal(one, kern(start.clone(), key, 4, 15))
+
+
+@needs_triton
+def test_kernel_step_is_euler_maruyama_on_the_landscape_gradient():
+    # D = 0: θ ← θ − dt·∇L(θ) exactly the numpy step (float64; the cubic in Horner form: ≤ a few ulp)
+    L = DoubleWell(dim=3, tilt=-0.3, a=1.3, barrier=2.0, k_perp=0.6)
+    bk = make_backend("torch", "float64")
+    kern = CubicEulerKernel(L.gradient_polynomial(), dt=0.003, D=0.0, backend=bk)
+    x0 = np.random.default_rng(1).uniform(-2, 2, (40, 3))
+    x = torch.tensor(x0)
+    kern(x, torch.tensor([1]), 0, 25)
+    ref = x0.copy()
+    for _ in range(25):
+        ref = ref - 0.003 * L.grad(ref)
+    np.testing.assert_allclose(x.numpy(), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_polynomial_of_the_built_in_landscapes():
+    rng = np.random.default_rng(2)
+    for L in (DoubleWell(), DoubleWell(dim=3, tilt=0.4, a=0.7, barrier=3.0, k_perp=2.5),
+              Quadratic(eigenvalues=[0.5, 2.0, 9.0], center=[1.0, -2.0, 0.3])):
+        c = L.gradient_polynomial()
+        x = rng.uniform(-2, 2, (30, L.dim))
+        poly = c[:, 0] + c[:, 1] * x + c[:, 2] * x**2 + c[:, 3] * x**3
+        np.testing.assert_allclose(poly, L.grad(x), rtol=1e-12, atol=1e-12)
+    assert Quadratic(matrix=[[2.0, 0.5], [0.5, 1.0]]).gradient_polynomial() is None   # not separable
+    assert Rosenbrock(dim=2).gradient_polynomial() is None                              # the default
+
+
+# -- the engine on the kernel ------------------------------------------------------------------------
+@needs_triton
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_engine_on_the_kernel_keeps_the_exact_euler_variance(dtype):
+    lam = np.array([0.5, 2.0, 6.0])
+    D, dt, n = 0.3, 0.05, 6000
+    v = D / (lam * (1.0 - 0.5 * lam * dt))                  # exact Euler–Maruyama stationary variance
+    theta0 = np.random.default_rng(3).standard_normal((n, 3)) * np.sqrt(v)
+    res = simulate(Quadratic(eigenvalues=lam), theta0, D=D, dt=dt, n_steps=120, seed=4, dtype=dtype,
+                   observables=("loss",), **KW)
+    var = res.final_theta.astype(np.float64).var(axis=0, ddof=1)
+    se = v * np.sqrt(2.0 / (n - 1))                          # SE of a Gaussian sample variance
+    assert np.all(np.abs(var - v) < 4.5 * se), (var, v)      # 4.5 SE over 3 coordinates
+    assert np.all(np.abs(var - 1.25 * v) > 4.5 * se)         # power: 25 % wrong temperature ≈ 13 SE away
+
+
+def gibbs_cdf(u, D, lo=-3.5, hi=3.5, m=200_001):
+    xs = np.linspace(lo, hi, m)
+    w = np.exp(-(u(xs) - u(xs).min()) / D)
+    c = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(xs))])
+    return lambda q: np.interp(q, xs, c / c[-1])
+
+
+@needs_triton
+@pytest.mark.slow        # ~13 s in Triton's interpreter; the CUDA-parametrised Gibbs test runs it compiled
+def test_engine_on_the_kernel_reaches_the_gibbs_law_of_the_double_well():
+    L, D, n = DoubleWell(barrier=1.0), 0.5, 4000
+    theta0 = np.where(np.arange(n) % 2 == 0, -1.0, 1.0)[:, None]          # both wells, symmetric
+    res = simulate(L, theta0, D=D, dt=1e-2, n_steps=800, seed=12, record_every=800, dtype="float32", **KW)
+    x = res.final_theta[:, 0].astype(np.float64)
+    # EM bias at dt = 1e-2 (U'' = 8 in the wells: each well's variance 4 % wider, its spread 2 %) moves the
+    # CDF by ≈ 5e-3, below the KS resolution 1.36/√4000 = 0.02; t = 8 is 64 relaxation times of a well
+    assert stats.kstest(x, gibbs_cdf(L.u, D)).pvalue > 1e-3
+    assert stats.kstest(x, gibbs_cdf(L.u, D / 2)).pvalue < 1e-6       # power: the wrong temperature is rejected
+
+
+@needs_triton
+def test_engine_on_the_kernel_resumes_and_splits_bit_for_bit(tmp_path):
+    L = Quadratic(eigenvalues=[1.0, 2.0], center=[0.5, -1.0])
+    sim = Simulation(L, D=0.3, dt=0.01, record_every=7, check_every=10, dtype="float32", **KW)
+    full = sim.advance(sim.init_state(np.zeros(2), n_walkers=300, seed=3), 83)
+    st = sim.init_state(np.zeros(2), n_walkers=300, seed=3)
+    sim.advance(st, 20)
+    np.savez(tmp_path / "ck.npz", **st.to_arrays())
+    with np.load(tmp_path / "ck.npz") as z:
+        st2 = EnsembleState.from_arrays({k: z[k] for k in z.files})
+    assert int(st2.philox_key) == int(st.philox_key)
+    sim.advance(st2, 41)
+    part = sim.advance(st2, 22)
+    assert np.array_equal(part.final_theta, full.final_theta)
+    assert np.array_equal(part.records["loss_mean"], full.records["loss_mean"][-len(part.steps):])
+    # the records fall on the same grid as the eager engine's
+    eager = Simulation(L, D=0.3, dt=0.01, record_every=7, dtype="float32", backend="torch", step_kernel="eager")
+    assert np.array_equal(eager.advance(eager.init_state(np.zeros(2), n_walkers=3, seed=3), 83).steps, full.steps)
+    # another seed, another key, other bits
+    other = sim.advance(sim.init_state(np.zeros(2), n_walkers=300, seed=4), 83)
+    assert not np.array_equal(other.final_theta, full.final_theta)
+
+
+@needs_triton
+def test_engine_on_the_kernel_reports_walkers_that_blow_up_at_the_next_check():
+    # a steep cubic with a large dt: walkers started at |x| = 3 overshoot to inf/NaN within a few steps
+    L = DoubleWell(barrier=50.0)
+    theta0 = np.array([[0.0], [3.0], [-1.0], [-3.0]])
+    res = simulate(L, theta0, D=0.0, dt=0.05, n_steps=30, seed=0, check_every=10, **KW)
+    assert res.status.tolist() == [0, 1, 0, 1]
+    assert res.failure_step.tolist() == [-1, 10, -1, 10]
+    assert any("non-finite" in m for m in res.messages)
+
+
+def test_step_kernel_choice_and_refusals():
+    L = DoubleWell()
+    assert Simulation(L, backend="torch", device="cpu").step_kernel == "eager"      # auto: CPU stays eager
+    assert Simulation(L, backend="numpy", step_kernel="eager").step_kernel == "eager"
+    with pytest.raises(ValueError, match="step_kernel"):
+        Simulation(L, backend="torch", step_kernel="fast")
+    for kwargs, why in [(dict(backend="numpy"), "backend='numpy'"), (dict(integrator="baoab"), "Euler"),
+                        (dict(target=lambda th: th[:, 0] > 0), "target"),
+                        (dict(D=ExponentialDecay(1.0, 2.0)), "schedule"),
+                        (dict(controller=AdaptiveNoise(threshold=1.0)), "controller")]:
+        kw = {**dict(backend="torch"), **kwargs, "step_kernel": "triton"}
+        with pytest.raises(ValueError, match=why):
+            Simulation(L, **kw)
+    with pytest.raises(ValueError, match="gradient_polynomial"):
+        Simulation(Rosenbrock(dim=2), backend="torch", step_kernel="triton")
+
+
+def test_a_kernel_that_fails_to_launch_names_the_way_round(monkeypatch):
+    if not triton_available():
+        pytest.skip("Triton is not installed")
+    kern = zero_drift_kernel()
+
+    class Broken:
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                raise OSError("ptxas: unsupported architecture")
+            return run
+    monkeypatch.setattr(kern, "launch", Broken())
+    with pytest.raises(RuntimeError, match="step_kernel='eager'.*") as info:
+        kern(torch.zeros(3, 1), torch.tensor([1]), 0, 5)
+    assert "ptxas: unsupported architecture" in str(info.value)
+    assert kern(torch.zeros(3, 1), torch.tensor([1]), 5, 5).abs().sum() == 0     # an empty range launches nothing
+
+
+def test_auto_takes_the_kernel_on_cuda_only_when_triton_is_there(monkeypatch):
+    import types
+
+    import shld.dynamics.triton_steps as ts
+
+    sim = Simulation(DoubleWell(), backend="torch", step_kernel="eager")
+    real = sim.backend
+    sim.backend = types.SimpleNamespace(name="torch", device=torch.device("cuda", 0))   # what a GPU run holds
+    monkeypatch.setattr(ts, "triton_available", lambda: True)
+    assert sim._choose_step_kernel("auto") == "triton"
+    monkeypatch.setattr(ts, "triton_available", lambda: False)
+    assert sim._choose_step_kernel("auto") == "eager"
+    with pytest.raises(ValueError, match="Triton is not installed"):
+        sim._choose_step_kernel("triton")
+    sim.backend = real
+    monkeypatch.setattr(ts, "triton_available", lambda: True)
+    assert sim._choose_step_kernel("auto") == "eager"                                 # a CPU device
