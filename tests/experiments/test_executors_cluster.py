@@ -136,6 +136,14 @@ def _fail_at_3(arg):
     return x
 
 
+def _mark_and_nap(arg):
+    """Leaves a marker file that says the member started, then takes 0.2 s."""
+    x, folder = arg
+    Path(folder, f"started-{x}").write_text("")
+    time.sleep(0.2)
+    return x
+
+
 def _fail_first_attempt(arg):
     x, marker = arg
     if x == 1 and not os.path.exists(marker):
@@ -360,6 +368,20 @@ def test_failing_member_is_reported_after_retries(engine, tmp_path):
     assert isinstance(err.error, ValueError)
     assert "member 3 is bad" in str(err) and "sweep member 3" in str(err) and "--resume" in str(err)
     assert log.read_text().count("attempt") == 3             # retries=2: three attempts, no more
+
+
+@pytest.mark.parametrize("name", ["ray", "ray-pool"])
+def test_a_sweep_that_stops_early_leaves_few_members_running(name, tmp_path, request):
+    # members still in flight are left to finish (cancelling raced with completion inside Ray), so the
+    # executor must not have submitted the whole sweep: at most 2 per CPU (tasks) or per actor (pool)
+    # start ahead of the next member to deliver, here 4 after the first
+    engine = _cluster_for(request, name)
+    it = engine.map(_mark_and_nap, [(i, str(tmp_path)) for i in range(40)])
+    assert next(it) == 0
+    it.close()
+    time.sleep(2.0)              # unbounded, ~20 of the 40 naps would have started by now on 2 CPUs
+    started = len(list(tmp_path.glob("started-*")))
+    assert 1 <= started <= 1 + 4, started
 
 
 def test_transient_failure_is_retried(engine, tmp_path):

@@ -562,9 +562,16 @@ class RayExecutor(_ClusterExecutor):
             return
         ray = self._ray
         fn_ref = ray.put(fn)
-        refs = [self._remote.remote(fn_ref, item) for item in items]
+        # at most `window` members are submitted ahead of the one being waited for, so that a sweep that
+        # stops (a failure, or a consumer that stops reading) leaves no more than that many running
+        window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        refs: dict = {}
+        nxt = 0
         try:
             for i in range(len(items)):
+                while nxt < len(items) and nxt < i + window:
+                    refs[nxt] = self._remote.remote(fn_ref, items[nxt])
+                    nxt += 1
                 attempt = 1
                 while True:
                     try:
@@ -578,21 +585,22 @@ class RayExecutor(_ClusterExecutor):
                         refs[i] = self._remote.remote(fn_ref, items[i])
                     except ray.exceptions.RayError as exc:         # its worker died max_retries + 1 times
                         raise MemberFailedError(i, items[i], exc, attempt, "ray") from exc
-                refs[i] = None
+                del refs[i]
                 yield res
         finally:
-            for ref in refs:
-                if ref is not None:
-                    with contextlib.suppress(Exception):
-                        ray.cancel(ref, force=True)
-
+            # members in flight are left to finish rather than cancelled: ray.cancel races with a task's
+            # completion (ray-project/ray#54798: a fatal RAY_CHECK in the driver's task manager; the
+            # pool below met the same check with actor tasks)
+            refs.clear()
 
     def _map_pool(self, fn, items):
-        """Members on the pool's actors, one in flight per actor; results are yielded in member order
-        (a member that finishes early waits in memory), and a failure is raised at its place."""
+        """Members on the pool's actors, one in flight per actor and at most two per actor started ahead of
+        the next member to deliver; results are yielded in member order (a member that finishes early
+        waits in memory), and a failure is raised at its place."""
         ray = self._ray
         fn_ref = ray.put(fn)
         free = list(reversed(self._actors))
+        window = 2 * len(self._actors)            # members started ahead of the next one to deliver
         inflight: dict = {}                       # ref -> (member, attempt, actor)
         done: dict = {}                           # member -> ("ok", result) | ("failed", error)
         nxt = ready_to_yield = 0
@@ -603,7 +611,8 @@ class RayExecutor(_ClusterExecutor):
         try:
             while ready_to_yield < len(items):
                 # after a failure no new member starts: the sweep ends at the failure's place
-                while free and nxt < len(items) and not any(k == "failed" for k, _ in done.values()):
+                while free and nxt < min(len(items), ready_to_yield + window) \
+                        and not any(k == "failed" for k, _ in done.values()):
                     submit(nxt, 1, free.pop())
                     nxt += 1
                 if ready_to_yield not in done:
