@@ -17,6 +17,8 @@ from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
 torch = pytest.importorskip("torch")
 needs_triton = pytest.mark.skipif(not triton_available(), reason="Triton is not installed (pip install triton)")
 KW = dict(backend="torch", device="cpu", step_kernel="triton")
+# the kernel's own tests also run compiled where there is a GPU
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 
 
 def test_philox_reference_gives_random123_known_answers():
@@ -43,18 +45,23 @@ def reference_normals(key: int, n: int, step: int) -> np.ndarray:
     return radius * (np.cos(angle) if lane % 2 == 0 else np.sin(angle))
 
 
-def zero_drift_kernel(sigma=1.0):
+def zero_drift_kernel(sigma=1.0, device="cpu"):
     # g = 0 and σ = √(2·D·dt) = sigma: one step adds σ·ξ
-    return CubicEulerKernel(np.zeros((1, 4)), dt=1.0, D=0.5 * sigma**2, backend=make_backend("torch", "float32"))
+    return CubicEulerKernel(np.zeros((1, 4)), dt=1.0, D=0.5 * sigma**2,
+                            backend=make_backend("torch", "float32", device))
 
 
 @needs_triton
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("step", [0, 1, 2, 3, 6, 2**32 * 4 + 5])   # every lane, and a group past 2³²
-def test_kernel_noise_is_the_reference_philox_box_muller(step):
+def test_kernel_noise_is_the_reference_philox_box_muller(step, device):
     key = 0x0123456789ABCDEF
-    x = torch.zeros(37, 1)
-    zero_drift_kernel()(x, torch.tensor([key], dtype=torch.int64), step, step + 1)
-    np.testing.assert_array_equal(x[:, 0].numpy(), reference_normals(key, 37, step))
+    x = torch.zeros(37, 1, device=device)
+    zero_drift_kernel(device=device)(x, torch.tensor([key], dtype=torch.int64, device=device), step, step + 1)
+    if device == "cpu":     # the interpreter computes log, cos and sin with numpy: the same bits
+        np.testing.assert_array_equal(x[:, 0].numpy(), reference_normals(key, 37, step))
+    else:                   # CUDA's libdevice log/cos/sin: within a few float32 ulps
+        np.testing.assert_allclose(x[:, 0].cpu().numpy(), reference_normals(key, 37, step), rtol=1e-5, atol=1e-6)
 
 
 @needs_triton
@@ -79,19 +86,20 @@ def test_noise_is_standard_normal_independent_and_rejects_a_wrong_scale():
 
 
 @needs_triton
-def test_split_launches_give_the_bits_of_one_launch():
+@pytest.mark.parametrize("device", DEVICES)
+def test_split_launches_give_the_bits_of_one_launch(device):
     L = DoubleWell(dim=2, tilt=0.2, k_perp=0.7)
-    bk = make_backend("torch", "float64")
+    bk = make_backend("torch", "float64", device)
     kern = CubicEulerKernel(L.gradient_polynomial(), dt=0.01, D=0.4, backend=bk)
-    key = torch.tensor([-5], dtype=torch.int64)             # a negative int64 is a key like any other
-    start = torch.tensor(np.random.default_rng(0).standard_normal((50, 2)))
+    key = torch.tensor([-5], dtype=torch.int64, device=device)   # a negative int64 is a key like any other
+    start = torch.tensor(np.random.default_rng(0).standard_normal((50, 2)), device=device)
     one = kern(start.clone(), key, 3, 14)
     pieces = start.clone()
     for a, b in [(3, 4), (4, 9), (9, 14)]:                  # a head, a group-crossing middle, a tail
         kern(pieces, key, a, b)
     assert torch.equal(one, pieces)
     # and not a test that cannot fail: another key, or other steps, move the walkers elsewhere
-    assert not torch.equal(one, kern(start.clone(), torch.tensor([-4]), 3, 14))
+    assert not torch.equal(one, kern(start.clone(), torch.tensor([-4], device=device), 3, 14))
     assert not torch.equal(one, kern(start.clone(), key, 4, 15))
 
 

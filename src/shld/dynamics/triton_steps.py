@@ -58,7 +58,9 @@ def _kernel(interpret: bool):
         from triton.runtime.interpreter import InterpretedFunction
 
         return InterpretedFunction(em_cubic_steps)
-    return triton.jit(em_cubic_steps)
+    # the step range changes at every launch: one compiled kernel for all of them, not one per
+    # divisibility class of s0 and s1
+    return triton.jit(em_cubic_steps, do_not_specialize=["s0", "s1"])
 
 
 class CubicEulerKernel:
@@ -88,7 +90,8 @@ class CubicEulerKernel:
         n = theta.numel()
         grid = (-(-n // self.block),)
         try:
-            self.launch[grid](theta, self.coef, self.params, key, n, self.d, int(s0), int(s1), BLOCK=self.block)
+            self.launch[grid](theta, self.coef, self.params, key, n, self.d, int(s0), int(s1), BLOCK=self.block,
+                              enable_fp_fusion=True)   # fused multiply-adds, asked for (Triton 3.9 warns if not)
         except Exception as exc:        # a compiler or driver failure: name the way round it
             raise RuntimeError(f"the many-steps Triton kernel failed on {theta.device} "
                                f"({type(exc).__name__}: {exc}); run with step_kernel='eager' to step "
