@@ -11,14 +11,17 @@ from scipy import stats
 from shld.dynamics import AdaptiveNoise, EnsembleState, Simulation, simulate
 from shld.dynamics.backends import make_backend
 from shld.dynamics.schedules import ExponentialDecay
-from shld.dynamics.triton_steps import CubicEulerKernel, philox4x32_10, triton_available
+from shld.dynamics.triton_steps import CubicEulerKernel, interpreter_problem, philox4x32_10, triton_available
 from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
 
 torch = pytest.importorskip("torch")
-needs_triton = pytest.mark.skipif(not triton_available(), reason="Triton is not installed (pip install triton)")
+# the CPU tests run the kernel in Triton's interpreter (a GPU compiles the same source)
+needs_triton = pytest.mark.skipif(interpreter_problem() is not None, reason=str(interpreter_problem()))
 KW = dict(backend="torch", device="cpu", step_kernel="triton")
 # the kernel's own tests also run compiled where there is a GPU
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+DEVICES = [pytest.param("cpu", marks=needs_triton),
+           pytest.param("cuda", marks=pytest.mark.skipif(not (torch.cuda.is_available() and triton_available()),
+                                                         reason="no CUDA device, or no Triton"))]
 
 
 def test_philox_reference_gives_random123_known_answers():
@@ -51,7 +54,6 @@ def zero_drift_kernel(sigma=1.0, device="cpu"):
                             backend=make_backend("torch", "float32", device))
 
 
-@needs_triton
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("step", [0, 1, 2, 3, 6, 2**32 * 4 + 5])   # every lane, and a group past 2³²
 def test_kernel_noise_is_the_reference_philox_box_muller(step, device):
@@ -85,7 +87,6 @@ def test_noise_is_standard_normal_independent_and_rejects_a_wrong_scale():
     assert abs(np.corrcoef(z[0, :-1], z[0, 1:])[0, 1]) < 4 / np.sqrt(n - 1)
 
 
-@needs_triton
 @pytest.mark.parametrize("device", DEVICES)
 def test_split_launches_give_the_bits_of_one_launch(device):
     L = DoubleWell(dim=2, tilt=0.2, k_perp=0.7)
@@ -251,3 +252,13 @@ def test_auto_takes_the_kernel_on_cuda_only_when_triton_is_there(monkeypatch):
     sim.backend = real
     monkeypatch.setattr(ts, "triton_available", lambda: True)
     assert sim._choose_step_kernel("auto") == "eager"                                 # a CPU device
+
+
+def test_a_cpu_run_refuses_the_kernel_when_the_interpreter_cannot_run_it(monkeypatch):
+    import shld.dynamics.triton_steps as ts
+
+    monkeypatch.setattr(ts, "triton_available", lambda: True)
+    monkeypatch.setattr(ts, "interpreter_problem", lambda: "Triton 0.0's interpreter does not run here")
+    with pytest.raises(ValueError, match="Triton 0.0's interpreter does not run here"):
+        Simulation(DoubleWell(), backend="torch", device="cpu", step_kernel="triton")
+    assert Simulation(DoubleWell(), backend="torch", device="cpu").step_kernel == "eager"   # auto: not asked

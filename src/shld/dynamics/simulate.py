@@ -250,6 +250,12 @@ class Simulation:
             reasons.append(f"landscape {type(self.landscape).__name__} gives no gradient_polynomial()")
         if not triton_available():
             reasons.append("Triton is not installed (pip install triton)")
+        elif asked == "triton" and bk.name == "torch" and bk.device.type != "cuda":
+            from shld.dynamics.triton_steps import interpreter_problem
+
+            problem = interpreter_problem()      # a CPU device runs the kernel in Triton's interpreter
+            if problem is not None:
+                reasons.append(problem)
         if asked == "auto":
             return "triton" if not reasons and bk.device.type == "cuda" else "eager"
         if reasons:

@@ -47,6 +47,28 @@ def triton_available() -> bool:
     return True
 
 
+@lru_cache(maxsize=1)
+def interpreter_problem() -> str | None:
+    """None when Triton's interpreter runs the kernel on CPU tensors here, else why not (it has broken
+    with some Triton and numpy pairs: Triton 3.5's with numpy 2.4, for one). One step of one walker."""
+    if not triton_available():
+        return "Triton is not installed (pip install triton)"
+    import torch
+    import triton
+
+    from shld.dynamics.backends import make_backend
+
+    try:
+        x = torch.zeros(1, 1)
+        CubicEulerKernel(np.zeros((1, 4)), 1.0, 0.5, make_backend("torch", "float32", "cpu"))(
+            x, torch.zeros(1, dtype=torch.int64), 0, 1)
+    except Exception as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return (f"Triton {triton.__version__}'s interpreter does not run here with numpy {np.__version__} "
+                f"({type(cause).__name__}: {cause})"[:300])
+    return None
+
+
 @lru_cache(maxsize=2)
 def _kernel(interpret: bool):
     """The kernel, compiled by Triton (``interpret=False``) or run by its interpreter."""
