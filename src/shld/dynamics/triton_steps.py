@@ -26,6 +26,7 @@ Without CUDA the same kernel runs in Triton's interpreter (numpy, on CPU tensors
 
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import lru_cache
 
@@ -102,6 +103,9 @@ class CubicEulerKernel:
         self.interpret = backend.device.type != "cuda"
         self.block = BLOCK_INTERPRETED if self.interpret else BLOCK_GPU
         self.launch = _kernel(self.interpret)
+        # Triton launches on the current CUDA device: a run on "cuda:1" makes that device current
+        self._on_device = (torch.cuda.device(backend.device) if not self.interpret
+                           else contextlib.nullcontext())
 
     def __call__(self, theta, key, s0: int, s1: int):
         if s1 <= s0:
@@ -112,8 +116,9 @@ class CubicEulerKernel:
         n = theta.numel()
         grid = (-(-n // self.block),)
         try:
-            self.launch[grid](theta, self.coef, self.params, key, n, self.d, int(s0), int(s1), BLOCK=self.block,
-                              enable_fp_fusion=True)   # fused multiply-adds, asked for (Triton 3.9 warns if not)
+            with self._on_device:
+                self.launch[grid](theta, self.coef, self.params, key, n, self.d, int(s0), int(s1), BLOCK=self.block,
+                                  enable_fp_fusion=True)   # fused multiply-adds, asked for (Triton 3.9 warns if not)
         except Exception as exc:        # a compiler or driver failure: name the way round it
             raise RuntimeError(f"the many-steps Triton kernel failed on {theta.device} "
                                f"({type(exc).__name__}: {exc}); run with step_kernel='eager' to step "
