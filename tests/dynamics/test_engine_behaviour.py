@@ -15,6 +15,7 @@ from shld.dynamics import (
     Warmup,
     simulate,
 )
+from shld.dynamics.backends import make_backend
 from shld.landscapes import DoubleWell, FunctionLandscape, Quadratic, Rosenbrock
 
 
@@ -80,23 +81,35 @@ def test_first_passage_censoring():
     assert np.all(start_inside.first_passage_time == 0.0)
 
 
-def test_adaptive_controller_boosts_for_hold_steps_then_restores():
+@pytest.mark.parametrize("bk", ["numpy", "torch"])
+def test_adaptive_controller_boosts_for_hold_steps_then_restores(bk):
+    # the same rule on the engine's backends: the state lives on the run's arrays (a GPU keeps it there)
+    if bk == "torch":
+        pytest.importorskip("torch")
+    backend = make_backend(bk, "float32" if bk == "torch" else "float64")
     ctrl = AdaptiveNoise(threshold=0.5, factor=10.0, hold_steps=4, min_step=0)
-    st = ctrl.init_state(2)
-    mult = []
+    st = ctrl.init_state(2, backend)
+    assert backend.is_array(st["multiplier"]) and str(st["multiplier"].dtype).endswith(backend.dtype_name)
+    C = backend.asarray(np.array([0.1, 5.0]))                # walker 0 always below threshold
+    mult, fired = [], []
     for step in range(12):
-        ctrl.update(st, step, np.array([0.1, 5.0]))     # walker 0 always below threshold
-        mult.append(st["multiplier"].copy())
+        fired.append(ctrl.update(st, step, C, backend=backend).tolist())
+        mult.append(backend.to_numpy_copy(st["multiplier"]))
     mult = np.array(mult)
     # boosted on steps 0..3 (applies to the next 4 steps), restored at 4, boosted again at 4 ...
     assert np.all(mult[:, 1] == 1.0)
     assert list(mult[:4, 0]) == [10.0] * 4 and mult[4, 0] == 10.0
-    assert st["n_interventions"][0] == 3 and st["n_interventions"][1] == 0
+    assert fired == [[0], [], [], [], [0], [], [], [], [0], [], [], []]    # host indices, one per boost
+    assert backend.to_numpy(st["n_interventions"]).tolist() == [3, 0]
     lit = AdaptiveNoise(threshold=0.5, factor=5.0, hold_steps=10, min_step=0, restore=False)
-    st = lit.init_state(1)
+    st = lit.init_state(1, backend)
     for step in range(4):
-        lit.update(st, step, np.array([0.1]))
-    assert st["multiplier"][0] == 5.0 ** 4           # the seed's literal code: D grows on every trigger
+        lit.update(st, step, backend.asarray(np.array([0.1])), backend=backend)
+    assert float(st["multiplier"][0]) == 5.0 ** 4         # the seed's literal code: D grows on every trigger
+    late = AdaptiveNoise(threshold=0.5, min_step=3)
+    st = late.init_state(1, backend)
+    assert [late.update(st, s, backend.asarray(np.array([0.1])), backend=backend).size for s in range(5)] \
+        == [0, 0, 0, 1, 0]                                    # nothing before min_step
 
 
 def test_controller_in_simulation_restores_D():

@@ -149,6 +149,13 @@ def test_controller_in_simulation_restores_D(backend):
     assert complete.size >= 2 and np.all(complete == 7)
     assert np.all(gaps[:-1] >= 20)
     assert len(res.interventions) >= 2
+    # the controller's state stays on a GPU run's device (no per-step copy of N values to the host), and
+    # is numpy for CPU runs (a CPU tensor is shared with numpy for free)
+    mult = res.state.controller["multiplier"]
+    if backend.get("device", "cpu").startswith("cuda"):
+        assert str(mult.device).startswith("cuda") and str(mult.dtype) == f"torch.{backend['dtype']}"
+    else:
+        assert isinstance(mult, np.ndarray) and mult.dtype == np.float64
 
 
 def test_resume_from_saved_state_is_bit_identical(tmp_path, backend):
@@ -200,3 +207,27 @@ def test_zero_noise_is_gradient_descent(backend):
     eps = np.finfo(np.dtype(backend["dtype"])).eps
     assert np.allclose(res.final_theta, x, rtol=600 * eps, atol=0)
     assert not np.array_equal(res.final_theta, theta)
+
+
+def test_the_gpu_placement_of_the_controller_gives_the_host_placements_bits():
+    # a CUDA run keeps per-walker C and the controller's state on the device; that code path, run here on
+    # CPU tensors, must give exactly the run whose C and controller live in host numpy (float64: the
+    # same IEEE operations), including the records that use per-walker C
+    torch = pytest.importorskip("torch")
+    L = DoubleWell(dim=2)
+    kw = dict(D=0.05, dt=1e-2, record_every=5, record_walkers=True, backend="torch", dtype="float64",
+              controller=AdaptiveNoise(threshold=0.5, factor=8.0, hold_steps=6, min_step=0, cooldown_steps=3))
+    runs = []
+    for on_device in (False, True):
+        sim = Simulation(L, **kw)
+        if on_device:
+            sim.walkers_c_on_host, sim.walker_backend = False, sim.backend
+        runs.append(sim.advance(sim.init_state(np.array([0.9, 0.0]), n_walkers=64, seed=5), 120))
+    host, device = runs
+    assert isinstance(device.state.controller["multiplier"], torch.Tensor)
+    assert isinstance(host.state.controller["multiplier"], np.ndarray)
+    assert sum(len(f) for _, f in host.interventions) >= 10          # the controller did fire
+    assert [(s, f.tolist()) for s, f in device.interventions] == [(s, f.tolist()) for s, f in host.interventions]
+    assert np.array_equal(device.final_theta, host.final_theta)
+    for key in ("C_median", "C_ensemble", "loss_mean", "C_walkers"):
+        assert np.array_equal(device.records[key], host.records[key], equal_nan=True), key

@@ -8,6 +8,7 @@ loop, the integrators and the records use:
 ``randn_(out, gen)``   standard normals into ``out`` (in place, explicit generator)
 ``axpy_(y, x, a)``     y ← y + a·x in place (numpy: BLAS axpy, one rounding; torch: ``add_(alpha=a)``)
 ``rowsum_sq(x, out)``  ‖x_i‖² per row
+``where(m, x, fill)``  x where m, else a scalar
 reductions             ``sum``, ``mean_std``, ``median``, ``mean0``/``var0`` (per coordinate)
 transfers              ``asarray`` (numpy → backend), ``to_numpy`` (backend → numpy)
 =====================  ===========================================================================
@@ -179,6 +180,10 @@ class NumpyBackend:
         """Host indices (numpy int array) usable to index this backend's arrays."""
         return idx
 
+    def where(self, mask, x, fill: float):
+        """x where mask, else the scalar ``fill`` (a new array)."""
+        return np.where(mask, x, fill)
+
     def sum(self, x):
         return np.add.reduce(x)
 
@@ -343,6 +348,9 @@ class TorchBackend:
 
     def index(self, idx):
         return self.torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.device)
+
+    def where(self, mask, x, fill: float):
+        return self.torch.where(mask, x, fill)
 
     def sum(self, x) -> float:
         """The sum as a Python float, accumulated in float64 (one device synchronisation)."""

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from shld._validation import check_int, check_positive
+from shld.dynamics.backends import NumpyBackend
+
+_NUMPY = NumpyBackend()
 
 
 @dataclass
@@ -40,30 +43,50 @@ class AdaptiveNoise:
         check_int("min_step", self.min_step, minimum=0)
         check_int("cooldown_steps", self.cooldown_steps, minimum=0)
 
-    def init_state(self, n_walkers: int) -> dict[str, np.ndarray]:
-        return {
-            "multiplier": np.ones(n_walkers),
-            "boost_until": np.full(n_walkers, -1, dtype=np.int64),
-            "quiet_until": np.full(n_walkers, -1, dtype=np.int64),
-            "n_interventions": np.zeros(n_walkers, dtype=np.int64),
-        }
+    def init_state(self, n_walkers: int, backend=None) -> dict:
+        """Per-walker state: the multiplier of D, the step a boost ends, the end of the pause after it and
+        the count of interventions. On ``backend``'s arrays (:mod:`shld.dynamics.backends`; numpy by
+        default), so that a run on a GPU keeps it there: the multiplier in the run's float dtype on torch
+        (float64 on numpy, the engine's historical bits), the steps and counts as int64."""
+        if backend is None or backend.name == "numpy":
+            return {
+                "multiplier": np.ones(n_walkers),
+                "boost_until": np.full(n_walkers, -1, dtype=np.int64),
+                "quiet_until": np.full(n_walkers, -1, dtype=np.int64),
+                "n_interventions": np.zeros(n_walkers, dtype=np.int64),
+            }
+        return {"multiplier": backend.full(n_walkers, 1.0, backend.dtype_name),
+                "boost_until": backend.full(n_walkers, -1, "int64"),
+                "quiet_until": backend.full(n_walkers, -1, "int64"),
+                "n_interventions": backend.full(n_walkers, 0, "int64")}
 
-    def update(self, state: dict, step: int, C: np.ndarray) -> np.ndarray:
-        """Update the per-walker multiplier of D after ``step``; returns indices triggered now."""
+    def update(self, state: dict, step: int, C, backend=None) -> np.ndarray:
+        """Update the per-walker multiplier of D after ``step`` from the walkers' C (an array of the
+        state's backend; +inf for walkers out of the run); returns the host indices triggered now."""
+        bk = _NUMPY if backend is None else backend
         mult = state["multiplier"]
         if self.restore:
             ending = state["boost_until"] == step
-            if ending.any():
+            if bk.any(ending):
                 mult[ending] = 1.0
                 state["quiet_until"][ending] = step + self.cooldown_steps
-            idle = (state["boost_until"] <= step) & (state["quiet_until"] <= step)
-            fire = idle & (C < self.threshold) if step >= self.min_step else np.zeros_like(idle)
-            if fire.any():
-                mult[fire] = self.factor
-                state["boost_until"][fire] = step + self.hold_steps
+            if step < self.min_step:
+                return _none()
+            fire = (state["boost_until"] <= step) & (state["quiet_until"] <= step) & (C < self.threshold)
+            if not bk.any(fire):
+                return _none()
+            mult[fire] = self.factor
+            state["boost_until"][fire] = step + self.hold_steps
         else:
-            fire = (C < self.threshold) if step >= self.min_step else np.zeros(C.shape, bool)
-            if fire.any():
-                mult[fire] *= self.factor
+            if step < self.min_step:
+                return _none()
+            fire = C < self.threshold
+            if not bk.any(fire):
+                return _none()
+            mult[fire] *= self.factor
         state["n_interventions"][fire] += 1
-        return np.flatnonzero(fire)
+        return bk.flatnonzero(fire)
+
+
+def _none() -> np.ndarray:
+    return np.empty(0, dtype=np.intp)

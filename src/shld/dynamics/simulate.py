@@ -115,7 +115,7 @@ class EnsembleState:
             if val is not None:
                 out[name] = bk.to_numpy(val)
         for k, v in self.controller.items():
-            out["controller__" + k] = v
+            out["controller__" + k] = _host(v)
         return out
 
     @classmethod
@@ -220,6 +220,12 @@ class Simulation:
             raise ValueError(f"`backend`={self.backend.name!r} is not supported by landscape "
                              f"{type(landscape).__name__} ({landscape.name!r}); it supports {list(supported)}")
         self.kernels = landscape.kernels(self.backend)
+        # per-walker C and the controller's state: on the GPU for a CUDA run (copying N values to the
+        # host every step would cost more than the step), else numpy on the host (a CPU tensor is
+        # shared with numpy for free, and numpy's masked updates ran 2-5x faster than torch's at 10^5)
+        #: True for a torch run on the CPU: per-walker C and the controller are numpy, the walkers torch
+        self.walkers_c_on_host = self.backend.name == "torch" and self.backend.device.type != "cuda"
+        self.walker_backend = NumpyBackend(np.float64) if self.walkers_c_on_host else self.backend
         self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ["record", "raise"])
         self.check_every = check_int("check_every", check_every, minimum=1)
         self.track_walkers = check_int("track_walkers", track_walkers, minimum=0)
@@ -317,7 +323,7 @@ class Simulation:
             scale = np.sqrt(D0) if bk.name == "numpy" else math.sqrt(D0)
             state.momentum = scale * bk.randn(theta.shape, gen)
         if self.controller is not None:
-            state.controller = self.controller.init_state(n)
+            state.controller = self.controller.init_state(n, self.walker_backend)
         if self.target is not None:
             inside = self._target(theta)
             state.hit |= inside
@@ -372,6 +378,11 @@ class Simulation:
         if bk.name == "torch" and state.theta.device != bk.device:
             raise ValueError(f"`state` lives on {state.theta.device}; this Simulation runs on {bk.device} "
                              "(load it with EnsembleState.from_arrays(..., device=...))")
+        wb = self.walker_backend
+        if self.controller is not None and any(not wb.is_array(v) for v in state.controller.values()):
+            # a loaded state's controller arrays are numpy: a GPU run keeps them on its device
+            state.controller = {k: v if wb.is_array(v) else wb.asarray(_host(v), _host(v).dtype.name)
+                                for k, v in state.controller.items()}
 
     # -- the loop ---------------------------------------------------------------------
     def advance(self, state: EnsembleState, n_steps: int, *, on_record: Callable | None = None,
@@ -500,7 +511,10 @@ class Simulation:
                             alive, all_alive = self._fail_flagged(state, recorder, interventions)
                             recheck_stop = True
                     if ctrl is not None:
-                        fired = ctrl.update(state.controller, s, np.where(bk.to_numpy(alive), Cw, np.inf))
+                        wb = self.walker_backend
+                        fired = ctrl.update(state.controller, s,
+                                            wb.where(bk.to_numpy(alive) if self.walkers_c_on_host else alive,
+                                                     Cw, _INF), backend=wb)
                         if fired.size:
                             interventions.append((s, fired))
                         D = D_t * self._multiplier(state)
@@ -553,10 +567,11 @@ class Simulation:
         return res
 
     def _multiplier(self, state):
-        """The controller's per-walker multiplier of D as a column (N, 1) on the run's backend (the
-        controller's own state stays in numpy on the host)."""
+        """The controller's per-walker multiplier of D as a column (N, 1) on the run's backend (a view
+        of its state on numpy and on a GPU, where it never crosses to the host; a CPU tensor run
+        copies it from the host numpy state)."""
         m = state.controller["multiplier"][:, None]
-        return m if self.backend.name == "numpy" else self.backend.asarray(m)
+        return self.backend.asarray(m) if self.walkers_c_on_host else m
 
     def _check_finite(self, state, alive, all_alive, recorder, interventions) -> bool:
         bk = self.backend
@@ -628,15 +643,20 @@ class _Recorder:
         """‖∇L‖² and C per walker (every walker), made once per record or controller step into reused
         buffers (overwritten by the next call). C comes from the one definition,
         :func:`shld.observables.consolidation_ratio_from_norm2`, with D clamped at 1e-300 so that D = 0
-        gives a huge C instead of 0/0. On a non-numpy backend ‖∇L‖² stays on the device and the
-        per-walker C is made (on the host) only when the controller or ``record_walkers`` needs it;
-        the record's median C is then the median ‖∇L‖² through the same formula."""
+        gives a huge C instead of 0/0 (torch: the dtype's smallest normal). On a non-numpy backend
+        everything stays on the device, and the per-walker C is made only when the controller or
+        ``record_walkers`` needs it; otherwise the record's median C is the median ‖∇L‖² through the
+        same formula."""
         bk = self.bk
         if self._g2 is None:
             self._g2 = bk.empty_like(grad[:, 0])
         bk.rowsum_sq(grad, self._g2)
         if bk.name != "numpy" and self.sim.controller is None and not self.sim.record_walkers:
             return self._g2, None
+        if bk.name != "numpy" and not self.sim.walkers_c_on_host:      # a GPU run: C stays on the device
+            tiny = float(np.finfo(bk.dtype_name).tiny)
+            Dw = max(float(D), tiny) if np.ndim(D) == 0 else D[:, 0].clamp_min(tiny)
+            return self._g2, consolidation_ratio_from_norm2(self._g2, Dw, self.d)
         if self._C is None:
             self._C = np.empty(grad.shape[0])
         g2 = bk.to_numpy(self._g2)
@@ -662,9 +682,12 @@ class _Recorder:
         when a sum is not finite."""
         sim, bk = self.sim, self.bk
         sel = slice(None) if all_alive else alive
-        sel_host = sel if bk.name == "numpy" or all_alive else bk.to_numpy(alive)
         th, g2 = theta[sel], g2[sel]
-        C = None if Cw is None else Cw[sel_host]
+        host_C = sim.walkers_c_on_host                 # C on the host while the walkers are torch tensors
+        if Cw is None:
+            C = None
+        else:
+            C = Cw[bk.to_numpy(alive) if host_C and not all_alive else sel]
         obs = sim.observables
         lv = sim.kernels.value(th) if "loss" in obs and th.shape[0] else None
         sum_g2 = bk.sum(g2)
@@ -680,7 +703,7 @@ class _Recorder:
                 alive[bk.index(idx)] = False
                 sel = alive
                 th, g2 = th[ok], g2[ok]
-                C = None if C is None else C[ok_host]
+                C = None if C is None else C[ok_host if host_C else ok]
                 lv = None if lv is None else lv[ok]
                 sum_g2 = bk.sum(g2)
                 sum_lv = None if lv is None else bk.sum(lv)
@@ -705,13 +728,13 @@ class _Recorder:
                     D_ens = np.mean(bk.to_numpy(D)[sel if isinstance(sel, slice) else bk.to_numpy(sel), 0])
                 row["C_ensemble"] = float(consolidation_ratio_from_norm2(mean_g2, D_ens, self.d))
                 if C is not None:
-                    row["C_median"] = bk.median(C, self._scratch_like(C)) if bk.name == "numpy" \
-                        else NumpyBackend(C.dtype).median(C, np.empty_like(C))
+                    row["C_median"] = sim.walker_backend.median(C, np.empty_like(C) if host_C
+                                                                else self._scratch_like(C))
                 else:   # scalar D: the median of C is C of the median ‖∇L‖² (C is increasing in it)
                     row["C_median"] = float(consolidation_ratio_from_norm2(
                         bk.median(g2, None), max(D_mean, 1e-300), self.d))
                 if sim.record_walkers:
-                    self._put("C_walkers", _pad(C, bk.to_numpy(alive), self.n))
+                    self._put("C_walkers", _pad(_host(C), bk.to_numpy(alive), self.n))
             if "mean" in obs:
                 self._put("mean", bk.mean0(th))
             if "var" in obs:

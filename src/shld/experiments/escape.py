@@ -106,7 +106,7 @@ class RandomBoosts(AdaptiveNoise):
         self.start = min_step + 1
         self.n_slots = n_slots
 
-    def update(self, state, step, C):
+    def update(self, state, step, C, backend=None):       # numpy runs only (the escape study's)
         slot = (step - self.start) // self.hold_steps
         mult = state["multiplier"]
         if 0 <= slot < self.n_slots and step >= self.start:

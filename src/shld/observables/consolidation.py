@@ -68,8 +68,11 @@ def consolidation_ratio_from_norm2(grad_norm2, D, dim, out=None):
     :func:`consolidation_ratio` and :func:`ensemble_consolidation_ratio` call it).
 
     For hot loops that computed ‖∇L‖² once (the Langevin engine reuses it for several records):
-    no validation, D > 0 and ``dim`` = d are the caller's to guarantee; ``out`` receives the result.
+    no validation, D > 0 and ``dim`` = d are the caller's to guarantee; ``out`` (numpy) receives the
+    result. Without ``out`` the arithmetic is the arrays' own, so torch tensors stay on their device.
     """
+    if out is None and not isinstance(grad_norm2, (int, float)):   # (a Python 0/0 would raise)
+        return grad_norm2 / (D * dim)
     return np.divide(grad_norm2, np.multiply(D, dim), out=out)
 
 
