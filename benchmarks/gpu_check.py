@@ -12,7 +12,8 @@
      stationary law; the sample variance against the closed form D/(λ(1 − λdt/2)) within 4.5 standard
      errors √(2/(n−1))·v per coordinate; the variance at 1.25·D must be rejected (> 4.5 SE).
    Both run once per step kernel: "eager" (a step at a time) and, where Triton is installed, "triton"
-   (many steps per launch, :mod:`shld.dynamics.triton_steps`; the default on CUDA).
+   (many steps per launch, :mod:`shld.dynamics.triton_steps`; the default on CUDA). The throughput
+   table adds "controller": the eager step with the adaptive-noise controller acting at every step.
 2. Throughput: ``Simulation.advance`` (double well, float32, records only at block ends), per step kernel,
    against
    ``torch.randn`` alone into a buffer of the same shape with an explicit generator on the same device,
@@ -93,13 +94,18 @@ def ou_check(device: str, dtype: str, n: int, kernel: str = "eager", seed: int =
 def bench(device: str, n: int, block: int, rounds: int, kernel: str = "eager") -> dict:
     import torch
 
-    from shld.dynamics import Simulation
+    from shld.dynamics import AdaptiveNoise, Simulation
     from shld.landscapes import DoubleWell
 
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    # "controller": the eager step with the adaptive-noise controller acting on every step (its state and
+    # the per-walker C on the device)
+    extra = dict(step_kernel="eager", controller=AdaptiveNoise(threshold=0.5, factor=5.0, hold_steps=10,
+                                                               min_step=0)) if kernel == "controller" \
+        else dict(step_kernel=kernel)
     sim = Simulation(DoubleWell(barrier=1.0), D=0.25, dt=1e-3, record_every=block, observables=("loss",),
-                     check_every=block, backend="torch", device=device, dtype="float32", step_kernel=kernel)
+                     check_every=block, backend="torch", device=device, dtype="float32", **extra)
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -154,8 +160,9 @@ def main(argv=None) -> int:
     ap.add_argument("--stat-walkers", type=int, default=None,
                     help="walkers of the statistical checks (default 200000 on cuda, 4000 on cpu)")
     ap.add_argument("--skip-stats", action="store_true")
-    ap.add_argument("--kernels", nargs="+", choices=["eager", "triton"], default=None,
-                    help="step kernels to check (default: eager, and triton on cuda when Triton is installed)")
+    ap.add_argument("--kernels", nargs="+", choices=["eager", "triton", "controller"], default=None,
+                    help="step kernels to check (default: eager, and on cuda triton (when Triton is installed) "
+                         "and controller: the eager step with the adaptive-noise controller, bench only)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     try:
@@ -179,7 +186,8 @@ def main(argv=None) -> int:
     from shld.dynamics.triton_steps import triton_available
 
     has_triton = triton_available()
-    kernels = args.kernels or (["eager", "triton"] if cuda and has_triton else ["eager"])
+    kernels = args.kernels or (["eager"] + (["triton"] if has_triton else []) + ["controller"] if cuda
+                               else ["eager"])
     triton_version = __import__("triton").__version__ if has_triton else None
     print(f"gpu_check on {device} ({name}); torch {torch.__version__}, numpy {np.__version__}, "
           f"triton {triton_version}; step kernels {kernels}")
@@ -187,8 +195,8 @@ def main(argv=None) -> int:
               "triton": triton_version, "kernels": kernels, "checks": [], "bench": [], "errors": []}
     status = 0
     if not args.skip_stats:
-        jobs = [(fn, dtype, kernel) for kernel in kernels for fn in (gibbs_check, ou_check)
-                for dtype in ("float32", "float64")]
+        jobs = [(fn, dtype, kernel) for kernel in kernels if kernel != "controller"
+                for fn in (gibbs_check, ou_check) for dtype in ("float32", "float64")]
         for fn, dtype, kernel in jobs:
             t0 = time.perf_counter()
             try:

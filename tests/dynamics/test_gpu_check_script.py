@@ -59,12 +59,12 @@ def test_triton_kernel_rows_run_through_the_interpreter_on_cpu(tmp_path, monkeyp
     monkeypatch.setenv("OUT", str(tmp_path))
     try:
         rc = load().main(["--device", "cpu", "--walkers", "300", "--block", "8", "--rounds", "2", "--skip-stats",
-                          "--kernels", "eager", "triton"])
+                          "--kernels", "eager", "triton", "controller"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert rc == 0, out
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert [(r["N"], r["kernel"]) for r in report["bench"]] == [(300, "eager"), (300, "triton")]
+    assert [(r["N"], r["kernel"]) for r in report["bench"]] == [(300, "eager"), (300, "triton"), (300, "controller")]
     assert all(r["walker_steps_per_s"] > 0 for r in report["bench"])
     assert "float32 triton" in out and "float32 eager" in out
