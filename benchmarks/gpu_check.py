@@ -136,16 +136,18 @@ def bench(device: str, n: int, block: int, rounds: int, kernel: str = "eager") -
             "peak_memory_bytes": peak}
 
 
-def _fits(device: str, n: int) -> str | None:
+def _fits(device: str, n: int, kernel: str = "eager") -> str | None:
     """None when n float32 walkers (d = 1) fit in the device's free memory, else the reason."""
     if not device.startswith("cuda"):
         return None
     import torch
 
-    from shld.dynamics import Simulation
+    from shld.dynamics import AdaptiveNoise, Simulation
     from shld.landscapes import DoubleWell
 
-    need = n * Simulation(DoubleWell(), backend="torch", device=device, dtype="float32").bytes_per_walker()
+    ctrl = AdaptiveNoise() if kernel == "controller" else None
+    need = n * Simulation(DoubleWell(), backend="torch", device=device, dtype="float32",
+                          controller=ctrl).bytes_per_walker()
     free, _ = torch.cuda.mem_get_info(device)
     return None if need * 1.3 < free else f"needs ≈{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
 
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
             report["checks"].append(r)
     for n, kernel in [(n, k) for n in _sizes(device, args.walkers) for k in kernels]:
         try:
-            why = _fits(device, n)
+            why = _fits(device, n, kernel)
             if why is not None:
                 report["bench"].append({"N": n, "kernel": kernel, "skipped": why})
                 continue

@@ -66,10 +66,12 @@ def test_merged_records_are_the_pooled_ensemble_statistics():
 
 
 def test_max_memory_sets_the_chunks_and_the_seeds_are_spawned():
-    from shld.dynamics import Simulation
+    from shld.dynamics import AdaptiveNoise, Simulation
 
     per = Simulation(L, D=0.5, dt=5e-3).bytes_per_walker()            # 4 arrays · 8 bytes + 64 = 96
     assert per == 96.0
+    # a controller adds its multiplier, three int64 counters and the C it reads: 48 bytes
+    assert Simulation(L, D=0.5, dt=5e-3, controller=AdaptiveNoise()).bytes_per_walker() == 144.0
     res = simulate(L, np.array([-1.0]), n_walkers=1000, seed=7, max_memory=per * 300, **KW)
     assert len(res.state) == 4                                         # ⌈1000·96 / (300·96)⌉
     same = simulate(L, np.array([-1.0]), n_walkers=1000, seed=7, chunks=4, **KW)

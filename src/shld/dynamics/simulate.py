@@ -334,15 +334,20 @@ class Simulation:
         """Bytes one walker needs while the run goes: the arrays of shape (N, d) the engine holds at once
         (θ, noise, gradient and one temporary of the step or of a record; BAOAB adds the momentum and its
         temporary, a preconditioner two temporaries) plus about 64 bytes of per-walker vectors (status,
-        first passage, C, loss). ``store_trajectory`` comes on top."""
-        arrays = 4 + (2 if isinstance(self.integrator, BAOAB) or self.integrator.preconditioner is not None
-                      else 0)
-        return arrays * self.landscape.dim * self.dtype.itemsize + 64.0
+        first passage, C, loss), 48 more with a controller (its multiplier, three int64 counters and the
+        C it reads). ``store_trajectory`` comes on top."""
+        return self._array_count() * self.landscape.dim * self.dtype.itemsize + self._vector_bytes()
+
+    def _array_count(self) -> int:
+        return 4 + (2 if isinstance(self.integrator, BAOAB) or self.integrator.preconditioner is not None else 0)
+
+    def _vector_bytes(self) -> float:
+        return 64.0 + (48.0 if self.controller is not None else 0.0)
 
     def _check_memory(self, what: str, n: int, d: int) -> None:
         """Refuse before allocating an ensemble whose working arrays do not fit in the backend's memory
         (host memory, or the GPU's free memory); see :meth:`bytes_per_walker`."""
-        arrays = round((self.bytes_per_walker() - 64.0) / (d * self.dtype.itemsize))
+        arrays = self._array_count()
         where = "" if self.backend.name == "numpy" else f" on {self.backend.device}"
         check_memory(f"{what} (d={d}, {self.dtype.name}{where}; {arrays} working arrays of shape (N, d) "
                      "plus per-walker vectors)", float(n) * self.bytes_per_walker(),
