@@ -220,10 +220,10 @@ class Simulation:
             raise ValueError(f"`backend`={self.backend.name!r} is not supported by landscape "
                              f"{type(landscape).__name__} ({landscape.name!r}); it supports {list(supported)}")
         self.kernels = landscape.kernels(self.backend)
-        # per-walker C and the controller's state: on the GPU for a CUDA run (copying N values to the
-        # host every step would cost more than the step), else numpy on the host (a CPU tensor is
-        # shared with numpy for free, and numpy's masked updates ran 2-5x faster than torch's at 10^5)
-        #: True for a torch run on the CPU: per-walker C and the controller are numpy, the walkers torch
+        # Where per-walker C and the controller's state live: on the GPU for a CUDA run (copying N values
+        # to the host every step would cost more than the step); in host numpy for a torch run on the CPU
+        # (a CPU tensor is shared with numpy for free, and numpy's masked updates ran 2-5x faster than
+        # torch's at 10^5 walkers); with the walkers on numpy
         self.walkers_c_on_host = self.backend.name == "torch" and self.backend.device.type != "cuda"
         self.walker_backend = NumpyBackend(np.float64) if self.walkers_c_on_host else self.backend
         self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ["record", "raise"])
