@@ -11,7 +11,14 @@ from scipy import stats
 from shld.dynamics import AdaptiveNoise, EnsembleState, Simulation, simulate
 from shld.dynamics.backends import make_backend
 from shld.dynamics.schedules import ExponentialDecay
-from shld.dynamics.triton_steps import CubicEulerKernel, interpreter_problem, philox4x32_10, triton_available
+from shld.dynamics.triton_steps import (
+    CubicEulerKernel,
+    check_against_reference,
+    interpreter_problem,
+    philox4x32_10,
+    reference_normals,
+    triton_available,
+)
 from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
 
 torch = pytest.importorskip("torch")
@@ -32,20 +39,6 @@ def test_philox_reference_gives_random123_known_answers():
               [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1])]
     for counter, key, expected in cases:
         assert philox4x32_10(counter, key).tolist() == expected
-
-
-def reference_normals(key: int, n: int, step: int) -> np.ndarray:
-    """The kernel's normal for each of n flat elements at one step, computed in numpy (float32)."""
-    e = np.arange(n, dtype=np.uint64)
-    g = np.uint64(step // 4)
-    counter = np.stack([e & np.uint64(0xFFFFFFFF), e >> np.uint64(32), np.full(n, g & np.uint64(0xFFFFFFFF)),
-                        np.full(n, g >> np.uint64(32))], axis=1)
-    r = philox4x32_10(counter, [key & 0xFFFFFFFF, key >> 32]).astype(np.float32)
-    lane = step % 4
-    u = (r[:, 2 * (lane // 2)] + np.float32(0.5)) * np.float32(2.3283064365386963e-10)
-    angle = r[:, 2 * (lane // 2) + 1] * np.float32(1.4629180792671596e-09)
-    radius = np.sqrt(np.float32(-2.0) * np.log(u))
-    return radius * (np.cos(angle) if lane % 2 == 0 else np.sin(angle))
 
 
 def zero_drift_kernel(sigma=1.0, device="cpu"):
@@ -262,3 +255,26 @@ def test_a_cpu_run_refuses_the_kernel_when_the_interpreter_cannot_run_it(monkeyp
     with pytest.raises(ValueError, match="Triton 0.0's interpreter does not run here"):
         Simulation(DoubleWell(), backend="torch", device="cpu", step_kernel="triton")
     assert Simulation(DoubleWell(), backend="torch", device="cpu").step_kernel == "eager"   # auto: not asked
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_kernel_off_its_reference_is_refused_before_it_runs(dtype, monkeypatch):
+    import shld.dynamics.triton_steps as ts
+
+    kern = CubicEulerKernel(np.zeros((1, 4)), 0.1, 0.1, make_backend("torch", dtype))
+    monkeypatch.setattr(ts, "_CHECKED", set())
+    check_against_reference(kern)                        # the real kernel agrees with the numpy reference
+    assert ("cpu", f"torch.{dtype}") in ts._CHECKED
+    real = kern.launch
+
+    class OffByOneLane:                                  # what a miscompiled kernel would do: wrong normals
+        def __getitem__(self, grid):
+            def run(x, coef, params, key, n, d, s0, s1, **kw):
+                real[grid](x, coef, params, key, n, d, s0 + 1, s1 + 1, **kw)
+            return run
+    monkeypatch.setattr(kern, "launch", OffByOneLane())
+    monkeypatch.setattr(ts, "_CHECKED", set())
+    with pytest.raises(RuntimeError, match="off its numpy reference.*step_kernel='eager'"):
+        check_against_reference(kern)
+    assert not ts._CHECKED

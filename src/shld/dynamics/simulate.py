@@ -273,10 +273,12 @@ class Simulation:
         """The many-steps kernel for this run's constant D (built on first use, kept)."""
         kern = self.__dict__.get("_triton_kernel")
         if kern is None:
-            from shld.dynamics.triton_steps import CubicEulerKernel
+            from shld.dynamics.triton_steps import CubicEulerKernel, check_against_reference
 
-            kern = self._triton_kernel = CubicEulerKernel(self.landscape.gradient_polynomial(), self.dt,
-                                                          float(self.schedule.D), self.backend)
+            kern = CubicEulerKernel(self.landscape.gradient_polynomial(), self.dt, float(self.schedule.D),
+                                    self.backend)
+            check_against_reference(kern)        # once per device and dtype: never trusted unchecked
+            self._triton_kernel = kern
         return kern
 
     def __getstate__(self):               # kernels may be closures on a device: rebuilt after unpickling

@@ -142,3 +142,67 @@ def philox4x32_10(counter, key) -> np.ndarray:
         k0 = (k0 + np.uint64(0x9E3779B9)) & mask
         k1 = (k1 + np.uint64(0xBB67AE85)) & mask
     return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
+
+
+def reference_normals(key: int, n: int, step: int) -> np.ndarray:
+    """The kernel's normal of flat elements 0 … n−1 at ``step``, in numpy float32: lane step mod 4 of the
+    Philox block with counter (e, step div 4) and key ``key`` (its 64 bits, as the kernel reads them)."""
+    key &= (1 << 64) - 1
+    e = np.arange(n, dtype=np.uint64)
+    g = np.uint64(step // 4)
+    low = np.uint64(0xFFFFFFFF)
+    counter = np.stack([e & low, e >> np.uint64(32), np.full(n, g & low), np.full(n, g >> np.uint64(32))], axis=1)
+    r = philox4x32_10(counter, [key & 0xFFFFFFFF, key >> 32]).astype(np.float32)
+    lane = step % 4
+    u = (r[:, 2 * (lane // 2)] + np.float32(0.5)) * np.float32(2.3283064365386963e-10)
+    angle = r[:, 2 * (lane // 2) + 1] * np.float32(1.4629180792671596e-09)
+    radius = np.sqrt(np.float32(-2.0) * np.log(u))
+    return radius * (np.cos(angle) if lane % 2 == 0 else np.sin(angle))
+
+
+def reference_steps(coefficients, dt: float, D: float, theta, key: int, s0: int, s1: int) -> np.ndarray:
+    """θ after the kernel's steps s0 ≤ s < s1, computed in float64 numpy from :func:`reference_normals`."""
+    c = np.asarray(coefficients, dtype=np.float64)
+    x = np.array(theta, dtype=np.float64)
+    sigma = math.sqrt(2.0 * D * dt)
+    for s in range(s0, s1):
+        z = reference_normals(key, x.size, s).astype(np.float64).reshape(x.shape)
+        x = x - dt * (((c[:, 3] * x + c[:, 2]) * x + c[:, 1]) * x + c[:, 0]) + sigma * z
+    return x
+
+
+#: (device, dtype) pairs whose kernel has passed :func:`check_against_reference` in this process
+_CHECKED: set = set()
+#: the check's tolerance on θ (≈ 1): float32 rounding over a few steps and libdevice's log/cos/sin stay
+#: below 1e-6; a wrong lane, counter or coefficient moves θ by ≥ 1e-3
+CHECK_ATOL = 1e-5
+
+
+def check_against_reference(kernel: CubicEulerKernel) -> None:
+    """Run ``kernel``'s compiled code once on a small input (16 walkers × 2 coordinates, steps 3 … 8: a
+    partial group, a whole one, a partial one) against :func:`reference_steps`; raise ``RuntimeError``
+    with the remedy when they differ. Once per device and dtype per process: the kernel is never trusted
+    on hardware it has not been checked on."""
+    import torch
+
+    where = (str(kernel.coef.device), str(kernel.coef.dtype))
+    if where in _CHECKED:
+        return
+    coef = np.array([[0.1, -4.0, 0.0, 4.0], [0.0, 1.5, 0.0, 0.0]])
+    theta0 = np.linspace(-1.5, 1.5, 32).reshape(16, 2)
+    key, dt, D = 0x8123456789ABCDEF - (1 << 64), 1e-2, 0.5      # a key with its top bit set: a negative int64
+    probe = CubicEulerKernel.__new__(CubicEulerKernel)
+    probe.__dict__.update(kernel.__dict__)
+    probe.coef = torch.as_tensor(coef, dtype=kernel.coef.dtype, device=kernel.coef.device)
+    probe.d, probe.dt, probe.sigma = 2, dt, math.sqrt(2.0 * D * dt)
+    probe.params = torch.tensor([dt, probe.sigma], dtype=kernel.coef.dtype, device=kernel.coef.device)
+    x = torch.tensor(theta0, dtype=kernel.coef.dtype, device=kernel.coef.device)     # a copy: theta0 stays
+    probe(x, torch.tensor([key], dtype=torch.int64, device=x.device), 3, 9)
+    err = float(np.max(np.abs(x.cpu().numpy().astype(np.float64) - reference_steps(coef, dt, D, theta0, key, 3, 9))))
+    if not err <= CHECK_ATOL:
+        import triton
+
+        raise RuntimeError(f"the many-steps Triton kernel is off its numpy reference by {err:.3g} (> {CHECK_ATOL:g}) "
+                           f"on {where[0]} ({where[1]}, Triton {triton.__version__}); its results cannot be "
+                           "trusted here: run with step_kernel='eager', and please report this")
+    _CHECKED.add(where)
