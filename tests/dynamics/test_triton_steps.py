@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from shld.dynamics import AdaptiveNoise, EnsembleState, Simulation, simulate
+from shld.dynamics import AdaptiveNoise, EnsembleState, HalfSpace, Simulation, simulate
 from shld.dynamics.backends import make_backend
 from shld.dynamics.schedules import ExponentialDecay
 from shld.dynamics.triton_steps import (
@@ -17,6 +17,7 @@ from shld.dynamics.triton_steps import (
     interpreter_problem,
     philox4x32_10,
     reference_normals,
+    reference_steps,
     triton_available,
 )
 from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
@@ -270,11 +271,69 @@ def test_a_kernel_off_its_reference_is_refused_before_it_runs(dtype, monkeypatch
 
     class OffByOneLane:                                  # what a miscompiled kernel would do: wrong normals
         def __getitem__(self, grid):
-            def run(x, coef, params, key, n, d, s0, s1, **kw):
-                real[grid](x, coef, params, key, n, d, s0 + 1, s1 + 1, **kw)
+            def run(*args, **kw):                        # args: x, coef, params, dt64, key, hit, fpt, n, d, s0, s1, axis
+                args = list(args)
+                args[9], args[10] = args[9] + 1, args[10] + 1
+                real[grid](*args, **kw)
             return run
     monkeypatch.setattr(kern, "launch", OffByOneLane())
     monkeypatch.setattr(ts, "_CHECKED", set())
     with pytest.raises(RuntimeError, match="off its numpy reference.*step_kernel='eager'"):
         check_against_reference(kern)
     assert not ts._CHECKED
+
+
+@needs_triton
+@pytest.mark.parametrize("above", [True, False])
+def test_first_passage_inside_the_kernel_is_the_reference_crossing_step(above):
+    # the kernel records a HalfSpace target's first passage as the eager loop does: fpt = (s + 1)·dt at the
+    # first step s after which the walker is inside; checked bit for bit against the numpy reference
+    # path of every walker (float64), over launches cut by records and checks
+    L, D, dt, n, steps = DoubleWell(dim=2, k_perp=2.0), 0.4, 0.02, 60, 45
+    target = HalfSpace(axis=0, threshold=0.3 if above else -0.3, above=above)
+    theta0 = np.random.default_rng(8).uniform(-1.2, 1.2, (n, 2))
+    res = simulate(L, theta0, D=D, dt=dt, n_steps=steps, seed=3, target=target, record_every=7, check_every=10,
+                   dtype="float64", **KW)
+    key = int(res.state.philox_key[0])
+    x, inside = theta0.copy(), target(theta0)
+    fpt = np.where(inside, 0.0, np.inf)
+    for s in range(steps):
+        x = reference_steps(L.gradient_polynomial(), dt, D, x, key, s, s + 1)
+        newly = target(x) & ~inside
+        fpt[newly] = (s + 1) * dt
+        inside |= newly
+    assert 5 <= inside.sum() < n                                 # some walkers cross, not all
+    np.testing.assert_allclose(res.final_theta, x, rtol=0, atol=1e-12)
+    assert np.array_equal(res.hit, inside)
+    assert np.array_equal(res.first_passage_time, fpt)           # the same float64 times, bit for bit
+    assert res.records["fraction_hit"][-1] == inside.mean()
+
+
+def test_halfspace_is_the_threshold_callable_on_both_backends():
+    th = np.array([[0.2, 5.0], [0.3, -1.0], [0.5, 0.0]])
+    assert HalfSpace(0, 0.3)(th).tolist() == [False, True, True]
+    assert HalfSpace(1, 0.0, above=False)(th).tolist() == [False, True, True]
+    assert HalfSpace(0, 0.3)(torch.tensor(th)).tolist() == [False, True, True]
+    assert HalfSpace(0, 0.3).halfspace() == (0, 0.3, True)
+    with pytest.raises(ValueError, match="axis"):
+        HalfSpace(2, 0.0)(th)
+    with pytest.raises(ValueError, match="axis"):
+        HalfSpace(-1, 0.0)
+    with pytest.raises(TypeError, match="threshold"):
+        HalfSpace(0, "high")
+    with pytest.raises(TypeError, match="above"):
+        HalfSpace(0, 1.0, above="yes")
+
+
+def test_targets_the_kernel_takes_and_refuses(monkeypatch):
+    import shld.dynamics.triton_steps as ts
+
+    monkeypatch.setattr(ts, "triton_available", lambda: True)
+    monkeypatch.setattr(ts, "interpreter_problem", lambda: None)
+    ok = Simulation(DoubleWell(), backend="torch", step_kernel="triton", target=HalfSpace(0, 1.0))
+    assert ok.step_kernel == "triton"
+    with pytest.raises(ValueError, match="`target` callable"):
+        Simulation(DoubleWell(), backend="torch", step_kernel="triton", target=lambda th: th[:, 0] >= 1.0)
+    with pytest.raises(ValueError, match="stop_when_all_hit"):
+        Simulation(DoubleWell(), backend="torch", step_kernel="triton", target=HalfSpace(0, 1.0),
+                   stop_when_all_hit=True)

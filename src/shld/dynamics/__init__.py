@@ -12,8 +12,9 @@ from shld.dynamics.simulate import (
     SimulationResult,
     simulate,
 )
+from shld.dynamics.targets import HalfSpace
 
 __all__ = ["BACKENDS", "NumpyBackend", "TorchBackend", "make_backend",
            "AdaptiveNoise", "BAOAB", "EulerMaruyama", "make_integrator", "Constant", "CosineAnnealing",
            "ExponentialDecay", "Schedule", "Warmup", "EnsembleState", "NonFiniteError", "Simulation",
-           "SimulationResult", "simulate"]
+           "SimulationResult", "simulate", "HalfSpace"]

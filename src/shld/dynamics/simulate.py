@@ -248,8 +248,11 @@ class Simulation:
             reasons.append("the integrator is not Euler–Maruyama without a preconditioner")
         if self.controller is not None:
             reasons.append("a `controller` changes D per walker")
-        if self.target is not None:
-            reasons.append("a `target` is checked after every step")
+        if self.target is not None and not callable(getattr(self.target, "halfspace", None)):
+            reasons.append("a `target` callable is checked after every step (a shld.dynamics.HalfSpace target "
+                           "is recorded inside the kernel)")
+        if self.stop_when_all_hit:
+            reasons.append("`stop_when_all_hit` stops at an exact step")
         if type(self.schedule) is not Constant:
             reasons.append("D follows a schedule (the kernel needs a constant D)")
         if self.landscape.gradient_polynomial() is None:
@@ -276,7 +279,7 @@ class Simulation:
             from shld.dynamics.triton_steps import CubicEulerKernel, check_against_reference
 
             kern = CubicEulerKernel(self.landscape.gradient_polynomial(), self.dt, float(self.schedule.D),
-                                    self.backend)
+                                    self.backend, target=self.target)
             check_against_reference(kern)        # once per device and dtype: never trusted unchecked
             self._triton_kernel = kern
         return kern
@@ -460,7 +463,7 @@ class Simulation:
                     stop = min((s // k + 1) * k, (s // self.check_every + 1) * self.check_every, end)
                     if bar is not None:
                         stop = min(stop, (s // 500 + 1) * 500)
-                    multistep(theta, state.philox_key, s, stop)
+                    multistep(theta, state.philox_key, s, stop, state.hit, state.first_passage_time)
                     grad_fresh = False
                     state.step = stop
                     if stop % self.check_every == 0 or stop == end:
@@ -864,7 +867,8 @@ def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int
         first k walkers added to each record row as ``w{i}_{j}``), ``step_kernel`` ("auto" | "triton" |
         "eager"): with "auto" (default) a torch run on CUDA whose landscape gives
         ``gradient_polynomial()`` (the double well, diagonal quadratics), with Euler–Maruyama, a constant
-        D and no target, controller or preconditioner, runs all the steps between two records or checks in
+        D, no controller or preconditioner, and no target or a :class:`shld.dynamics.HalfSpace` one
+        (recorded in the kernel), runs all the steps between two records or checks in
         one Triton kernel (:mod:`shld.dynamics.triton_steps`; counter-based Philox noise, so its bits
         differ from the eager step's and do not depend on how the run is split); "triton" insists (and
         runs Triton's interpreter on a CPU device), "eager" never.

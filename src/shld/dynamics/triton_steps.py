@@ -83,23 +83,32 @@ def _kernel(interpret: bool):
         return InterpretedFunction(em_cubic_steps)
     # the step range changes at every launch: one compiled kernel for all of them, not one per
     # divisibility class of s0 and s1
-    return triton.jit(em_cubic_steps, do_not_specialize=["s0", "s1"])
+    return triton.jit(em_cubic_steps, do_not_specialize=["s0", "s1", "axis"])
 
 
 class CubicEulerKernel:
-    """``kernel(theta, key, s0, s1)``: advance ``theta`` (torch, (N, d), C-contiguous) in place over the
-    steps s0 ≤ s < s1 of a run with gradient coefficients ``coefficients`` ((d, 4): g_j = Σ_k c_jk θ_j^k),
-    step ``dt`` and temperature ``D``; ``key`` is a one-element int64 tensor on θ's device."""
+    """``kernel(theta, key, s0, s1, hit=None, fpt=None)``: advance ``theta`` (torch, (N, d), C-contiguous)
+    in place over the steps s0 ≤ s < s1 of a run with gradient coefficients ``coefficients`` ((d, 4):
+    g_j = Σ_k c_jk θ_j^k), step ``dt`` and temperature ``D``; ``key`` is a one-element int64 tensor on θ's
+    device. With ``target`` (a :class:`shld.dynamics.targets.HalfSpace`), ``hit`` (bool, (N,)) and ``fpt``
+    (float64, (N,)) are updated in place as the engine's eager loop does after each step: a walker not
+    yet hit that is inside after step s gets fpt = (s + 1)·dt."""
 
-    def __init__(self, coefficients, dt: float, D: float, backend):
+    def __init__(self, coefficients, dt: float, D: float, backend, target=None):
         import torch
 
         coef = np.asarray(coefficients, dtype=np.float64)
-        self.coef = torch.as_tensor(np.ascontiguousarray(coef), dtype=backend.dtype, device=backend.device)
+        kw = dict(dtype=backend.dtype, device=backend.device)
+        self.coef = torch.as_tensor(np.ascontiguousarray(coef), **kw)
         self.dt = float(dt)
         self.sigma = math.sqrt(2.0 * D * dt)
-        self.params = torch.tensor([self.dt, self.sigma], dtype=backend.dtype, device=backend.device)
         self.d = coef.shape[0]
+        self.target = None if target is None else target.halfspace()
+        if self.target is not None and not 0 <= self.target[0] < self.d:
+            raise ValueError(f"target axis {self.target[0]} is not a coordinate of θ (d = {self.d})")
+        threshold = 0.0 if self.target is None else self.target[1]
+        self.params = torch.tensor([self.dt, self.sigma, threshold], **kw)
+        self.dt64 = torch.tensor([self.dt], dtype=torch.float64, device=backend.device)
         self.interpret = backend.device.type != "cuda"
         self.block = BLOCK_INTERPRETED if self.interpret else BLOCK_GPU
         self.launch = _kernel(self.interpret)
@@ -107,17 +116,24 @@ class CubicEulerKernel:
         self._on_device = (torch.cuda.device(backend.device) if not self.interpret
                            else contextlib.nullcontext())
 
-    def __call__(self, theta, key, s0: int, s1: int):
+    def __call__(self, theta, key, s0: int, s1: int, hit=None, fpt=None):
         if s1 <= s0:
             return theta
         if not theta.is_contiguous() or theta.dtype != self.coef.dtype or theta.shape[-1] != self.d:
             raise ValueError(f"`theta` must be a C-contiguous {self.coef.dtype} tensor of shape (N, {self.d}), "
                              f"got {theta.dtype} {tuple(theta.shape)} (contiguous: {theta.is_contiguous()})")
+        has_target = self.target is not None
+        if has_target and (hit is None or fpt is None):
+            raise ValueError("a kernel with a target needs `hit` and `fpt`, the run's first-passage state")
         n = theta.numel()
         grid = (-(-n // self.block),)
+        axis, above = (self.target[0], self.target[2]) if has_target else (0, True)
         try:
             with self._on_device:
-                self.launch[grid](theta, self.coef, self.params, key, n, self.d, int(s0), int(s1), BLOCK=self.block,
+                self.launch[grid](theta, self.coef, self.params, self.dt64, key,
+                                  hit if has_target else theta, fpt if has_target else theta,
+                                  n, self.d, int(s0), int(s1), axis, BLOCK=self.block, TARGET=has_target,
+                                  ABOVE=bool(above),
                                   enable_fp_fusion=True)   # fused multiply-adds, asked for (Triton 3.9 warns if not)
         except Exception as exc:        # a compiler or driver failure: name the way round it
             raise RuntimeError(f"the many-steps Triton kernel failed on {theta.device} "
@@ -195,7 +211,9 @@ def check_against_reference(kernel: CubicEulerKernel) -> None:
     probe.__dict__.update(kernel.__dict__)
     probe.coef = torch.as_tensor(coef, dtype=kernel.coef.dtype, device=kernel.coef.device)
     probe.d, probe.dt, probe.sigma = 2, dt, math.sqrt(2.0 * D * dt)
-    probe.params = torch.tensor([dt, probe.sigma], dtype=kernel.coef.dtype, device=kernel.coef.device)
+    probe.params = torch.tensor([dt, probe.sigma, 0.0], dtype=kernel.coef.dtype, device=kernel.coef.device)
+    probe.dt64 = torch.tensor([dt], dtype=torch.float64, device=kernel.coef.device)
+    probe.target = None
     x = torch.tensor(theta0, dtype=kernel.coef.dtype, device=kernel.coef.device)     # a copy: theta0 stays
     probe(x, torch.tensor([key], dtype=torch.int64, device=x.device), 3, 9)
     err = float(np.max(np.abs(x.cpu().numpy().astype(np.float64) - reference_steps(coef, dt, D, theta0, key, 3, 9))))
