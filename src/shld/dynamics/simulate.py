@@ -238,8 +238,6 @@ class Simulation:
         names the condition that fails (on a CPU device it runs Triton's interpreter: slow, for tests)."""
         if asked == "eager":
             return "eager"
-        from shld.dynamics.triton_steps import triton_available
-
         bk = self.backend
         reasons = []
         if bk.name != "torch":
@@ -257,6 +255,10 @@ class Simulation:
             reasons.append("D follows a schedule (the kernel needs a constant D)")
         if self.landscape.gradient_polynomial() is None:
             reasons.append(f"landscape {type(self.landscape).__name__} gives no gradient_polynomial()")
+        if asked == "auto" and (reasons or bk.device.type != "cuda"):
+            return "eager"                       # without importing Triton (a numpy run never needs it)
+        from shld.dynamics.triton_steps import triton_available
+
         if not triton_available():
             reasons.append("Triton is not installed (pip install triton)")
         elif asked == "triton" and bk.name == "torch" and bk.device.type != "cuda":
