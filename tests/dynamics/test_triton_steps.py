@@ -337,3 +337,17 @@ def test_targets_the_kernel_takes_and_refuses(monkeypatch):
     with pytest.raises(ValueError, match="stop_when_all_hit"):
         Simulation(DoubleWell(), backend="torch", step_kernel="triton", target=HalfSpace(0, 1.0),
                    stop_when_all_hit=True)
+
+
+def test_runs_that_cannot_use_the_kernel_never_import_triton():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from shld.dynamics import simulate\n"
+            "from shld.landscapes import DoubleWell\n"
+            "simulate(DoubleWell(), np.zeros(1), n_walkers=10, n_steps=5, seed=0)\n"
+            "simulate(DoubleWell(), np.zeros(1), n_walkers=10, n_steps=5, seed=0, backend='torch')\n"
+            "assert 'triton' not in sys.modules, 'triton was imported'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
