@@ -51,26 +51,19 @@ def gibbs_check(device: str, dtype: str, n: int, kernel: str = "eager", seed: in
 
     from shld.dynamics import simulate
     from shld.landscapes import DoubleWell
+    from shld.theory import gibbs_cdf_1d
 
     L, D = DoubleWell(barrier=1.0), 0.5
     start = np.where(np.arange(n) % 2 == 0, -1.0, 1.0)[:, None]            # both wells, symmetric
     res = simulate(L, start, D=D, dt=2e-3, n_steps=5000, seed=seed, backend="torch", device=device,
                    dtype=dtype, record_every=5000, observables=("loss",), step_kernel=kernel)
     x = res.final_theta[:, 0].astype(np.float64)
-    p_ok = stats.kstest(x, _gibbs_cdf(L.u, D)).pvalue
-    p_wrong = stats.kstest(x, _gibbs_cdf(L.u, D / 2)).pvalue
+    p_ok = stats.kstest(x, gibbs_cdf_1d(L.u, D, -3.5, 3.5)).pvalue
+    p_wrong = stats.kstest(x, gibbs_cdf_1d(L.u, D / 2, -3.5, 3.5)).pvalue
     # EM bias at dt = 2e-3 moves the CDF by ~1e-3, below the KS resolution 1.36/√n at these n
     return {"check": f"Gibbs KS double well ({dtype}, {kernel}, n={n})", "value": f"p={p_ok:.3g}",
             "power": f"p(D/2)={p_wrong:.1e}", "passed": bool(p_ok > 1e-3 and p_wrong < 1e-6),
             "p": float(p_ok), "p_wrong_temperature": float(p_wrong), "n_walkers": n}
-
-
-def _gibbs_cdf(u, D, lo=-3.5, hi=3.5, m=200_001):
-    xs = np.linspace(lo, hi, m)
-    w = np.exp(-(u(xs) - u(xs).min()) / D)
-    c = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(xs))])
-    c /= c[-1]
-    return lambda q: np.interp(q, xs, c)
 
 
 def ou_check(device: str, dtype: str, n: int, kernel: str = "eager", seed: int = 4) -> dict:

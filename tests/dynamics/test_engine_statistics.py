@@ -10,14 +10,7 @@ from scipy import stats
 
 from shld.dynamics import AdaptiveNoise, EnsembleState, Simulation, simulate
 from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
-
-
-def gibbs_cdf(u, D, lo, hi, n=200_001):
-    x = np.linspace(lo, hi, n)
-    w = np.exp(-(u(x) - u(x).min()) / D)
-    c = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(x))])
-    c /= c[-1]
-    return lambda q: np.interp(q, x, c)
+from shld.theory import gibbs_cdf_1d
 
 
 def test_double_well_stationary_ensemble_matches_gibbs_and_rejects_a_wrong_temperature(backend):
@@ -30,10 +23,10 @@ def test_double_well_stationary_ensemble_matches_gibbs_and_rejects_a_wrong_tempe
     x = res.final_theta[:, 0].astype(np.float64)
     # The Euler–Maruyama bias at dt=2e-3 shifts the CDF by ~1e-3, far below the KS resolution
     # 1.36/sqrt(n) = 0.02; a p-value below 1e-3 would mean a real mismatch.
-    ks = stats.kstest(x, gibbs_cdf(L.u, D, -3.5, 3.5))
+    ks = stats.kstest(x, gibbs_cdf_1d(L.u, D, -3.5, 3.5))
     assert ks.pvalue > 1e-3, ks
     # power: the same test rejects the wrong temperature D/2 (it is not a test that cannot fail)
-    assert stats.kstest(x, gibbs_cdf(L.u, D / 2, -3.5, 3.5)).pvalue < 1e-6
+    assert stats.kstest(x, gibbs_cdf_1d(L.u, D / 2, -3.5, 3.5)).pvalue < 1e-6
 
 
 def em_stationary_variance(lam, D, dt):

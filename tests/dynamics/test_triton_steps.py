@@ -21,6 +21,7 @@ from shld.dynamics.triton_steps import (
     triton_available,
 )
 from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
+from shld.theory import gibbs_cdf_1d
 
 torch = pytest.importorskip("torch")
 # the CPU tests run the kernel in Triton's interpreter (a GPU compiles the same source)
@@ -141,13 +142,6 @@ def test_engine_on_the_kernel_keeps_the_exact_euler_variance(dtype):
     assert np.all(np.abs(var - 1.25 * v) > 4.5 * se)         # power: 25 % wrong temperature ≈ 13 SE away
 
 
-def gibbs_cdf(u, D, lo=-3.5, hi=3.5, m=200_001):
-    xs = np.linspace(lo, hi, m)
-    w = np.exp(-(u(xs) - u(xs).min()) / D)
-    c = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(xs))])
-    return lambda q: np.interp(q, xs, c / c[-1])
-
-
 @needs_triton
 @pytest.mark.slow        # ~13 s in Triton's interpreter; the CUDA-parametrised Gibbs test runs it compiled
 def test_engine_on_the_kernel_reaches_the_gibbs_law_of_the_double_well():
@@ -157,8 +151,8 @@ def test_engine_on_the_kernel_reaches_the_gibbs_law_of_the_double_well():
     x = res.final_theta[:, 0].astype(np.float64)
     # EM bias at dt = 1e-2 (U'' = 8 in the wells: each well's variance 4 % wider, its spread 2 %) moves the
     # CDF by ≈ 5e-3, below the KS resolution 1.36/√4000 = 0.02; t = 8 is 64 relaxation times of a well
-    assert stats.kstest(x, gibbs_cdf(L.u, D)).pvalue > 1e-3
-    assert stats.kstest(x, gibbs_cdf(L.u, D / 2)).pvalue < 1e-6       # power: the wrong temperature is rejected
+    assert stats.kstest(x, gibbs_cdf_1d(L.u, D, -3.5, 3.5)).pvalue > 1e-3
+    assert stats.kstest(x, gibbs_cdf_1d(L.u, D / 2, -3.5, 3.5)).pvalue < 1e-6       # power: the wrong temperature is rejected
 
 
 @needs_triton

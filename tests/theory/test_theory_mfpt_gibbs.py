@@ -2,9 +2,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from shld.landscapes import FunctionLandscape, make_landscape
 from shld.theory import (
+    gibbs_cdf_1d,
     gibbs_density_1d,
     gibbs_log_density,
     gibbs_log_normaliser,
@@ -123,3 +125,13 @@ def test_gibbs_mean_of_homogeneous_potentials_is_d_over_degree(D):
     assert gibbs_mean_1d(lambda x: 2.5 * x ** 2, D, g=lambda x: x ** 2) == pytest.approx(D / 5, rel=1e-10)
     # off-centre minimum: the cut-off probe starts from `center`
     assert gibbs_mean_1d(lambda x: (x - 40.0) ** 2, D, center=40.0) == pytest.approx(D / 2, rel=1e-10)
+
+
+def test_gibbs_cdf_1d_is_the_normal_cdf_for_a_harmonic_well():
+    D = 0.3                                           # U = x²/2: the Gibbs law is N(0, D)
+    F = gibbs_cdf_1d(lambda x: 0.5 * x * x, D, -6.0, 6.0)
+    q = np.array([-1.0, -0.2, 0.0, 0.4, 1.3])
+    # trapezoid on 200 001 points: error O(h²) ≈ 1e-9; the tails beyond ±6/√0.3 carry < 1e-27
+    np.testing.assert_allclose(F(q), stats.norm.cdf(q, scale=np.sqrt(D)), atol=1e-8)
+    assert not np.allclose(F(q), stats.norm.cdf(q, scale=np.sqrt(D / 2)), atol=1e-3)   # power: D/2 differs
+    assert F(-7.0) == 0.0 and F(7.0) == 1.0

@@ -48,17 +48,11 @@ class AdaptiveNoise:
         the count of interventions. On ``backend``'s arrays (:mod:`shld.dynamics.backends`; numpy by
         default), so that a run on a GPU keeps it there: the multiplier in the run's float dtype on torch
         (float64 on numpy, the engine's historical bits), the steps and counts as int64."""
-        if backend is None or backend.name == "numpy":
-            return {
-                "multiplier": np.ones(n_walkers),
-                "boost_until": np.full(n_walkers, -1, dtype=np.int64),
-                "quiet_until": np.full(n_walkers, -1, dtype=np.int64),
-                "n_interventions": np.zeros(n_walkers, dtype=np.int64),
-            }
-        return {"multiplier": backend.full(n_walkers, 1.0, backend.dtype_name),
-                "boost_until": backend.full(n_walkers, -1, "int64"),
-                "quiet_until": backend.full(n_walkers, -1, "int64"),
-                "n_interventions": backend.full(n_walkers, 0, "int64")}
+        bk = _NUMPY if backend is None else backend
+        return {"multiplier": bk.full(n_walkers, 1.0, "float64" if bk.name == "numpy" else bk.dtype_name),
+                "boost_until": bk.full(n_walkers, -1, "int64"),
+                "quiet_until": bk.full(n_walkers, -1, "int64"),
+                "n_interventions": bk.full(n_walkers, 0, "int64")}
 
     def update(self, state: dict, step: int, C, backend=None) -> np.ndarray:
         """Update the per-walker multiplier of D after ``step`` from the walkers' C (an array of the

@@ -268,7 +268,7 @@ class Simulation:
             if problem is not None:
                 reasons.append(problem)
         if asked == "auto":
-            return "triton" if not reasons and bk.device.type == "cuda" else "eager"
+            return "eager" if reasons else "triton"
         if reasons:
             raise ValueError("`step_kernel`='triton' cannot run this Simulation: " + "; ".join(reasons)
                              + ". Use step_kernel='auto' or 'eager'")
@@ -449,8 +449,7 @@ class Simulation:
                     update = bk.axpy2_plan(theta, grad, noise) if sigma_c != 0.0 else None
             multistep = self._step_kernel() if self.step_kernel == "triton" else None
             if multistep is not None and state.philox_key is None:
-                state.philox_key = bk.torch.empty(1, dtype=bk.torch.int64, device=bk.device).random_(
-                    generator=rng)
+                state.philox_key = multistep.new_key(rng)
             while state.step < end:
                 s = state.step
                 if multistep is not None:

@@ -99,6 +99,7 @@ class CubicEulerKernel:
 
         coef = np.asarray(coefficients, dtype=np.float64)
         kw = dict(dtype=backend.dtype, device=backend.device)
+        self.backend = backend
         self.coef = torch.as_tensor(np.ascontiguousarray(coef), **kw)
         self.dt = float(dt)
         self.sigma = math.sqrt(2.0 * D * dt)
@@ -115,6 +116,12 @@ class CubicEulerKernel:
         # Triton launches on the current CUDA device: a run on "cuda:1" makes that device current
         self._on_device = (torch.cuda.device(backend.device) if not self.interpret
                            else contextlib.nullcontext())
+
+    def new_key(self, gen):
+        """A run's noise key: one int64 drawn from the run's generator ``gen``, on the kernel's device."""
+        import torch
+
+        return torch.empty(1, dtype=torch.int64, device=self.backend.device).random_(generator=gen)
 
     def __call__(self, theta, key, s0: int, s1: int, hit=None, fpt=None):
         if s1 <= s0:
@@ -207,13 +214,8 @@ def check_against_reference(kernel: CubicEulerKernel) -> None:
     coef = np.array([[0.1, -4.0, 0.0, 4.0], [0.0, 1.5, 0.0, 0.0]])
     theta0 = np.linspace(-1.5, 1.5, 32).reshape(16, 2)
     key, dt, D = 0x8123456789ABCDEF - (1 << 64), 1e-2, 0.5      # a key with its top bit set: a negative int64
-    probe = CubicEulerKernel.__new__(CubicEulerKernel)
-    probe.__dict__.update(kernel.__dict__)
-    probe.coef = torch.as_tensor(coef, dtype=kernel.coef.dtype, device=kernel.coef.device)
-    probe.d, probe.dt, probe.sigma = 2, dt, math.sqrt(2.0 * D * dt)
-    probe.params = torch.tensor([dt, probe.sigma, 0.0], dtype=kernel.coef.dtype, device=kernel.coef.device)
-    probe.dt64 = torch.tensor([dt], dtype=torch.float64, device=kernel.coef.device)
-    probe.target = None
+    probe = CubicEulerKernel(coef, dt, D, kernel.backend)
+    probe.launch = kernel.launch                                 # the very code the run will launch
     x = torch.tensor(theta0, dtype=kernel.coef.dtype, device=kernel.coef.device)     # a copy: theta0 stays
     probe(x, torch.tensor([key], dtype=torch.int64, device=x.device), 3, 9)
     err = float(np.max(np.abs(x.cpu().numpy().astype(np.float64) - reference_steps(coef, dt, D, theta0, key, 3, 9))))

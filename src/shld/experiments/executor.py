@@ -579,8 +579,7 @@ class RayExecutor(_ClusterExecutor):
                         break
                     except ray.exceptions.RayTaskError as exc:     # the member raised
                         if attempt > self.retries:
-                            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-                            raise MemberFailedError(i, items[i], cause, attempt, "ray") from exc
+                            raise MemberFailedError(i, items[i], _member_error(exc), attempt, "ray") from exc
                         attempt += 1
                         refs[i] = self._remote.remote(fn_ref, items[i])
                     except ray.exceptions.RayError as exc:         # its worker died max_retries + 1 times
@@ -604,6 +603,7 @@ class RayExecutor(_ClusterExecutor):
         inflight: dict = {}                       # ref -> (member, attempt, actor)
         done: dict = {}                           # member -> ("ok", result) | ("failed", error)
         nxt = ready_to_yield = 0
+        failed = False                            # a member failed: no new one starts
 
         def submit(i, attempt, actor):
             inflight[actor.run.remote(fn_ref, items[i])] = (i, attempt, actor)
@@ -611,8 +611,7 @@ class RayExecutor(_ClusterExecutor):
         try:
             while ready_to_yield < len(items):
                 # after a failure no new member starts: the sweep ends at the failure's place
-                while free and nxt < min(len(items), ready_to_yield + window) \
-                        and not any(k == "failed" for k, _ in done.values()):
+                while free and nxt < min(len(items), ready_to_yield + window) and not failed:
                     submit(nxt, 1, free.pop())
                     nxt += 1
                 if ready_to_yield not in done:
@@ -623,13 +622,14 @@ class RayExecutor(_ClusterExecutor):
                         free.append(actor)
                     except ray.exceptions.RayTaskError as exc:     # the member raised
                         if attempt > self.retries:
-                            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-                            done[i] = ("failed", MemberFailedError(i, items[i], cause, attempt, "ray"))
+                            done[i] = ("failed", MemberFailedError(i, items[i], _member_error(exc), attempt, "ray"))
+                            failed = True
                             free.append(actor)
                         else:
                             submit(i, attempt + 1, actor)
                     except ray.exceptions.RayError as exc:         # its actor died max_retries + 1 times
                         done[i] = ("failed", MemberFailedError(i, items[i], exc, attempt, "ray"))
+                        failed = True
                         free.append(actor)
                     continue
                 kind, value = done.pop(ready_to_yield)
@@ -642,6 +642,12 @@ class RayExecutor(_ClusterExecutor):
             # starts): cancelling an actor task races with its completion in Ray 2.60 and trips a fatal
             # check in the driver ("Tried to complete task that was not pending"), which ends the driver
             inflight.clear()
+
+
+def _member_error(exc) -> BaseException:
+    """The member's own exception inside Ray's RayTaskError (its ``cause``), or the wrapper itself."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
 
 
 def _parse_pool(spec) -> tuple[str, int]:

@@ -28,6 +28,7 @@ from shld.theory.bounds import (
 )
 from shld.theory.first_passage import mfpt_1d
 from shld.theory.gibbs import (
+    gibbs_cdf_1d,
     gibbs_density_1d,
     gibbs_log_density,
     gibbs_log_normaliser,
@@ -57,7 +58,8 @@ __all__ = [
     "kramers_rate_seed", "kramers_langer_rate", "eyring_kramers_rate", "escape_time_seed",
     "KramersRates", "kramers_rates",
     "mfpt_1d",
-    "gibbs_density_1d", "gibbs_log_normaliser", "gibbs_log_partition", "gibbs_log_density", "gibbs_mean_1d",
+    "gibbs_cdf_1d", "gibbs_density_1d", "gibbs_log_normaliser", "gibbs_log_partition", "gibbs_log_density",
+    "gibbs_mean_1d",
     "ou_mean", "ou_variance", "ou_expected_loss", "ou_stationary_variance",
     "em_mean", "em_variance", "em_stationary_variance", "em_expected_loss",
     "theorem1_bound_seed", "theorem1_stationary_bound", "theorem1_ou_product", "point_mass_counterexample",

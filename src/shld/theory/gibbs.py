@@ -6,6 +6,8 @@ Valid when Z = ∫ e^{−L/D} dθ is finite (L confining). D is a temperature in
   Gauss–Legendre panels on shifted exponents (no overflow for small D).
 * :func:`gibbs_density_1d` — the density on a grid, normalised either on the grid (trapezoid)
   or exactly on an interval.
+* :func:`gibbs_cdf_1d` — the distribution function on [lo, hi] (trapezoid on a fine grid), for KS
+  tests of sampled ensembles.
 * :func:`gibbs_log_partition` / :func:`gibbs_log_density` — d-dimensional: exact for quadratics
   (Gaussian: log Z = −L*/D + (d/2) log 2πD − ½ log det A) and for the double well (1-D quadrature
   times the Gaussian of the extra axes), 1-D quadrature for any 1-D landscape, a tensor
@@ -23,7 +25,7 @@ from shld._validation import check_finite_array, check_int, check_positive, chec
 from shld.theory._common import as_potential, gl_nodes, logsumexp, panels, probe_cutoff
 
 __all__ = ["gaussian_log_partition", "gibbs_log_normaliser", "gibbs_mean_1d", "gibbs_density_1d",
-           "gibbs_log_partition", "gibbs_log_density"]
+           "gibbs_cdf_1d", "gibbs_log_partition", "gibbs_log_density"]
 
 
 def _quadrature(u, D, lo, hi, n, center):
@@ -93,6 +95,19 @@ def gibbs_density_1d(u, D, x, lo=None, hi=None, n=400):
     inside = (x >= lo) & (x <= hi)
     with np.errstate(under="ignore"):
         return np.where(inside, np.exp(-f(x, strict=False) / D - log_z), 0.0)
+
+
+def gibbs_cdf_1d(u, D, lo, hi, n=200_001):
+    """F(q) = ∫_lo^q e^{−U/D} dx / ∫_lo^hi e^{−U/D} dx as a vectorised callable (0 below lo, 1 above hi):
+    the trapezoid rule on ``n`` equally spaced points, exponents shifted by min U (no overflow).
+    ``u`` maps an array of x to U(x) (loss units); D is the temperature in the same units."""
+    D = check_positive("D", D)
+    x = np.linspace(lo, hi, check_int("n", n, minimum=2))
+    ux = np.asarray(u(x), dtype=float)
+    w = np.exp(-(ux - ux.min()) / D)
+    c = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(x))])
+    c /= c[-1]
+    return lambda q: np.interp(q, x, c)
 
 
 def gaussian_log_partition(eigenvalues, D, offset=0.0):
