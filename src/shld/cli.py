@@ -30,6 +30,11 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _literal(text: str) -> str:
+    """``text`` as an argparse help string: argparse %-formats help ("30 %" would raise), so % is doubled."""
+    return text.replace("%", "%%")
+
+
 def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> None:
     hints = typing.get_type_hints(params_cls)
     for f in dataclasses.fields(params_cls):
@@ -41,7 +46,7 @@ def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> Non
             origin = typing.get_origin(typ)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS,
-                        "help": f"{f.metadata.get('help', '')} (default: {default})"}
+                        "help": _literal(f"{f.metadata.get('help', '')} (default: {default})")}
         if typ is bool:
             kwargs["type"] = _parse_bool
             kwargs["metavar"] = "BOOL"
@@ -83,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in available_studies():
         exp = get_study(name)
         first = exp.help.splitlines()[0] if exp.help else name
-        p = run_sub.add_parser(name, help=first, description=exp.help,
+        p = run_sub.add_parser(name, help=_literal(first), description=exp.help,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_param_options(p, exp.Params)
         p.add_argument("--out", default=None, help="run folder (default: runs/NAME)")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shld.cli import main
-from shld.experiments.registry import run_experiment
+from shld.experiments.registry import available_studies, run_experiment
 from shld.runs import read_metrics
 
 
@@ -96,6 +96,16 @@ def test_high_dim_eigenbasis_walk_has_the_law_of_the_rotated_walk():
     # power: the un-rotated start changes E[L] at t = 0.6 by many SE
     loss_w, _ = final(diagonal, theta0, 2)
     assert z(loss_r, loss_w) > 10
+
+
+@pytest.mark.parametrize("argv", [["run"], ["reproduce"], ["report"]]
+                         + [["run", name] for name in available_studies()])
+def test_every_help_page_prints(argv, capsys):
+    # argparse %-formats help strings: a bare "30 %" in an experiment's help made `shld run -h` crash
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    assert "usage: shld " + argv[0] in capsys.readouterr().out
 
 
 def test_cli_help_list_and_errors(capsys, tmp_path):
