@@ -12,11 +12,13 @@ from shld.dynamics import AdaptiveNoise, EnsembleState, HalfSpace, Simulation, s
 from shld.dynamics.backends import make_backend
 from shld.dynamics.schedules import ExponentialDecay
 from shld.dynamics.triton_steps import (
+    PROBE,
     CubicEulerKernel,
     check_against_reference,
     interpreter_problem,
     philox4x32_10,
     reference_normals,
+    reference_passage,
     reference_steps,
     triton_available,
 )
@@ -179,6 +181,75 @@ def test_engine_on_the_kernel_resumes_and_splits_bit_for_bit(tmp_path):
 
 
 @needs_triton
+def test_a_schedule_runs_on_the_kernel_with_each_steps_temperature():
+    # D(t) goes with each launch as σ_s = √(2·D(s·dt)·dt): the engine's path is the float64 reference's
+    # with the schedule's value at every step (a σ one step off, or a launch's σ reused, moves θ by ≥ 1e-3)
+    L, dt, n_steps = DoubleWell(dim=2, k_perp=2.0), 0.02, 45
+    theta0 = np.random.default_rng(8).uniform(-1.2, 1.2, (60, 2))
+    schedule = ExponentialDecay(0.8, 0.3)
+    kw = dict(dt=dt, n_steps=n_steps, seed=3, record_every=7, check_every=10, dtype="float64", **KW)
+    res = simulate(L, theta0, D=schedule, **kw)
+    D_steps = np.array([float(schedule(s * dt)) for s in range(n_steps)])
+    x = reference_steps(L.gradient_polynomial(), dt, D_steps, theta0, int(res.state.philox_key[0]), 0, n_steps)
+    np.testing.assert_allclose(res.final_theta, x, rtol=0, atol=1e-12)
+    assert np.array_equal(res.D_history, [float(schedule(s * dt)) for s in res.steps])     # the records' D
+    # a constant D given as a function takes the per-step path and gives the constant path's bits
+    const = simulate(L, theta0, D=0.3, **kw)
+    assert np.array_equal(simulate(L, theta0, D=lambda t: 0.3, **kw).final_theta, const.final_theta)
+    assert not np.array_equal(res.final_theta, const.final_theta)
+
+
+@needs_triton
+@pytest.mark.parametrize("kind", ["function", "schedule"])
+def test_a_schedule_that_turns_bad_stops_the_kernel_at_that_step_as_eager_does(kind):
+    # a function D(t) is checked as it is called (its error names t); a Schedule's value by the engine
+    # (its error names the step too). Bad from step 13 (t = 0.26) on, inside the launch over steps 10 … 14
+    class Turns(ExponentialDecay):
+        def __call__(self, t):
+            return 0.3 if t < 0.25 else float("nan")
+    schedule = Turns(1.0, 1.0) if kind == "schedule" else (lambda t: 0.3 if t < 0.25 else float("nan"))
+    message = r"returned nan at step 13 \(t = 0.26\)" if kind == "schedule" else "returned nan at t=0.26"
+    for step_kernel in ("triton", "eager"):
+        sim = Simulation(DoubleWell(), D=schedule, dt=0.02, record_every=5, check_every=10, backend="torch",
+                         device="cpu", step_kernel=step_kernel)
+        state = sim.init_state(np.zeros(1), n_walkers=4, seed=0)
+        with pytest.raises(ValueError, match=message):
+            sim.advance(state, 40)
+        assert state.step == 13                            # the steps before it were taken
+
+
+@needs_triton
+@pytest.mark.parametrize("record_every", [7, 1])          # 7: the last passage falls inside a launch; 1: at its end
+def test_stop_when_all_hit_on_the_kernel_stops_at_the_last_first_passage(record_every):
+    # the eager loop stops at the first step after which every live walker has hit; the kernel finds that
+    # step from the first-passage times and replays its launch up to it (the noise depends on the step
+    # alone): θ, hits and times are the float64 reference path's, stopped there
+    L, D, dt = DoubleWell(dim=2, k_perp=2.0, barrier=0.5), 1.0, 0.02
+    target = HalfSpace(axis=0, threshold=0.0)
+    theta0 = np.random.default_rng(8).uniform(-1.2, 1.2, (60, 2))
+    sim = Simulation(L, D=D, dt=dt, target=target, stop_when_all_hit=True, record_every=record_every,
+                     check_every=10, dtype="float64", **KW)
+    state = sim.init_state(theta0, seed=3)
+    res = sim.advance(state, 400)
+    key = int(state.philox_key[0])
+    x, hit = theta0, target(theta0)
+    fpt = np.where(hit, 0.0, np.inf)
+    for s in range(400):
+        x, hit, fpt = reference_passage(L.gradient_polynomial(), dt, D, x, key, s, s + 1, target, hit, fpt)
+        if hit.all():
+            break
+    last = s + 1
+    assert 20 < last < 400 and last % 7 and last % 10                # a step between records and checks
+    assert state.step == last and res.steps[-1] == last
+    assert res.messages == [f"stopped at step {last}: every live walker reached the target"]
+    np.testing.assert_allclose(res.final_theta, x, rtol=0, atol=1e-12)
+    assert np.array_equal(res.first_passage_time, fpt) and res.hit.all()
+    # all hit already: the next call steps once and stops, as the eager loop does
+    again = sim.advance(state, 50)
+    assert state.step == last + 1 and again.messages[-1].startswith(f"stopped at step {last + 1}")
+
+
+@needs_triton
 def test_engine_on_the_kernel_reports_walkers_that_blow_up_at_the_next_check():
     # a steep cubic with a large dt: walkers started at |x| = 3 overshoot to inf/NaN within a few steps
     L = DoubleWell(barrier=50.0)
@@ -197,7 +268,6 @@ def test_step_kernel_choice_and_refusals():
         Simulation(L, backend="torch", step_kernel="fast")
     for kwargs, why in [(dict(backend="numpy"), "backend='numpy'"), (dict(integrator="baoab"), "Euler"),
                         (dict(target=lambda th: th[:, 0] > 0), "target"),
-                        (dict(D=ExponentialDecay(1.0, 2.0)), "schedule"),
                         (dict(controller=AdaptiveNoise(threshold=1.0)), "controller")]:
         kw = {**dict(backend="torch"), **kwargs, "step_kernel": "triton"}
         with pytest.raises(ValueError, match=why):
@@ -252,29 +322,72 @@ def test_a_cpu_run_refuses_the_kernel_when_the_interpreter_cannot_run_it(monkeyp
     assert Simulation(DoubleWell(), backend="torch", device="cpu").step_kernel == "eager"   # auto: not asked
 
 
+VARIANTS = [dict(D=0.1, target=None), dict(D=None, target=None),
+            dict(D=0.1, target=HalfSpace(0, 1.0)), dict(D=None, target=HalfSpace(0, -1.0, above=False))]
+
+
 @needs_triton
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_a_kernel_off_its_reference_is_refused_before_it_runs(dtype, monkeypatch):
+@pytest.mark.parametrize("variant", VARIANTS, ids=["constant", "schedule", "target", "schedule-target-below"])
+def test_a_kernel_off_its_reference_is_refused_before_it_runs(dtype, variant, monkeypatch):
     import shld.dynamics.triton_steps as ts
 
-    kern = CubicEulerKernel(np.zeros((1, 4)), 0.1, 0.1, make_backend("torch", dtype))
+    kern = CubicEulerKernel(np.zeros((1, 4)), 0.1, variant["D"], make_backend("torch", dtype),
+                            target=variant["target"])
     monkeypatch.setattr(ts, "_CHECKED", set())
     check_against_reference(kern)                        # the real kernel agrees with the numpy reference
-    assert ("cpu", f"torch.{dtype}") in ts._CHECKED
+    side = None if variant["target"] is None else variant["target"].above
+    assert ts._CHECKED == {("cpu", f"torch.{dtype}", variant["D"] is None, side)}    # this variant only
     real = kern.launch
 
-    class OffByOneLane:                                  # what a miscompiled kernel would do: wrong normals
-        def __getitem__(self, grid):
-            def run(*args, **kw):                        # args: x, coef, params, dt64, key, hit, fpt, n, d, s0, s1, axis
-                args = list(args)
-                args[9], args[10] = args[9] + 1, args[10] + 1
-                real[grid](*args, **kw)
-            return run
-    monkeypatch.setattr(kern, "launch", OffByOneLane())
+    def miscompiled(shift_steps, shift_threshold):       # what a miscompiled kernel would do
+        class Launch:
+            def __getitem__(self, grid):
+                def run(*args, **kw):    # args: x, coef, params, dt64, key, hit, fpt, sig, n, d, s0, s1, axis
+                    args = list(args)
+                    args[10], args[11] = args[10] + shift_steps, args[11] + shift_steps     # wrong normals
+                    if shift_threshold:                                       # crossings recorded elsewhere
+                        args[2] = args[2] + torch.tensor([0.0, 0.0, shift_threshold], dtype=args[2].dtype)
+                    real[grid](*args, **kw)
+                return run
+        return Launch()
+    monkeypatch.setattr(kern, "launch", miscompiled(1, 0.0))
     monkeypatch.setattr(ts, "_CHECKED", set())
     with pytest.raises(RuntimeError, match="off its numpy reference.*step_kernel='eager'"):
         check_against_reference(kern)
     assert not ts._CHECKED
+    if variant["target"] is not None:    # θ right, the passages wrong: a threshold moved by δ
+        pr = PROBE
+        D = pr["D_steps"] if variant["D"] is None else pr["D"]
+
+        def passages(delta):
+            threshold = (pr["threshold"] if side else -pr["threshold"]) + delta
+            out = reference_passage(pr["coef"], pr["dt"], D, pr["theta0"], pr["key"], pr["s0"], pr["s1"],
+                                    HalfSpace(0, threshold, above=side))
+            return out[1].tolist(), out[2].tolist()
+        delta = next(d for d in (-0.05, 0.05) if passages(d) != passages(0.0))     # one that moves a crossing
+        monkeypatch.setattr(kern, "launch", miscompiled(0, delta))
+        with pytest.raises(RuntimeError, match="other first passages.*step_kernel='eager'"):
+            check_against_reference(kern)
+        assert not ts._CHECKED
+
+
+def test_the_reference_check_probe_is_well_posed():
+    # the probe's walkers stay ≥ 1e-3 from its thresholds at every step (float32 rounding, ~1e-7, cannot
+    # flip a crossing), some cross at later steps than the first, and its temperatures vary per step
+    p = PROBE
+    for D in (p["D"], p["D_steps"]):
+        for above in (True, False):
+            target = HalfSpace(0, p["threshold"] if above else -p["threshold"], above=above)
+            x, fpts = p["theta0"], set()
+            hit, fpt = None, None
+            for s in range(p["s0"], p["s1"]):
+                Ds = D if np.ndim(D) == 0 else D[s - p["s0"]]
+                x, hit, fpt = reference_passage(p["coef"], p["dt"], Ds, x, p["key"], s, s + 1, target, hit, fpt)
+                assert np.abs(x[:, 0] - target.threshold).min() > 1e-3
+            fpts = set(fpt[hit].tolist())
+            assert 4 <= hit.sum() <= 12 and (p["s0"] + 1) * p["dt"] in fpts
+    assert len(set(p["D_steps"].tolist())) == p["s1"] - p["s0"]
 
 
 @needs_triton
@@ -328,9 +441,9 @@ def test_targets_the_kernel_takes_and_refuses(monkeypatch):
     assert ok.step_kernel == "triton"
     with pytest.raises(ValueError, match="`target` callable"):
         Simulation(DoubleWell(), backend="torch", step_kernel="triton", target=lambda th: th[:, 0] >= 1.0)
-    with pytest.raises(ValueError, match="stop_when_all_hit"):
-        Simulation(DoubleWell(), backend="torch", step_kernel="triton", target=HalfSpace(0, 1.0),
-                   stop_when_all_hit=True)
+    for more in (dict(stop_when_all_hit=True), dict(D=ExponentialDecay(1.0, 2.0)), dict(D=lambda t: 0.1)):
+        assert Simulation(DoubleWell(), backend="torch", step_kernel="triton", target=HalfSpace(0, 1.0),
+                          **more).step_kernel == "triton"
 
 
 def test_runs_that_cannot_use_the_kernel_never_import_triton():

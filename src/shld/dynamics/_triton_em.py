@@ -6,10 +6,11 @@ imports without Triton). A plain function: :func:`shld.dynamics.triton_steps._ke
 import triton.language as tl
 
 
-def em_cubic_steps(x_ptr, coef_ptr, par_ptr, dt64_ptr, key_ptr, hit_ptr, fpt_ptr, n, d, s0, s1, axis,
-                   BLOCK: tl.constexpr, TARGET: tl.constexpr, ABOVE: tl.constexpr):
+def em_cubic_steps(x_ptr, coef_ptr, par_ptr, dt64_ptr, key_ptr, hit_ptr, fpt_ptr, sig_ptr, n, d, s0, s1, axis,
+                   BLOCK: tl.constexpr, TARGET: tl.constexpr, ABOVE: tl.constexpr, PER_STEP: tl.constexpr):
     """θ ← θ − dt·g(θ) + σ·ξ for the steps s0 ≤ s < s1 of every flat element (module docstring of
-    triton_steps). With ``TARGET``, the elements of coordinate ``axis`` also record their walker's first
+    triton_steps). σ is one number (``par[1]``), or with ``PER_STEP`` σ_s = ``sig[s − s0]`` (a schedule
+    D(t)). With ``TARGET``, the elements of coordinate ``axis`` also record their walker's first
     passage into θ_axis ≥ threshold (``ABOVE``; else ≤): ``hit`` (bool per walker) and ``fpt`` (float64
     per walker, (s + 1)·dt at the first step s after which the walker is inside)."""
     pid = tl.program_id(0)
@@ -72,7 +73,11 @@ def em_cubic_steps(x_ptr, coef_ptr, par_ptr, dt64_ptr, key_ptr, hit_ptr, fpt_ptr
             z = r23 * tl.cos(t23)
         else:
             z = r23 * tl.sin(t23)
-        x = x - dt * (((p3 * x + p2) * x + p1) * x + p0) + sigma * z
+        if PER_STEP:
+            sigma_t = tl.load(sig_ptr + (t - s0))
+        else:
+            sigma_t = sigma
+        x = x - dt * (((p3 * x + p2) * x + p1) * x + p0) + sigma_t * z
         if TARGET:
             if ABOVE:
                 newly = (x >= threshold) & (~hit)

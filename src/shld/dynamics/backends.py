@@ -187,6 +187,10 @@ class NumpyBackend:
     def sum(self, x):
         return np.add.reduce(x)
 
+    def max(self, x) -> float:
+        """The largest value as a Python float (x non-empty)."""
+        return float(np.max(x))
+
     def scalar(self, x) -> float:
         return float(x)
 
@@ -355,6 +359,10 @@ class TorchBackend:
     def sum(self, x) -> float:
         """The sum as a Python float, accumulated in float64 (one device synchronisation)."""
         return float(x.sum(dtype=self.torch.float64)) if x.is_floating_point() else float(x.sum())
+
+    def max(self, x) -> float:
+        """The largest value as a Python float (x non-empty; one device synchronisation)."""
+        return float(x.max())
 
     def fraction(self, mask) -> float:
         return float(self.torch.count_nonzero(mask)) / mask.shape[0]

@@ -235,7 +235,9 @@ class Simulation:
     def _choose_step_kernel(self, asked: str) -> str:
         """"triton" (many steps per launch, :mod:`shld.dynamics.triton_steps`) or "eager" (a step at a
         time). "auto" takes Triton on a CUDA device when every condition below holds; "triton" insists and
-        names the condition that fails (on a CPU device it runs Triton's interpreter: slow, for tests)."""
+        names the condition that fails (on a CPU device it runs Triton's interpreter: slow, for tests).
+        A schedule D(t) and ``stop_when_all_hit`` run on the kernel too (the temperatures of a launch's
+        steps go with it; a launch in which the last walker hits is replayed up to that step)."""
         if asked == "eager":
             return "eager"
         bk = self.backend
@@ -249,10 +251,6 @@ class Simulation:
         if self.target is not None and not callable(getattr(self.target, "halfspace", None)):
             reasons.append("a `target` callable is checked after every step (a shld.dynamics.HalfSpace target "
                            "is recorded inside the kernel)")
-        if self.stop_when_all_hit:
-            reasons.append("`stop_when_all_hit` stops at an exact step")
-        if type(self.schedule) is not Constant:
-            reasons.append("D follows a schedule (the kernel needs a constant D)")
         if self.landscape.gradient_polynomial() is None:
             reasons.append(f"landscape {type(self.landscape).__name__} gives no gradient_polynomial()")
         if asked == "auto" and (reasons or bk.device.type != "cuda"):
@@ -280,8 +278,9 @@ class Simulation:
         if kern is None:
             from shld.dynamics.triton_steps import CubicEulerKernel, check_against_reference
 
-            kern = CubicEulerKernel(self.landscape.gradient_polynomial(), self.dt, float(self.schedule.D),
-                                    self.backend, target=self.target)
+            D = float(self.schedule.D) if type(self.schedule) is Constant else None    # None: D(t) per launch
+            kern = CubicEulerKernel(self.landscape.gradient_polynomial(), self.dt, D, self.backend,
+                                    target=self.target)
             check_against_reference(kern)        # once per device and dtype: never trusted unchecked
             self._triton_kernel = kern
         return kern
@@ -454,24 +453,41 @@ class Simulation:
                 s = state.step
                 if multistep is not None:
                     # record (on the grid), then every step up to the next record, check or end in one launch
-                    if s % k == 0:
-                        if not grad_fresh:
-                            kern.grad_into(theta, grad)
-                        g2, Cw = recorder.walker_C(grad, D_const)
-                        recorder.record(s, s * dt, theta, g2, Cw, D_const, alive, all_alive, state, on_record)
-                        if recorder.flagged:
-                            alive, all_alive = self._fail_flagged(state, recorder, interventions)
                     stop = min((s // k + 1) * k, (s // self.check_every + 1) * self.check_every, end)
                     if bar is not None:
                         stop = min(stop, (s // 500 + 1) * 500)
-                    multistep(theta, state.philox_key, s, stop, state.hit, state.first_passage_time)
+                    D_run = None if D_const is not None else self._schedule_steps(s, stop)
+                    if D_run is not None:
+                        stop = s + len(D_run)            # up to the step whose D(t) is not allowed
+                    if s % k == 0:
+                        D_s = D_const if D_run is None else float(D_run[0])
+                        if not grad_fresh:
+                            kern.grad_into(theta, grad)
+                        g2, Cw = recorder.walker_C(grad, D_s)
+                        recorder.record(s, s * dt, theta, g2, Cw, D_s, alive, all_alive, state, on_record)
+                        if recorder.flagged:
+                            alive, all_alive = self._fail_flagged(state, recorder, interventions)
+                    if self.stop_when_all_hit:               # the launch may have to be replayed to a step inside
+                        saved = (noise.copy_(theta), bk.copy(state.hit), bk.copy(state.first_passage_time))
+                    multistep(theta, state.philox_key, s, stop, state.hit, state.first_passage_time, D=D_run)
                     grad_fresh = False
+                    if self.stop_when_all_hit:
+                        last = self._all_hit_step(state, alive, all_alive, s, stop)
+                        if last is not None:
+                            if last < stop:       # the noise depends on (key, coordinate, step) alone: the same path
+                                for now, before in zip((theta, state.hit, state.first_passage_time), saved):
+                                    now.copy_(before)
+                                multistep(theta, state.philox_key, s, last, state.hit, state.first_passage_time,
+                                          D=None if D_run is None else D_run[:last - s])
+                            stop, stopped_early = last, True
                     state.step = stop
-                    if stop % self.check_every == 0 or stop == end:
+                    if stop % self.check_every == 0 or stop == end or stopped_early:
                         all_alive = self._check_finite(state, alive, all_alive, recorder, interventions)
                         alive = state.status == STATUS_OK
-                    if bar is not None and (stop % 500 == 0 or stop == end):
+                    if bar is not None and (stop % 500 == 0 or stop == end or stopped_early):
                         bar.update(stop - (end - n_steps) - bar.n)
+                    if stopped_early:
+                        break
                     continue
                 if tight and s % k:
                     m = min(-(-s // k) * k - s, (s // ce + 1) * ce - 1 - s, end - 1 - s)
@@ -576,6 +592,36 @@ class Simulation:
         if stopped_early:
             res.messages.append(f"stopped at step {state.step}: every live walker reached the target")
         return res
+
+    def _schedule_steps(self, s: int, stop: int) -> np.ndarray:
+        """D(t) at the steps s ≤ i < stop (float64; as the eager loop evaluates it, one t = i·dt at a
+        time), cut before the first step whose D(t) is not finite and ≥ 0 or raises: the steps before it
+        are taken, as in the eager loop, and the error comes when the run reaches it (here, at step s)."""
+        D = []
+        for i in range(s, stop):
+            try:
+                D_i = float(self.schedule(i * self.dt))
+            except Exception:
+                if i == s:
+                    raise
+                break
+            if not 0.0 <= D_i < _INF:
+                if i == s:
+                    _bad_D(D_i, s, s * self.dt)
+                break
+            D.append(D_i)
+        return np.array(D)
+
+    def _all_hit_step(self, state, alive, all_alive, s: int, stop: int) -> int | None:
+        """After a launch over s ≤ i < stop: the step at which every walker alive at its start had hit
+        the target (the step ``stop_when_all_hit`` stops at: the last of their first passages, and at
+        least s + 1, as the eager loop steps once before it looks), or None while some have not."""
+        bk = self.backend
+        if not (bk.all(state.hit) if all_alive else bk.all(state.hit[alive])):
+            return None
+        fpt = state.first_passage_time if all_alive else state.first_passage_time[alive]
+        latest = bk.max(fpt) if fpt.shape[0] else 0.0
+        return min(max(round(latest / self.dt), s + 1), stop)
 
     def _multiplier(self, state):
         """The controller's per-walker multiplier of D as a column (N, 1) on the run's backend (a view

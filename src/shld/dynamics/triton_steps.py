@@ -12,7 +12,8 @@ p_j3·θ_j³ (the double well, any diagonal quadratic), to the overdamped step
 
     θ_j ← θ_j − dt·g_j(θ_j) + σ·ξ,     σ = √(2·D·dt),   ξ ~ N(0, 1),
 
-with a constant D and no preconditioner.
+with D constant or given per step (a schedule D(t): σ_s = √(2·D(s·dt)·dt), passed with each launch), and
+no preconditioner.
 
 Noise: counter-based, so that the bits depend on (key, walker coordinate, step) alone and not on how the
 steps are split into launches (a resumed run or a run advanced in pieces gives the same bits). The
@@ -87,14 +88,16 @@ def _kernel(interpret: bool):
 
 
 class CubicEulerKernel:
-    """``kernel(theta, key, s0, s1, hit=None, fpt=None)``: advance ``theta`` (torch, (N, d), C-contiguous)
-    in place over the steps s0 ≤ s < s1 of a run with gradient coefficients ``coefficients`` ((d, 4):
-    g_j = Σ_k c_jk θ_j^k), step ``dt`` and temperature ``D``; ``key`` is a one-element int64 tensor on θ's
-    device. With ``target`` (a :class:`shld.dynamics.targets.HalfSpace`), ``hit`` (bool, (N,)) and ``fpt``
-    (float64, (N,)) are updated in place as the engine's eager loop does after each step: a walker not
-    yet hit that is inside after step s gets fpt = (s + 1)·dt."""
+    """``kernel(theta, key, s0, s1, hit=None, fpt=None, D=None)``: advance ``theta`` (torch, (N, d),
+    C-contiguous) in place over the steps s0 ≤ s < s1 of a run with gradient coefficients
+    ``coefficients`` ((d, 4): g_j = Σ_k c_jk θ_j^k), step ``dt`` and temperature ``D``; ``key`` is a
+    one-element int64 tensor on θ's device. A kernel built with ``D=None`` follows a schedule: each call
+    passes ``D``, the s1 − s0 temperatures of its steps. With ``target`` (a
+    :class:`shld.dynamics.targets.HalfSpace`), ``hit`` (bool, (N,)) and ``fpt`` (float64, (N,)) are
+    updated in place as the engine's eager loop does after each step: a walker not yet hit that is
+    inside after step s gets fpt = (s + 1)·dt."""
 
-    def __init__(self, coefficients, dt: float, D: float, backend, target=None):
+    def __init__(self, coefficients, dt: float, D: float | None, backend, target=None):
         import torch
 
         coef = np.asarray(coefficients, dtype=np.float64)
@@ -102,7 +105,8 @@ class CubicEulerKernel:
         self.backend = backend
         self.coef = torch.as_tensor(np.ascontiguousarray(coef), **kw)
         self.dt = float(dt)
-        self.sigma = math.sqrt(2.0 * D * dt)
+        self.per_step = D is None
+        self.sigma = 0.0 if self.per_step else math.sqrt(2.0 * D * dt)
         self.d = coef.shape[0]
         self.target = None if target is None else target.halfspace()
         if self.target is not None and not 0 <= self.target[0] < self.d:
@@ -123,7 +127,15 @@ class CubicEulerKernel:
 
         return torch.empty(1, dtype=torch.int64, device=self.backend.device).random_(generator=gen)
 
-    def __call__(self, theta, key, s0: int, s1: int, hit=None, fpt=None):
+    def sigmas(self, D) -> object:
+        """σ_s = √(2·D_s·dt) of a launch's temperatures ``D`` (float64 arithmetic, as the constant σ), as a
+        tensor in the walkers' dtype on the kernel's device."""
+        import torch
+
+        return torch.as_tensor(np.sqrt(2.0 * np.asarray(D, dtype=np.float64) * self.dt), dtype=self.coef.dtype,
+                               device=self.backend.device)
+
+    def __call__(self, theta, key, s0: int, s1: int, hit=None, fpt=None, D=None):
         if s1 <= s0:
             return theta
         if not theta.is_contiguous() or theta.dtype != self.coef.dtype or theta.shape[-1] != self.d:
@@ -132,15 +144,20 @@ class CubicEulerKernel:
         has_target = self.target is not None
         if has_target and (hit is None or fpt is None):
             raise ValueError("a kernel with a target needs `hit` and `fpt`, the run's first-passage state")
+        if self.per_step != (D is not None) or (D is not None and np.shape(D) != (s1 - s0,)):
+            raise ValueError(f"this kernel takes {'the D of each of its s1 − s0 steps' if self.per_step else 'no D'}"
+                             f" (built with D={'None' if self.per_step else 'a number'}); got D of shape "
+                             f"{None if D is None else np.shape(D)} for {s1 - s0} steps")
+        sig = self.sigmas(D) if self.per_step else self.params
         n = theta.numel()
         grid = (-(-n // self.block),)
         axis, above = (self.target[0], self.target[2]) if has_target else (0, True)
         try:
             with self._on_device:
                 self.launch[grid](theta, self.coef, self.params, self.dt64, key,
-                                  hit if has_target else theta, fpt if has_target else theta,
+                                  hit if has_target else theta, fpt if has_target else theta, sig,
                                   n, self.d, int(s0), int(s1), axis, BLOCK=self.block, TARGET=has_target,
-                                  ABOVE=bool(above),
+                                  ABOVE=bool(above), PER_STEP=self.per_step,
                                   enable_fp_fusion=True)   # fused multiply-adds, asked for (Triton 3.9 warns if not)
         except Exception as exc:        # a compiler or driver failure: name the way round it
             raise RuntimeError(f"the many-steps Triton kernel failed on {theta.device} "
@@ -183,46 +200,88 @@ def reference_normals(key: int, n: int, step: int) -> np.ndarray:
     return radius * (np.cos(angle) if lane % 2 == 0 else np.sin(angle))
 
 
-def reference_steps(coefficients, dt: float, D: float, theta, key: int, s0: int, s1: int) -> np.ndarray:
-    """θ after the kernel's steps s0 ≤ s < s1, computed in float64 numpy from :func:`reference_normals`."""
+def reference_steps(coefficients, dt: float, D, theta, key: int, s0: int, s1: int) -> np.ndarray:
+    """θ after the kernel's steps s0 ≤ s < s1, computed in float64 numpy from :func:`reference_normals`;
+    ``D`` is a number or the s1 − s0 temperatures of the steps."""
+    return reference_passage(coefficients, dt, D, theta, key, s0, s1)[0]
+
+
+def reference_passage(coefficients, dt: float, D, theta, key: int, s0: int, s1: int, target=None,
+                      hit=None, fpt=None) -> tuple:
+    """(θ, hit, fpt) after the kernel's steps s0 ≤ s < s1 in float64 numpy, with the first passages into
+    ``target`` (a HalfSpace, or None) recorded as the kernel and the eager loop record them: a walker not
+    yet hit that is inside after step s gets fpt = (s + 1)·dt. ``hit``/``fpt`` start False/inf unless given."""
     c = np.asarray(coefficients, dtype=np.float64)
     x = np.array(theta, dtype=np.float64)
-    sigma = math.sqrt(2.0 * D * dt)
+    n = x.shape[0]
+    hit = np.zeros(n, bool) if hit is None else np.array(hit, bool)
+    fpt = np.full(n, np.inf) if fpt is None else np.array(fpt, np.float64)
+    sigma = np.sqrt(2.0 * np.broadcast_to(np.asarray(D, dtype=np.float64), (s1 - s0,)) * dt)
     for s in range(s0, s1):
         z = reference_normals(key, x.size, s).astype(np.float64).reshape(x.shape)
-        x = x - dt * (((c[:, 3] * x + c[:, 2]) * x + c[:, 1]) * x + c[:, 0]) + sigma * z
-    return x
+        x = x - dt * (((c[:, 3] * x + c[:, 2]) * x + c[:, 1]) * x + c[:, 0]) + sigma[s - s0] * z
+        if target is not None:
+            newly = target(x) & ~hit
+            fpt[newly] = (s + 1) * dt
+            hit |= newly
+    return x, hit, fpt
 
 
-#: (device, dtype) pairs whose kernel has passed :func:`check_against_reference` in this process
+#: (device, dtype, per-step D, target side) variants of the kernel that have passed
+#: :func:`check_against_reference` in this process
 _CHECKED: set = set()
 #: the check's tolerance on θ (≈ 1): float32 rounding over a few steps and libdevice's log/cos/sin stay
 #: below 1e-6; a wrong lane, counter or coefficient moves θ by ≥ 1e-3
 CHECK_ATOL = 1e-5
+#: the check's input: 16 walkers × 2 coordinates over steps 3 … 8 (a partial group of four steps, a
+#: whole one, a partial one), a key with its top bit set (a negative int64), and for the variants that
+#: need them a schedule's temperatures and a target crossed by some walkers. Its reference path keeps
+#: every walker ≥ 1e-3 from the threshold (a test checks), so float32 rounding cannot flip a crossing.
+PROBE = dict(coef=np.array([[0.1, -4.0, 0.0, 4.0], [0.0, 1.5, 0.0, 0.0]]),
+             theta0=np.linspace(-1.5, 1.5, 32).reshape(16, 2), key=0x8123456789ABCDEF - (1 << 64), dt=1e-2,
+             D=0.5, D_steps=np.array([0.5, 0.8, 0.05, 0.3, 1.2, 0.0]), s0=3, s1=9, threshold=0.33)
+
+
+def _probe_target(above: bool):
+    from shld.dynamics.targets import HalfSpace
+
+    return HalfSpace(0, PROBE["threshold"] if above else -PROBE["threshold"], above=above)
 
 
 def check_against_reference(kernel: CubicEulerKernel) -> None:
-    """Run ``kernel``'s compiled code once on a small input (16 walkers × 2 coordinates, steps 3 … 8: a
-    partial group, a whole one, a partial one) against :func:`reference_steps`; raise ``RuntimeError``
-    with the remedy when they differ. Once per device and dtype per process: the kernel is never trusted
-    on hardware it has not been checked on."""
+    """Run ``kernel``'s compiled code once on :data:`PROBE` against :func:`reference_passage` (θ within
+    :data:`CHECK_ATOL`; with a target, the same hits and first-passage times bit for bit); raise
+    ``RuntimeError`` with the remedy when they differ. Once per variant the run compiles (device, dtype,
+    constant or per-step D, with or without a target) per process: the kernel is never trusted on hardware
+    it has not been checked on."""
     import torch
 
-    where = (str(kernel.coef.device), str(kernel.coef.dtype))
+    where = (str(kernel.coef.device), str(kernel.coef.dtype), kernel.per_step,
+             None if kernel.target is None else kernel.target[2])
     if where in _CHECKED:
         return
-    coef = np.array([[0.1, -4.0, 0.0, 4.0], [0.0, 1.5, 0.0, 0.0]])
-    theta0 = np.linspace(-1.5, 1.5, 32).reshape(16, 2)
-    key, dt, D = 0x8123456789ABCDEF - (1 << 64), 1e-2, 0.5      # a key with its top bit set: a negative int64
-    probe = CubicEulerKernel(coef, dt, D, kernel.backend)
+    p = PROBE
+    target = None if kernel.target is None else _probe_target(kernel.target[2])
+    D = p["D_steps"] if kernel.per_step else p["D"]
+    probe = CubicEulerKernel(p["coef"], p["dt"], None if kernel.per_step else D, kernel.backend, target=target)
     probe.launch = kernel.launch                                 # the very code the run will launch
-    x = torch.tensor(theta0, dtype=kernel.coef.dtype, device=kernel.coef.device)     # a copy: theta0 stays
-    probe(x, torch.tensor([key], dtype=torch.int64, device=x.device), 3, 9)
-    err = float(np.max(np.abs(x.cpu().numpy().astype(np.float64) - reference_steps(coef, dt, D, theta0, key, 3, 9))))
-    if not err <= CHECK_ATOL:
+    dev, n = kernel.coef.device, p["theta0"].shape[0]
+    x = torch.tensor(p["theta0"], dtype=kernel.coef.dtype, device=dev)        # a copy: theta0 stays
+    hit = torch.zeros(n, dtype=torch.bool, device=dev)
+    fpt = torch.full((n,), math.inf, dtype=torch.float64, device=dev)
+    probe(x, torch.tensor([p["key"]], dtype=torch.int64, device=dev), p["s0"], p["s1"], hit, fpt,
+          D=D if kernel.per_step else None)
+    x_ref, hit_ref, fpt_ref = reference_passage(p["coef"], p["dt"], D, p["theta0"], p["key"], p["s0"], p["s1"],
+                                                target)
+    err = float(np.max(np.abs(x.cpu().numpy().astype(np.float64) - x_ref)))
+    passages_agree = target is None or (np.array_equal(hit.cpu().numpy(), hit_ref)
+                                        and np.array_equal(fpt.cpu().numpy(), fpt_ref))
+    if not (err <= CHECK_ATOL and passages_agree):
         import triton
 
-        raise RuntimeError(f"the many-steps Triton kernel is off its numpy reference by {err:.3g} (> {CHECK_ATOL:g}) "
-                           f"on {where[0]} ({where[1]}, Triton {triton.__version__}); its results cannot be "
-                           "trusted here: run with step_kernel='eager', and please report this")
+        what = (f"off its numpy reference by {err:.3g} (> {CHECK_ATOL:g})" if not err <= CHECK_ATOL
+                else "recording other first passages than its numpy reference")
+        raise RuntimeError(f"the many-steps Triton kernel is {what} on {where[0]} ({where[1]}, Triton "
+                           f"{triton.__version__}); its results cannot be trusted here: run with "
+                           "step_kernel='eager', and please report this")
     _CHECKED.add(where)
