@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 
 from shld.claims import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
-from shld.dynamics import AdaptiveNoise, Simulation
+from shld.dynamics import AdaptiveNoise, HalfSpace, Simulation
 from shld.experiments._langevin_run import run_chunked
 from shld.experiments.registry import register
 from shld.experiments.study import Member, MemberContext, Study, Summary
@@ -77,7 +77,7 @@ class DoubleWellStudy(Study):
         controller = AdaptiveNoise(threshold=p.threshold, factor=p.factor) if p.adaptive else None
         sim = Simulation(L, D=p.D, dt=p.dt, integrator=p.integrator, record_every=p.record_every,
                          observables=("loss", "C", "mean", "var"), controller=controller,
-                         target=lambda th: th[:, 0] >= x_right, track_walkers=5)
+                         target=HalfSpace(axis=0, threshold=x_right), track_walkers=5)
         theta0 = np.tile(left.location, (p.n_walkers, 1))
         run = ctx.run_folder()
         state, _ = run_chunked(sim, run, theta0, p.n_steps, seed=p.seed, resume=ctx.resume, progress=ctx.progress)

@@ -52,6 +52,7 @@ from shld.claims import (
     wilson_interval,
 )
 from shld.dynamics.controllers import AdaptiveNoise
+from shld.dynamics.targets import HalfSpace
 from shld.experiments.executor import member_seed
 from shld.experiments.registry import register
 from shld.experiments.study import Member, Study, Summary
@@ -151,7 +152,7 @@ def _run_arm(task: dict) -> dict:
                             hold_steps=p["hold_steps"], min_step=p["min_step"], rng=rng)
     res = simulate(L, np.array([x_left]), D=p["D"], dt=p["dt"], n_steps=p["n_steps"],
                    n_walkers=p["n_walkers"], rng=rng, controller=ctrl,
-                   target=lambda th: th[:, 0] >= x_right, record_every=max(1, p["n_steps"] // 500),
+                   target=HalfSpace(axis=0, threshold=x_right), record_every=max(1, p["n_steps"] // 500),
                    observables=("loss", "C"), on_nonfinite="record")
     fpt_steps = np.where(np.isfinite(res.first_passage_time), np.round(res.first_passage_time / p["dt"]),
                          np.inf)

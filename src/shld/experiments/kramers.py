@@ -95,7 +95,7 @@ def _landscape(p):
 
 def _one_ratio(item: dict) -> dict:
     """All rates at one ΔE/D (a sweep member; module level so worker processes can run it)."""
-    from shld.dynamics import simulate
+    from shld.dynamics import HalfSpace, simulate
     from shld.fokker_planck import (
         Grid,
         escape_rate,
@@ -134,7 +134,7 @@ def _one_ratio(item: dict) -> dict:
     n_steps = int(math.ceil(p["horizon"] * T_exact / p["dt"]))
     rng = np.random.default_rng(member_seed(p["seed"], item["index"]))
     res = simulate(L, left.location, D=D, dt=p["dt"], n_steps=n_steps, n_walkers=p["n_walkers"], rng=rng,
-                   target=lambda th: th[:, 0] >= xr, stop_when_all_hit=True, record_every=n_steps,
+                   target=HalfSpace(axis=0, threshold=xr), stop_when_all_hit=True, record_every=n_steps,
                    observables=("loss",))
     est = mfpt_estimate(res.first_passage_time, res.hit, t_max=n_steps * p["dt"])
     return {
