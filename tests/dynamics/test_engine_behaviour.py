@@ -8,10 +8,8 @@ import pytest
 from shld.dynamics import (
     AdaptiveNoise,
     CosineAnnealing,
-    EnsembleState,
     ExponentialDecay,
     NonFiniteError,
-    Simulation,
     Warmup,
     simulate,
 )
@@ -53,22 +51,6 @@ def test_float32_on_request():
     res = simulate(DoubleWell(), np.zeros(1), n_walkers=10, D=0.3, dt=1e-2, n_steps=20, seed=1,
                    dtype=np.float32)
     assert res.final_theta.dtype == np.float32
-
-
-def test_resume_from_saved_state_is_bit_identical(tmp_path):
-    L = DoubleWell(dim=2)
-    kw = dict(D=0.3, dt=1e-2, record_every=10, controller=AdaptiveNoise(threshold=0.5, hold_steps=5,
-                                                                         min_step=0))
-    full = simulate(L, np.zeros(2), n_walkers=20, n_steps=400, seed=3, **kw)
-    sim = Simulation(L, **kw)
-    st = sim.init_state(np.zeros(2), n_walkers=20, seed=3)
-    sim.advance(st, 150)
-    np.savez(tmp_path / "ck.npz", **st.to_arrays())
-    with np.load(tmp_path / "ck.npz") as z:
-        st2 = EnsembleState.from_arrays({k: z[k] for k in z.files})
-    part = sim.advance(st2, 250)
-    assert np.array_equal(part.final_theta, full.final_theta)
-    assert np.array_equal(part.records["loss_mean"], full.records["loss_mean"][-len(part.steps):])
 
 
 def test_first_passage_censoring():
