@@ -9,10 +9,16 @@ from shld.cli import main
 from shld.experiments.registry import available_studies, run_experiment
 from shld.runs import read_metrics
 
+ENGINES = [pytest.param({}, id="numpy"),
+           pytest.param(dict(backend="torch", dtype="float32", device="cpu"), id="torch-f32-cpu")]
 
-def test_double_well_run_folder_and_numbers(tmp_path):
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_double_well_run_folder_and_numbers(tmp_path, engine):
+    if engine:
+        pytest.importorskip("torch")
     run, s = run_experiment("double-well", tmp_path / "dw", progress=False, n_walkers=400, n_steps=20_000,
-                            D=0.5, barrier=1.0, dt=2e-3)
+                            D=0.5, barrier=1.0, dt=2e-3, **engine)
     for name in ("config.json", "metrics.csv", "summary.json"):
         assert (run.path / name).exists()
     for fig in ("consolidation.png", "loss.png", "histogram_vs_gibbs.png", "trajectories.png"):
@@ -28,8 +34,11 @@ def test_double_well_run_folder_and_numbers(tmp_path):
     assert json.loads((run.path / "summary.json").read_text())["mfpt"]["n_hit"] == mf["n_hit"]
 
 
-def test_double_well_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    kw = dict(progress=False, n_walkers=50, n_steps=4000, record_every=50, seed=3)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_double_well_resume_equals_uninterrupted(tmp_path, monkeypatch, engine):
+    if engine:
+        pytest.importorskip("torch")
+    kw = dict(progress=False, n_walkers=50, n_steps=4000, record_every=50, seed=3, **engine)
     _, full = run_experiment("double-well", tmp_path / "full", **kw)
     # interrupt after the 5th checkpoint by failing inside the run, then resume
     import shld.experiments._langevin_run as lr
@@ -52,6 +61,30 @@ def test_double_well_resume_equals_uninterrupted(tmp_path, monkeypatch):
     b = read_metrics(tmp_path / "part" / "metrics.csv")
     assert np.array_equal(a["step"], b["step"]) and np.array_equal(a["loss_mean"], b["loss_mean"])
     assert resumed["mfpt"] == full["mfpt"]
+    if engine:     # the torch run is not the numpy one (the option reaches the engine)
+        run_experiment("double-well", tmp_path / "numpy", **{k: v for k, v in kw.items() if k not in engine})
+        assert not np.array_equal(read_metrics(tmp_path / "numpy" / "metrics.csv")["loss_mean"], a["loss_mean"])
+
+
+def test_engine_options_are_checked_before_a_run_folder_exists(tmp_path, capsys):
+    def exit_status(argv):          # argparse's own refusals exit; the study's checks return 2
+        try:
+            return main(argv)
+        except SystemExit as exc:
+            return exc.code
+
+    cases = [(["--backend", "numpy", "--device", "cuda"], "`device` must be None or 'cpu' for backend='numpy'"),
+             (["--backend", "jax"], "invalid choice: 'jax'"),
+             (["--dtype", "float16"], "invalid choice: 'float16'")]
+    torch = pytest.importorskip("torch")
+    if torch.cuda.device_count() < 8:
+        cases.append((["--backend", "torch", "--device", "cuda:7"], "`device`='cuda:7'"))
+    for k, (argv, message) in enumerate(cases):
+        for name in ("double-well", "kramers"):
+            out = tmp_path / f"{name}-{k}"
+            assert exit_status(["run", name, *argv, "--out", str(out), "--no-progress"]) == 2
+            assert message in capsys.readouterr().err, (name, argv)
+            assert not out.exists()                       # refused before anything touched the disk
 
 
 def test_high_dim_matches_exact_em_curve(tmp_path):

@@ -1,6 +1,9 @@
 """The kramers / fp-vs-langevin experiments end to end at tiny sizes (claims rows, figures)."""
 
+import json
+
 import numpy as np
+import pytest
 
 from shld.claims import validate_claims
 from shld.experiments.registry import run_experiment
@@ -25,6 +28,23 @@ def test_kramers_small_run(tmp_path):
     run2, summary2 = run_experiment("kramers", tmp_path / "k", resume=True, progress=False, ratios="2,3",
                                     n_walkers=60, n_cells=400)
     assert summary2["table"] == summary["table"]
+
+
+def test_kramers_on_the_torch_backend_measures_the_same_passage_times(tmp_path):
+    # --backend torch: the same study on the other engine backend (other random numbers, same law). Each
+    # backend's Langevin MFPT agrees with the exact quadrature within 4 SE + the EM/monitoring bias the
+    # study allows (3 %); the torch run's times are not the numpy run's bits (the option is used)
+    pytest.importorskip("torch")
+    kw = dict(progress=False, ratios="2", n_walkers=1500, n_cells=400)
+    _, numpy_run = run_experiment("kramers", tmp_path / "n", **kw)
+    run, torch_run = run_experiment("kramers", tmp_path / "t", backend="torch", dtype="float32", **kw)
+    assert json.loads((run.path / "config.json").read_text())["config"]["backend"] == "torch"
+    for row in (numpy_run["table"][0], torch_run["table"][0]):
+        # a horizon of 5 mean times censors ≈ e⁻⁵ = 0.7 % of an exponential law: ≈ 10 ± 3 of 1500
+        assert row["n_walkers"] == 1500 and 1470 <= row["n_hit"] <= 1500
+        # SE = T/√n ≈ 2.6 % of T: 4 SE + 3 % = 13 %; a 25 % wrong temperature moves T(ΔE/D = 2) by ≈ 40 %
+        assert abs(row["T_langevin"] - row["T_exact"]) < 4 * row["T_langevin_se"] + 0.03 * row["T_exact"]
+    assert torch_run["table"][0]["T_langevin"] != numpy_run["table"][0]["T_langevin"]
 
 
 def test_fp_vs_langevin_small_run(tmp_path):

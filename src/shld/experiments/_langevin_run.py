@@ -4,12 +4,38 @@ metrics as it goes and an interrupted run resumes exactly (bit for bit) from its
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from shld.dynamics import EnsembleState, Simulation
 from shld.progress import progress_bar
 from shld.runs import CorruptFileError, RunFolder, RunFolderError, count_rows
+
+
+@dataclass
+class EngineParams:
+    """Where a study's Langevin ensembles run: :func:`shld.dynamics.simulate`'s ``backend``, ``device``
+    and ``dtype`` (a base of the Params of the studies that take them). The default is the numpy
+    reference; ``--backend torch --device cuda`` puts the ensembles on a GPU, where the many-steps
+    Triton kernel takes the runs it can (``docs/core.md``). Another backend draws other random
+    numbers: the same statistics, not the same bits."""
+
+    backend: str = field(default="numpy", metadata={"help": "Langevin engine backend: numpy or torch",
+                                                     "choices": ["numpy", "torch"]})
+    device: str | None = field(default=None, metadata={"help": "torch device: cpu, cuda or cuda:N "
+                                                                "(backend torch only)"})
+    dtype: str = field(default="float64", metadata={"help": "walkers' floating point type",
+                                                     "choices": ["float64", "float32"]})
+
+
+def engine_options(params) -> dict:
+    """The ``simulate``/``Simulation`` keyword arguments of an :class:`EngineParams`, checked (an error
+    naming the argument, e.g. ``device='cuda'`` on a machine without CUDA, before any run starts)."""
+    from shld.dynamics.backends import make_backend
+
+    make_backend(params.backend, params.dtype, params.device)
+    return {"backend": params.backend, "device": params.device, "dtype": params.dtype}
 
 
 class _Writer:

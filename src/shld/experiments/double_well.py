@@ -17,7 +17,7 @@ from scipy import stats
 
 from shld.claims import FAILS, HOLDS, NOT_TESTABLE, PARTLY, claim_row
 from shld.dynamics import AdaptiveNoise, HalfSpace, Simulation
-from shld.experiments._langevin_run import run_chunked
+from shld.experiments._langevin_run import EngineParams, engine_options, run_chunked
 from shld.experiments.registry import register
 from shld.experiments.study import Member, MemberContext, Study, Summary
 from shld.landscapes import DoubleWell
@@ -33,7 +33,7 @@ AUDIT = {"quick": {"n_walkers": 1000, "n_steps": 60_000}, "full": {"n_walkers": 
 
 
 @dataclass
-class DoubleWellParams:
+class DoubleWellParams(EngineParams):
     barrier: float = field(default=1.0, metadata={"help": "barrier height h (loss units)", "gt": 0})
     a: float = field(default=1.0, metadata={"help": "well position ±a", "gt": 0})
     tilt: float = field(default=0.0, metadata={"help": "linear tilt c in U + c·x (c < 0 deepens the right well)"})
@@ -67,6 +67,9 @@ class DoubleWellStudy(Study):
     Params = DoubleWellParams
     audit = AUDIT
 
+    def validate(self, p: DoubleWellParams) -> None:
+        engine_options(p)
+
     def members(self, p, done):
         return [Member("ensemble", folder=".")]
 
@@ -77,15 +80,16 @@ class DoubleWellStudy(Study):
         controller = AdaptiveNoise(threshold=p.threshold, factor=p.factor) if p.adaptive else None
         sim = Simulation(L, D=p.D, dt=p.dt, integrator=p.integrator, record_every=p.record_every,
                          observables=("loss", "C", "mean", "var"), controller=controller,
-                         target=HalfSpace(axis=0, threshold=x_right), track_walkers=5)
+                         target=HalfSpace(axis=0, threshold=x_right), track_walkers=5, **engine_options(p))
         theta0 = np.tile(left.location, (p.n_walkers, 1))
         run = ctx.run_folder()
         state, _ = run_chunked(sim, run, theta0, p.n_steps, seed=p.seed, resume=ctx.resume, progress=ctx.progress)
         m = read_metrics(run.path / "metrics.csv")
         keep = ["t", "C_ensemble", "C_median", "loss_mean", "loss_std"]
         keep += [f"w{i}_{j}" for i in range(5) for j in range(min(p.dim, 2))]
-        return {"first_passage_time": state.first_passage_time, "hit": state.hit, "status": state.status,
-                "x_final": state.theta[:, 0], "metrics": {k: m[k] for k in keep}}
+        final = state.to_arrays()                  # numpy on the host, whatever the backend
+        return {"first_passage_time": final["first_passage_time"], "hit": final["hit"], "status": final["status"],
+                "x_final": final["theta"][:, 0], "metrics": {k: m[k] for k in keep}}
 
     def analyse(self, p: DoubleWellParams, results) -> Summary:
         from shld.theory import kramers_rates, mfpt_1d

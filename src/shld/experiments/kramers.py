@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shld.claims import FAILS, HOLDS, PARTLY, claim_row
+from shld.experiments._langevin_run import EngineParams, engine_options
 from shld.experiments.registry import register
 from shld.experiments.study import Member, Study, Summary
 from shld.seeds import member_seed
@@ -68,7 +69,7 @@ def _parse_ratios(text: str) -> list[float]:
 
 
 @dataclass
-class KramersParams:
+class KramersParams(EngineParams):
     seed: int = field(default=0, metadata={"help": "root seed (each ΔE/D gets its own child stream)"})
     landscape: str = field(default="double-well",
                            metadata={"help": "double-well or tilted-double-well (escape from the left well)"})
@@ -135,7 +136,7 @@ def _one_ratio(item: dict) -> dict:
     rng = np.random.default_rng(member_seed(p["seed"], item["index"]))
     res = simulate(L, left.location, D=D, dt=p["dt"], n_steps=n_steps, n_walkers=p["n_walkers"], rng=rng,
                    target=HalfSpace(axis=0, threshold=xr), stop_when_all_hit=True, record_every=n_steps,
-                   observables=("loss",))
+                   observables=("loss",), **item.get("engine", {}))
     est = mfpt_estimate(res.first_passage_time, res.hit, t_max=n_steps * p["dt"])
     return {
         "ratio": ratio, "D": D, "inv_D": 1.0 / D, "barrier": barrier,
@@ -163,6 +164,7 @@ def _validate(params: KramersParams) -> list[float]:
     check_positive("horizon", params.horizon)
     check_int("n_cells", params.n_cells, minimum=50)
     _landscape({k: getattr(params, k) for k in ("landscape", "dim", "barrier")})
+    engine_options(params)
     return ratios
 
 
@@ -182,7 +184,7 @@ class KramersStudy(Study):
     def run_member(self, params, member, ctx) -> dict:
         p = {k: getattr(params, k) for k in ("seed", "landscape", "dim", "barrier", "n_walkers", "dt", "horizon",
                                              "n_cells", "n_perp")}
-        return _one_ratio({"params": p, **member.task})
+        return _one_ratio({"params": p, "engine": engine_options(params), **member.task})
 
     def analyse(self, params, results) -> Summary:
         table = [results[m.key] for m in self.members(params, results)]
