@@ -467,19 +467,8 @@ class Simulation:
                         recorder.record(s, s * dt, theta, g2, Cw, D_s, alive, all_alive, state, on_record)
                         if recorder.flagged:
                             alive, all_alive = self._fail_flagged(state, recorder, interventions)
-                    if self.stop_when_all_hit:               # the launch may have to be replayed to a step inside
-                        saved = (noise.copy_(theta), bk.copy(state.hit), bk.copy(state.first_passage_time))
-                    multistep(theta, state.philox_key, s, stop, state.hit, state.first_passage_time, D=D_run)
+                    stop, stopped_early = self._launch(multistep, state, s, stop, D_run, alive, all_alive, noise)
                     grad_fresh = False
-                    if self.stop_when_all_hit:
-                        last = self._all_hit_step(state, alive, all_alive, s, stop)
-                        if last is not None:
-                            if last < stop:       # the noise depends on (key, coordinate, step) alone: the same path
-                                for now, before in zip((theta, state.hit, state.first_passage_time), saved):
-                                    now.copy_(before)
-                                multistep(theta, state.philox_key, s, last, state.hit, state.first_passage_time,
-                                          D=None if D_run is None else D_run[:last - s])
-                            stop, stopped_early = last, True
                     state.step = stop
                     if stop % self.check_every == 0 or stop == end or stopped_early:
                         all_alive = self._check_finite(state, alive, all_alive, recorder, interventions)
@@ -592,6 +581,28 @@ class Simulation:
         if stopped_early:
             res.messages.append(f"stopped at step {state.step}: every live walker reached the target")
         return res
+
+    def _launch(self, kernel, state, s: int, stop: int, D_run, alive, all_alive, scratch) -> tuple[int, bool]:
+        """One launch of the many-steps ``kernel`` over the steps s ≤ i < stop (``D_run``: their D, or None
+        for a constant D); returns (the step reached, whether the run stops there). With
+        ``stop_when_all_hit``, once every walker alive at s has hit, the launch is replayed from its start
+        (θ kept in ``scratch``) up to the last first passage: the noise depends on (key, coordinate, step)
+        alone, so the replay is the same path, stopped where the eager loop stops."""
+        run = (state.theta, state.philox_key)
+        passage = (state.hit, state.first_passage_time)
+        if not self.stop_when_all_hit:
+            kernel(*run, s, stop, *passage, D=D_run)
+            return stop, False
+        saved = (scratch.copy_(state.theta), *(self.backend.copy(x) for x in passage))
+        kernel(*run, s, stop, *passage, D=D_run)
+        last = self._all_hit_step(state, alive, all_alive, s, stop)
+        if last is None:
+            return stop, False
+        if last < stop:
+            for now, before in zip((state.theta, *passage), saved):
+                now.copy_(before)
+            kernel(*run, s, last, *passage, D=None if D_run is None else D_run[:last - s])
+        return last, True
 
     def _schedule_steps(self, s: int, stop: int) -> np.ndarray:
         """D(t) at the steps s ≤ i < stop (float64; as the eager loop evaluates it, one t = i·dt at a
