@@ -11,7 +11,11 @@
    * OU variance: quadratic λ = (0.5, 2, 6), D = 0.3, dt = 0.02, started in the exact discrete
      stationary law; the sample variance against the closed form D/(λ(1 − λdt/2)) within 4.5 standard
      errors √(2/(n−1))·v per coordinate; the variance at 1.25·D must be rejected (> 4.5 SE).
-   Both run once per step kernel: "eager" (a step at a time) and, where Triton is installed, "triton"
+   * MFPT vs quadrature: double well with barrier 0.5, D = 0.4 (ΔE/D = 1.25), dt = 2e-3, from −1 to the
+     target HalfSpace θ ≥ 1 with stop_when_all_hit, float32, ≤ 5·10⁴ walkers; the mean first-passage
+     time against the exact 1-D quadrature within 4 standard errors plus the discrete-monitoring bias,
+     and the MFPT at 1.25·D must be outside that band.
+   All run once per step kernel: "eager" (a step at a time) and, where Triton is installed, "triton"
    (many steps per launch, :mod:`shld.dynamics.triton_steps`; the default on CUDA). The throughput
    table adds "controller": the eager step with the adaptive-noise controller acting at every step.
 2. Throughput: ``Simulation.advance`` (double well, float32, records only at block ends), per step kernel,
@@ -82,6 +86,37 @@ def ou_check(device: str, dtype: str, n: int, kernel: str = "eager", seed: int =
     return {"check": f"OU variance quadratic ({dtype}, {kernel}, n={n})", "value": f"max z={z.max():.2f} (<4.5)",
             "power": f"min z(1.25·D)={z_wrong.min():.1f}", "passed": bool(z.max() < 4.5 and z_wrong.min() > 4.5),
             "z": z.tolist(), "z_wrong_temperature": z_wrong.tolist(), "n_walkers": n}
+
+
+def mfpt_check(device: str, dtype: str, n: int, kernel: str = "eager", seed: int = 21) -> dict:
+    import math
+
+    from shld.dynamics import HalfSpace, simulate
+    from shld.landscapes import DoubleWell
+    from shld.theory import mfpt_1d
+
+    # ΔE/D = 1.25, T ≈ 9.5: every walker crosses within the step budget; the target is a HalfSpace, so the
+    # triton kernel records the passages inside its launches and stops by replaying the last one
+    L, D, dt = DoubleWell(barrier=0.5), 0.4, 2e-3
+    n = min(n, 50_000)        # SE ≈ 0.45 % of T: the Euler–Maruyama bias (≤ the monitoring bias) stays inside
+    res = simulate(L, np.array([-1.0]), n_walkers=n, D=D, dt=dt, n_steps=150_000, seed=seed,
+                   target=HalfSpace(0, 1.0), stop_when_all_hit=True, record_every=150_000, observables=("loss",),
+                   backend="torch", device=device, dtype=dtype, step_kernel=kernel)
+    T = res.first_passage_time[res.hit]
+    exact = mfpt_1d(L.u, D, -1.0, 1.0)
+    # discrete monitoring sees a crossing late: an overshoot ≈ 0.5826·√(2D·dt) (Siegmund), a time bias of
+    # T(b + overshoot) − T(b)
+    bias = mfpt_1d(L.u, D, -1.0, 1.0 + 0.5826 * math.sqrt(2 * D * dt)) - exact
+    se = float(T.std(ddof=1)) / math.sqrt(T.size)
+    wrong = mfpt_1d(L.u, 1.25 * D, -1.0, 1.0)              # a 25 % wrong temperature: ≈ 30 % shorter
+    band = 4.0 * se + bias
+    z, z_wrong = abs(T.mean() - exact) / se, abs(T.mean() - wrong) / se
+    passed = bool(res.hit.all() and abs(T.mean() - exact) < band and abs(T.mean() - wrong) > band)
+    return {"check": f"MFPT vs quadrature ({dtype}, {kernel}, n={n})",
+            "value": f"T={T.mean():.4g} vs {exact:.4g}, z={z:.2f} (<{band / se:.1f})",
+            "power": f"z(1.25·D)={z_wrong:.1f}", "passed": passed, "T_mean": float(T.mean()), "T_exact": exact,
+            "stderr": se, "monitoring_bias": bias, "all_hit": bool(res.hit.all()), "stopped_at": int(res.steps[-1]),
+            "n_walkers": n}
 
 
 def bench(device: str, n: int, block: int, rounds: int, kernel: str = "eager") -> dict:
@@ -192,6 +227,7 @@ def main(argv=None) -> int:
     if not args.skip_stats:
         jobs = [(fn, dtype, kernel) for kernel in kernels if kernel != "controller"
                 for fn in (gibbs_check, ou_check) for dtype in ("float32", "float64")]
+        jobs += [(mfpt_check, "float32", kernel) for kernel in kernels if kernel != "controller"]
         for fn, dtype, kernel in jobs:
             t0 = time.perf_counter()
             try:

@@ -8,7 +8,7 @@ import pytest
 from engine_backends import engine_backends
 from scipy import stats
 
-from shld.dynamics import AdaptiveNoise, EnsembleState, Simulation, simulate
+from shld.dynamics import AdaptiveNoise, EnsembleState, HalfSpace, Simulation, simulate
 from shld.landscapes import DoubleWell, Quadratic, Rosenbrock
 from shld.theory import gibbs_cdf_1d
 
@@ -112,19 +112,28 @@ def _exact_mfpt(L, D):
 def test_mfpt_between_wells_matches_exact_quadrature(D, dt, backend):
     L = DoubleWell(barrier=0.5)                  # ΔE/D = 1.25, MFPT ≈ 9.5: 120 time units leave ~e^-12 censored
     n = 1200
-    res = simulate(L, np.array([-1.0]), n_walkers=n, D=D, dt=dt, n_steps=60_000, seed=21,
-                   target=lambda th: th[:, 0] >= 1.0, stop_when_all_hit=True, record_every=10_000, **backend)
-    assert res.hit.all()
-    T = res.first_passage_time
     exact, f_b = _exact_mfpt(L, D)
-    # discrete monitoring detects the crossing late: an overshoot of ≈0.5826·√(2D·dt) in space
-    # (Siegmund's constant), i.e. a time bias ≈ 0.5826·√(2D·dt)·(dT/db) with dT/db = f(b)
-    bias = 0.5826 * np.sqrt(2 * D * dt) * f_b
-    se = T.std(ddof=1) / np.sqrt(n)
-    assert abs(T.mean() - exact) < 4.0 * se + bias, (T.mean(), exact, se, bias)
-    # power: the exact MFPT at a 25 % wrong temperature (≈ 30 % shorter) is far outside the same band
     wrong, _ = _exact_mfpt(L, 1.25 * D)
-    assert abs(T.mean() - wrong) > 4.0 * se + bias
+    # HalfSpace(0, 1.0) is the test θ_0 ≥ 1 as data: on CUDA it runs the many-steps kernel (first passage
+    # recorded inside it, stop_when_all_hit by replay); elsewhere it steps eagerly, with the callable's bits.
+    # On CUDA the callable form runs too (eager)
+    targets = [HalfSpace(0, 1.0)]
+    if backend.get("device", "cpu").startswith("cuda"):
+        targets.append(lambda th: th[:, 0] >= 1.0)
+    for target in targets:
+        res = simulate(L, np.array([-1.0]), n_walkers=n, D=D, dt=dt, n_steps=60_000, seed=21, target=target,
+                       stop_when_all_hit=True, record_every=10_000, **backend)
+        assert res.hit.all()
+        T = res.first_passage_time
+        # discrete monitoring detects the crossing late: an overshoot of ≈0.5826·√(2D·dt) in space
+        # (Siegmund's constant), i.e. a time bias ≈ 0.5826·√(2D·dt)·(dT/db) with dT/db = f(b)
+        bias = 0.5826 * np.sqrt(2 * D * dt) * f_b
+        se = T.std(ddof=1) / np.sqrt(n)
+        assert abs(T.mean() - exact) < 4.0 * se + bias, (T.mean(), exact, se, bias)
+        # power: the exact MFPT at a 25 % wrong temperature (≈ 30 % shorter) is far outside the same band
+        assert abs(T.mean() - wrong) > 4.0 * se + bias
+        # the run stopped at the last passage (the eager loop's step; the kernel's replay finds the same)
+        assert res.steps[-1] == round(T.max() / dt)
 
 
 def test_controller_in_simulation_restores_D(backend):

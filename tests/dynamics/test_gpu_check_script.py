@@ -37,6 +37,8 @@ def test_cpu_run_prints_one_table_and_writes_json(tmp_path, monkeypatch, capsys)
     assert [r["N"] for r in rows] == [300, 2000]
     assert all(r["walker_steps_per_s"] > 0 and r["engine_over_randn"] > 0 for r in rows)
     assert "walker-steps/s" in out and "× randn" in out and "Gibbs KS" in out and "OU variance" in out
+    mfpt = [c for c in report["checks"] if c["check"].startswith("MFPT")]
+    assert len(mfpt) == 1 and mfpt[0]["all_hit"] and mfpt[0]["stopped_at"] > 0
 
 
 def test_without_cuda_it_says_so_and_exits_0(capsys):
