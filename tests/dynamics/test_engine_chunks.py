@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from shld.dynamics import simulate
-from shld.dynamics.simulate import parse_bytes
+from shld.dynamics.chunks import parse_bytes
 from shld.landscapes import DoubleWell
 
 L = DoubleWell(barrier=1.0)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from shld.dynamics import CosineAnnealing, Simulation, simulate
-from shld.dynamics.simulate import DEFAULT_RECORDS, MIN_RECORD_EVERY, _mean_std, _median
+from shld.dynamics.backends import _mean_std, _median
+from shld.dynamics.simulate import DEFAULT_RECORDS, MIN_RECORD_EVERY
 from shld.landscapes import DoubleWell, Quadratic
 from shld.observables import consolidation_ratio, ensemble_consolidation_ratio
 

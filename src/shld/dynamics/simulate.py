@@ -26,16 +26,17 @@ seeded from the run seed by :func:`shld.seeds.torch_seed`, the package's one rul
 bits within one backend, dtype and device.
 Resuming: ``SimulationResult.state`` can be saved (``state.to_arrays()``) and passed back as
 ``state=`` to continue exactly where the run stopped.
+
+Beside this module: the state and the result (:mod:`shld.dynamics.state`), the records
+(:mod:`shld.dynamics.recording`), walkers in chunks (:mod:`shld.dynamics.chunks`), and the many-steps
+GPU kernel (:mod:`shld.dynamics.triton_steps`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -48,16 +49,15 @@ from shld._validation import (
     check_positive,
 )
 from shld.dynamics.backends import NumpyBackend, make_backend
-from shld.dynamics.backends import _mean_std as _mean_std  # noqa: F401  (re-exported for tests)
-from shld.dynamics.backends import _median as _median  # noqa: F401
+from shld.dynamics.chunks import _simulate_chunked
 from shld.dynamics.controllers import AdaptiveNoise
 from shld.dynamics.integrators import BAOAB, EulerMaruyama, make_integrator
+from shld.dynamics.recording import _Recorder
 from shld.dynamics.schedules import Constant, as_schedule
+from shld.dynamics.state import STATUS_NONFINITE, STATUS_OK, EnsembleState, NonFiniteError, SimulationResult, _host
 from shld.landscapes.base import Landscape
-from shld.observables.consolidation import consolidation_ratio_from_norm2
 
 OBSERVABLES = ("loss", "C", "grad_norm2", "mean", "var", "D")
-STATUS_OK, STATUS_NONFINITE = 0, 1
 #: Default record schedule (``record_every=None``): about ``DEFAULT_RECORDS`` records spread over each
 #: :meth:`Simulation.advance` call (every ⌈n_steps/50⌉ steps), never more often than every
 #: ``MIN_RECORD_EVERY`` steps, plus one at the last step. A record costs one to two steps' worth of
@@ -66,115 +66,6 @@ STATUS_OK, STATUS_NONFINITE = 0, 1
 DEFAULT_RECORDS = 50
 MIN_RECORD_EVERY = 20
 _INF = float("inf")
-
-
-class NonFiniteError(FloatingPointError):
-    """Raised with ``on_nonfinite="raise"``; ``.result`` holds what was recorded so far."""
-
-    def __init__(self, message, result=None):
-        super().__init__(message)
-        self.result = result
-
-
-@dataclass
-class EnsembleState:
-    """Everything needed to continue a run bit for bit. The arrays live on the run's backend (numpy
-    arrays, or torch tensors on the run's device); ``rng`` is that backend's generator."""
-
-    theta: Any
-    step: int
-    rng: Any
-    momentum: Any = None
-    hit: Any = None
-    first_passage_time: Any = None
-    status: Any = None
-    failure_step: Any = None
-    controller: dict = field(default_factory=dict)
-    #: the 64-bit key of the many-steps kernel's counter-based noise (a one-element int64 tensor on the
-    #: run's device), drawn from ``rng`` at the kernel's first step; None until then
-    philox_key: Any = None
-
-    @property
-    def backend(self) -> str:
-        """"numpy" or "torch": the backend whose arrays and generator this state holds."""
-        return "numpy" if isinstance(self.theta, np.ndarray) else "torch"
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """numpy arrays for ``np.savez`` (a numpy RNG state travels as a JSON string, a torch one as
-        its byte state; a torch state also records its dtype and device)."""
-        if self.backend == "numpy":
-            bk = NumpyBackend(self.theta.dtype)
-            out = {"theta": self.theta, "step": np.array(self.step)}
-        else:
-            bk = make_backend("torch", str(self.theta.dtype).replace("torch.", ""), self.theta.device)
-            out = {"theta": bk.to_numpy(self.theta), "step": np.array(self.step),
-                   "backend": np.array("torch"), "device": np.array(str(self.theta.device))}
-        out.update(bk.generator_state(self.rng))
-        for name in ("momentum", "hit", "first_passage_time", "status", "failure_step", "philox_key"):
-            val = getattr(self, name)
-            if val is not None:
-                out[name] = bk.to_numpy(val)
-        for k, v in self.controller.items():
-            out["controller__" + k] = _host(v)
-        return out
-
-    @classmethod
-    def from_arrays(cls, arrays: dict, device=None) -> EnsembleState:
-        """The state saved by :meth:`to_arrays`; a torch state goes back to its saved device unless
-        ``device`` says otherwise (its generator state must suit that device type)."""
-        ctrl = {k.split("__", 1)[1]: np.array(v) for k, v in arrays.items() if k.startswith("controller__")}
-        get = lambda k: np.array(arrays[k]) if k in arrays else None  # noqa: E731
-        if str(arrays["rng_kind"]) == "torch":
-            theta = np.array(arrays["theta"])
-            bk = make_backend("torch", theta.dtype.name, device if device is not None else str(arrays["device"]))
-            conv = lambda k: None if k not in arrays else bk.asarray(np.array(arrays[k]),  # noqa: E731
-                                                                     np.array(arrays[k]).dtype.name)
-            return cls(theta=bk.asarray(theta), step=int(arrays["step"]),
-                       rng=bk.generator_from_state(np.array(arrays["rng_state"])), momentum=conv("momentum"),
-                       hit=conv("hit"), first_passage_time=conv("first_passage_time"), status=conv("status"),
-                       failure_step=conv("failure_step"), controller=ctrl, philox_key=conv("philox_key"))
-        bitgen = getattr(np.random, str(arrays["rng_kind"]))()
-        bitgen.state = json.loads(str(arrays["rng_state"]))
-        return cls(theta=np.array(arrays["theta"]), step=int(arrays["step"]),
-                   rng=np.random.Generator(bitgen), momentum=get("momentum"), hit=get("hit"),
-                   first_passage_time=get("first_passage_time"), status=get("status"),
-                   failure_step=get("failure_step"), controller=ctrl)
-
-
-@dataclass
-class SimulationResult:
-    """Output of :func:`simulate`, whatever the backend: numpy arrays on the host. ``records[name]`` has
-    one row per record time ``times``. ``state`` is the run's :class:`EnsembleState` (on the run's
-    backend and device), or for a chunked run the list of its chunks' states."""
-
-    times: np.ndarray
-    steps: np.ndarray
-    records: dict[str, np.ndarray]
-    final_theta: np.ndarray
-    first_passage_time: np.ndarray
-    hit: np.ndarray
-    status: np.ndarray
-    failure_step: np.ndarray
-    D_history: np.ndarray
-    interventions: list[tuple[int, np.ndarray]]
-    state: EnsembleState | list
-    dt: float
-    wall_time: float
-    trajectory: np.ndarray | None = None
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def n_walkers(self) -> int:
-        return self.final_theta.shape[0]
-
-    @property
-    def ok(self) -> np.ndarray:
-        return self.status == STATUS_OK
-
-    @property
-    def censored(self) -> np.ndarray:
-        """Walkers that never reached the target (and did not fail)."""
-        return ~self.hit & self.ok
 
 
 class Simulation:
@@ -677,13 +568,6 @@ class Simulation:
             raise NonFiniteError(msg, recorder.result(state, interventions, float("nan")))
 
 
-def _host(x):
-    """A numpy view of x (torch tensors, on any device, come to the host)."""
-    if isinstance(x, np.ndarray) or not hasattr(x, "detach"):
-        return x
-    return x.detach().cpu().numpy()
-
-
 def _bad_D(value, step, t):
     raise ValueError(f"`D` (the schedule D(t)) returned {value!r} at step {step} (t = {t:g}); "
                      "D(t) must be finite and >= 0")
@@ -691,171 +575,6 @@ def _bad_D(value, step, t):
 
 def _grad_fn(grad_into, buf):
     return lambda th: grad_into(th, buf)
-
-
-class _Recorder:
-    def __init__(self, sim: Simulation, n: int, d: int):
-        self.sim = sim
-        self.bk = sim.backend
-        self.n, self.d = n, d
-        self.steps: list[int] = []
-        self.times: list[float] = []
-        self.rows: dict[str, list] = {}
-        self.traj: list[np.ndarray] = []
-        self.D_hist: list[float] = []
-        self.messages: list[str] = []
-        self.flagged: list[np.ndarray] = []   # walkers whose loss or gradient was non-finite at a record
-        self._g2 = self._C = self._scratch = None
-
-    def walker_C(self, grad, D):
-        """‖∇L‖² and C per walker (every walker), made once per record or controller step into reused
-        buffers (overwritten by the next call). C comes from the one definition,
-        :func:`shld.observables.consolidation_ratio_from_norm2`, with D clamped at 1e-300 so that D = 0
-        gives a huge C instead of 0/0 (torch: the dtype's smallest normal). On a non-numpy backend
-        everything stays on the device, and the per-walker C is made only when the controller or
-        ``record_walkers`` needs it; otherwise the record's median C is the median ‖∇L‖² through the
-        same formula."""
-        bk = self.bk
-        if self._g2 is None:
-            self._g2 = bk.empty_like(grad[:, 0])
-        bk.rowsum_sq(grad, self._g2)
-        if bk.name != "numpy" and self.sim.controller is None and not self.sim.record_walkers:
-            return self._g2, None
-        if bk.name != "numpy" and not self.sim.walkers_c_on_host:      # a GPU run: C stays on the device
-            tiny = float(np.finfo(bk.dtype_name).tiny)
-            Dw = max(float(D), tiny) if np.ndim(D) == 0 else D[:, 0].clamp_min(tiny)
-            return self._g2, consolidation_ratio_from_norm2(self._g2, Dw, self.d)
-        if self._C is None:
-            self._C = np.empty(grad.shape[0])
-        g2 = bk.to_numpy(self._g2)
-        Dw = D if np.ndim(D) == 0 else bk.to_numpy(D[:, 0])
-        consolidation_ratio_from_norm2(g2, np.maximum(Dw, 1e-300), self.d, out=self._C)
-        return self._g2, self._C
-
-    def _scratch_like(self, x):
-        """A reused work array of x's shape and dtype (statistics without a fresh temporary)."""
-        s = self._scratch
-        if s is None or s.shape != x.shape or s.dtype != x.dtype:
-            s = self._scratch = self.bk.empty_like(x)
-        return s
-
-    def _put(self, key, val):
-        self.rows.setdefault(key, []).append(val)
-
-    def record(self, step, t, theta, g2, Cw, D, alive, all_alive, state, on_record):
-        """One record row from θ and the per-walker ‖∇L‖² and C that :meth:`walker_C` made at this step.
-
-        The finite check rides on the sums the statistics need anyway: a finite sum of the ‖∇L‖²
-        (all ≥ 0) and of the losses means every term is finite; the per-walker mask is built only
-        when a sum is not finite."""
-        sim, bk = self.sim, self.bk
-        sel = slice(None) if all_alive else alive
-        th, g2 = theta[sel], g2[sel]
-        host_C = sim.walkers_c_on_host                 # C on the host while the walkers are torch tensors
-        if Cw is None:
-            C = None
-        else:
-            C = Cw[bk.to_numpy(alive) if host_C and not all_alive else sel]
-        obs = sim.observables
-        lv = sim.kernels.value(th) if "loss" in obs and th.shape[0] else None
-        sum_g2 = bk.sum(g2)
-        sum_lv = None if lv is None else bk.sum(lv)
-        if not (np.isfinite(sum_g2) and (lv is None or np.isfinite(sum_lv))):
-            ok = bk.isfinite(g2) if lv is None else bk.isfinite(g2) & bk.isfinite(lv)
-            if not bk.all(ok):
-                # these walkers fail at this step (Simulation._fail_flagged); the record leaves them out
-                ok_host = bk.to_numpy(ok)
-                idx = bk.flatnonzero(alive)[~ok_host]
-                self.flagged.append(idx)
-                alive = bk.copy(alive)
-                alive[bk.index(idx)] = False
-                sel = alive
-                th, g2 = th[ok], g2[ok]
-                C = None if C is None else C[ok_host if host_C else ok]
-                lv = None if lv is None else lv[ok]
-                sum_g2 = bk.sum(g2)
-                sum_lv = None if lv is None else bk.sum(lv)
-        scalar_D = np.ndim(D) == 0
-        D_mean = float(D) if scalar_D else float(np.mean(bk.to_numpy(D)))
-        self.steps.append(step)
-        self.times.append(t)
-        self.D_hist.append(D_mean)
-        row = {"step": step, "t": t}
-        if th.shape[0]:
-            if "loss" in obs:
-                row["loss_mean"], row["loss_std"] = bk.mean_std(lv, sum_lv, self._scratch_like(lv))
-                if sim.record_walkers:
-                    self._put("loss_walkers", _pad(bk.to_numpy(lv), bk.to_numpy(alive), self.n))
-            mean_g2 = sum_g2 / g2.shape[0]                     # = np.mean(g2), bit for bit
-            if "grad_norm2" in obs:
-                row["grad_norm2_mean"] = float(mean_g2)
-            if "C" in obs:
-                if scalar_D:
-                    D_ens = D_mean
-                else:
-                    D_ens = np.mean(bk.to_numpy(D)[sel if isinstance(sel, slice) else bk.to_numpy(sel), 0])
-                row["C_ensemble"] = float(consolidation_ratio_from_norm2(mean_g2, D_ens, self.d))
-                if C is not None:
-                    row["C_median"] = sim.walker_backend.median(C, np.empty_like(C) if host_C
-                                                                else self._scratch_like(C))
-                else:   # scalar D: the median of C is C of the median ‖∇L‖² (C is increasing in it)
-                    row["C_median"] = float(consolidation_ratio_from_norm2(
-                        bk.median(g2, None), max(D_mean, 1e-300), self.d))
-                if sim.record_walkers:
-                    self._put("C_walkers", _pad(_host(C), bk.to_numpy(alive), self.n))
-            if "mean" in obs:
-                self._put("mean", bk.mean0(th))
-            if "var" in obs:
-                self._put("var", bk.var0(th))
-        row["D"] = D_mean
-        row["n_alive"] = bk.count(alive)
-        if sim.target is not None:
-            row["fraction_hit"] = bk.fraction(state.hit)
-        for key, val in row.items():
-            if key not in ("step", "t"):
-                self._put(key, val)
-        if sim.track_walkers:
-            head = bk.to_numpy(theta[:min(sim.track_walkers, self.n)])
-            for i in range(head.shape[0]):
-                for j in range(self.d):
-                    row[f"w{i}_{j}"] = float(head[i, j])
-        if sim.store_trajectory:
-            self.traj.append(np.array(bk.to_numpy(theta), copy=True))
-        if on_record is not None:
-            on_record(row)
-
-    def result(self, state, interventions, wall) -> SimulationResult:
-        bk = self.bk
-        records = {k: np.asarray(v) for k, v in self.rows.items()}
-        host = bk.to_numpy_copy
-        n = self.n
-        if bk.name == "numpy":
-            fpt, hit, status, failure = (host(state.first_passage_time), host(state.hit), host(state.status),
-                                         host(state.failure_step))
-        else:
-            # from a device, copy only what carries information (a GPU's per-walker vectors are GBs at
-            # 10⁸ walkers): no walker failed → status 0 and failure_step −1; none hit → fpt = inf
-            failed = bk.any(state.status != STATUS_OK)
-            status = host(state.status) if failed else np.zeros(n, np.int8)
-            failure = host(state.failure_step) if failed else np.full(n, -1, np.int64)
-            any_hit = bk.any(state.hit)
-            hit = host(state.hit) if any_hit else np.zeros(n, bool)
-            fpt = host(state.first_passage_time) if any_hit else np.full(n, np.inf)
-        return SimulationResult(
-            times=np.asarray(self.times), steps=np.asarray(self.steps, dtype=np.int64), records=records,
-            final_theta=host(state.theta), first_passage_time=fpt,
-            hit=hit, status=status, failure_step=failure,
-            D_history=np.asarray(self.D_hist), interventions=interventions, state=state,
-            dt=self.sim.dt, wall_time=wall,
-            trajectory=np.stack(self.traj) if self.traj else None, messages=list(self.messages))
-
-
-def _pad(values, alive, n):
-    if values.shape[0] == n:
-        return values.copy()
-    out = np.full(n, np.nan)
-    out[alive] = values
-    return out
 
 
 def _progress_bar(progress, total):
@@ -942,194 +661,3 @@ def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int
     if state is None:
         state = sim.init_state(theta0, n_walkers=n_walkers, rng=rng, seed=seed)
     return sim.advance(state, n_steps, on_record=on_record, progress=progress)
-
-
-# -- chunks of walkers -------------------------------------------------------------------------
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_bytes(name: str, value) -> float:
-    """A byte count from a number or a string such as "512MiB", "4GB" or "1e9"; must be > 0."""
-    if isinstance(value, str):
-        import re
-
-        m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", value)
-        unit = m.group(2).lower() if m else None
-        if m is None or unit not in _UNITS:
-            raise ValueError(f"`{name}` must be a number of bytes or a string like '512MiB' or '4GB' "
-                             f"(units {sorted(k for k in _UNITS if k)}), got {value!r}")
-        try:
-            value = float(m.group(1)) * _UNITS[unit]
-        except ValueError:
-            raise ValueError(f"`{name}` must be a number of bytes or a string like '512MiB', got {value!r}") \
-                from None
-    return check_positive(name, value)
-
-
-def _root_seeds(rng, seed, n_chunks: int) -> list:
-    """The chunks' seeds: children of the run's SeedSequence (the package's one spawn rule)."""
-    src = rng if rng is not None else seed
-    if isinstance(src, np.random.Generator):
-        return src.bit_generator.seed_seq.spawn(n_chunks)
-    if src is None or isinstance(src, (int, np.integer, np.random.SeedSequence)) and not isinstance(src, bool):
-        ss = src if isinstance(src, np.random.SeedSequence) else np.random.SeedSequence(src)
-        return ss.spawn(n_chunks)
-    raise TypeError(f"`rng`/`seed` of a chunked run must be an int, a SeedSequence or a numpy Generator (its "
-                    f"seed sequence is spawned per chunk), got {type(src).__name__}")
-
-
-def _run_chunk(spec: dict):
-    """One chunk of a chunked run (module-level, so that executors can ship it to a worker)."""
-    sim = Simulation(spec["landscape"], spec["D"], spec["dt"], backend=spec["backend"], device=spec["device"],
-                     **spec["options"])
-    st = spec["state"]
-    if st is None:
-        st = sim.init_state(spec["theta0"], rng=spec["seed"])
-    elif isinstance(st, dict):
-        st = EnsembleState.from_arrays(st, device=spec["device"])
-    res = sim.advance(st, spec["n_steps"], progress=spec["progress"])
-    if spec["portable"]:
-        res.state = res.state.to_arrays()
-    return res
-
-
-def _simulate_chunked(sim, landscape, theta0, D, dt, n_steps, *, n_walkers, rng, seed, state, on_record,
-                      progress, backend, device, max_memory, chunks, executor, options):
-    t0 = _time.perf_counter()
-    d = landscape.dim
-    budget = None if max_memory is None else parse_bytes("max_memory", max_memory)
-    if chunks is not None:
-        chunks = check_int("chunks", chunks, minimum=1)
-    if isinstance(state, (list, tuple)):
-        if not state:
-            raise ValueError("`state` must be an EnsembleState or a non-empty list of chunk states, got []")
-        specs_state = list(state)
-        sizes = [int(np.shape(s["theta"] if isinstance(s, dict) else s.theta)[0]) for s in specs_state]
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        parts = [None] * len(specs_state)
-        seeds = [None] * len(specs_state)
-    elif state is not None:
-        raise ValueError("`state`: a single EnsembleState cannot be split into chunks; continue it without "
-                         "`chunks`/`max_memory`/`executor`, or pass the list of chunk states")
-    else:
-        theta = check_finite_array("theta0", _host(theta0), dtype=sim.dtype)
-        if theta.ndim == 1:
-            if theta.shape[0] != d:
-                raise ValueError(f"`theta0` must have shape (d,) or (N, d) with d={d}, got {theta.shape}")
-            n = 1 if n_walkers is None else check_int("n_walkers", n_walkers, minimum=1)
-        elif theta.ndim == 2 and theta.shape[1] == d and theta.shape[0] >= 1:
-            n = theta.shape[0]
-            if n_walkers is not None and n_walkers != n:
-                raise ValueError(f"`n_walkers`={n_walkers} does not match theta0 with {n} rows")
-        else:
-            raise ValueError(f"`theta0` must have shape (d,) or (N, d) with d={d} and N >= 1, got {theta.shape}")
-        per = sim.bytes_per_walker()
-        n_chunks = chunks or 1
-        if budget is not None:
-            if per > budget:
-                raise ValueError(f"`max_memory`={max_memory!r} is below one walker's {per:.0f} bytes "
-                                 f"(d={d}, {sim.dtype.name})")
-            n_chunks = max(n_chunks, -(-int(n * per) // int(budget)))
-        n_chunks = min(n_chunks, n)
-        if n_chunks == 1 and executor is None:
-            # the budget holds the whole ensemble: the plain run, bit for bit (its state is no list)
-            st = sim.init_state(theta0, n_walkers=n_walkers, rng=rng, seed=seed)
-            return sim.advance(st, n_steps, on_record=on_record, progress=progress)
-        starts = np.linspace(0, n, n_chunks + 1).round().astype(np.int64)
-        parts = [theta if theta.ndim == 1 else theta[starts[i]:starts[i + 1]] for i in range(n_chunks)]
-        parts = [np.broadcast_to(p, (starts[i + 1] - starts[i], d)) if p.ndim == 1 else p
-                 for i, p in enumerate(parts)]
-        seeds = _root_seeds(rng, seed, n_chunks) if n_chunks > 1 else [rng if rng is not None else seed]
-        specs_state = [None] * n_chunks
-    portable = executor is not None
-    specs = [dict(landscape=landscape, D=D, dt=dt, backend=backend, device=device, options=options,
-                  theta0=parts[i], seed=seeds[i], state=specs_state[i], n_steps=n_steps,
-                  progress=bool(progress) and not portable, portable=portable)
-             for i in range(len(specs_state))]
-    results = list(executor.map(_run_chunk, specs)) if portable else [_run_chunk(sp) for sp in specs]
-    if len(results) != len(specs) or not all(isinstance(r, SimulationResult) for r in results):
-        got = [type(r).__name__ for r in results]
-        raise RuntimeError(f"`executor`.map(fn, chunks) must yield one SimulationResult per chunk, in order "
-                           f"({len(specs)} chunks); got {len(results)} results of types {got[:5]}")
-    res = _merge(results, starts, sim)
-    res.wall_time = _time.perf_counter() - t0
-    if on_record is not None:
-        keys = [k for k, v in res.records.items() if v.ndim == 1]
-        for i, step in enumerate(res.steps):
-            on_record({"step": int(step), "t": float(res.times[i]), **{k: res.records[k][i].item() for k in keys}})
-    return res
-
-
-def _merge(results: list, starts, sim) -> SimulationResult:
-    """One result from the chunks' results (see :func:`simulate`, ``executor``)."""
-    if len(results) == 1:
-        res = results[0]
-        res.state = [res.state]
-        return res
-    common = sorted(set.intersection(*(set(r.steps.tolist()) for r in results)))
-    rows = [np.searchsorted(r.steps, common) for r in results]
-    sizes = np.array([r.n_walkers for r in results], dtype=float)
-    messages = []
-    if any(len(r.steps) != len(common) for r in results):
-        messages.append(f"chunks stopped at different steps; records kept at the {len(common)} steps "
-                        "every chunk recorded")
-    R = lambda r, i, k: r.records[k][rows[i]]  # noqa: E731
-    recs = {}
-    keys = results[0].records.keys()
-    alive = np.stack([R(r, i, "n_alive") for i, r in enumerate(results)]).astype(float)   # (chunks, T)
-    w_alive = alive / np.maximum(alive.sum(0), 1)
-    pooled = lambda k: np.sum([w_alive[i] * np.nan_to_num(R(r, i, k)) for i, r in enumerate(results)], 0)  # noqa
-    for k in keys:
-        if k in ("loss_mean", "grad_norm2_mean", "C_ensemble"):
-            recs[k] = pooled(k)
-        elif k == "loss_std":
-            second = np.sum([w_alive[i] * np.nan_to_num(R(r, i, "loss_std") ** 2 + R(r, i, "loss_mean") ** 2)
-                             for i, r in enumerate(results)], 0)
-            recs[k] = np.sqrt(np.maximum(second - pooled("loss_mean") ** 2, 0.0))
-        elif k in ("mean", "var"):
-            m = np.sum([w_alive[i][:, None] * R(r, i, "mean") for i, r in enumerate(results)], 0) \
-                if "mean" in keys else None
-            if k == "mean":
-                recs[k] = m
-            else:
-                mm = m if m is not None else None
-                if mm is None:   # var without mean: pool the within-chunk variances only
-                    recs[k] = np.sum([w_alive[i][:, None] * R(r, i, "var") for i, r in enumerate(results)], 0)
-                    messages.append("var pooled without the between-chunk term (record 'mean' too for exact)")
-                else:
-                    second = np.sum([w_alive[i][:, None] * (R(r, i, "var") + R(r, i, "mean") ** 2)
-                                     for i, r in enumerate(results)], 0)
-                    recs[k] = np.maximum(second - mm ** 2, 0.0)
-        elif k == "n_alive":
-            recs[k] = alive.sum(0).astype(np.int64)
-        elif k in ("D", "fraction_hit"):
-            recs[k] = np.sum([sizes[i] * R(r, i, k) for i, r in enumerate(results)], 0) / sizes.sum()
-        elif k in ("loss_walkers", "C_walkers"):
-            recs[k] = np.concatenate([R(r, i, k) for i, r in enumerate(results)], axis=1)
-        elif k == "C_median":
-            if "C_walkers" in keys:
-                cw = np.concatenate([R(r, i, "C_walkers") for i, r in enumerate(results)], axis=1)
-                recs[k] = np.nanmedian(cw, axis=1)
-            else:
-                recs[k] = pooled(k)
-                messages.append("C_median of a chunked run is the walker-weighted mean of the chunks' "
-                                "medians (record_walkers=True gives the exact median)")
-    interventions = []
-    for i, r in enumerate(results):
-        interventions += [(s, idx + starts[i]) for s, idx in r.interventions]
-    interventions.sort(key=lambda x: x[0])
-    for i, r in enumerate(results):
-        messages += [f"chunk {i} (walkers {starts[i]}–{starts[i + 1] - 1}): {m}" for m in r.messages]
-    cat = lambda k: np.concatenate([getattr(r, k) for r in results])  # noqa: E731
-    first = results[0]
-    traj = None
-    if all(r.trajectory is not None for r in results):
-        traj = np.concatenate([r.trajectory[rows[i]] for i, r in enumerate(results)], axis=1)
-    return SimulationResult(
-        times=first.times[rows[0]], steps=first.steps[rows[0]], records=recs, final_theta=cat("final_theta"),
-        first_passage_time=cat("first_passage_time"), hit=cat("hit"), status=cat("status"),
-        failure_step=cat("failure_step"),
-        D_history=np.sum([sizes[i] * r.D_history[rows[i]] for i, r in enumerate(results)], 0) / sizes.sum(),
-        interventions=interventions, state=[r.state for r in results], dt=first.dt, wall_time=0.0,
-        trajectory=traj, messages=messages)
