@@ -6,6 +6,8 @@ small; the CUDA-parametrised engine tests run it compiled ("auto" picks it on a 
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from shld.dynamics import AdaptiveNoise, EnsembleState, HalfSpace, Simulation, simulate
@@ -247,6 +249,39 @@ def test_stop_when_all_hit_on_the_kernel_stops_at_the_last_first_passage(record_
     # all hit already: the next call steps once and stops, as the eager loop does
     again = sim.advance(state, 50)
     assert state.step == last + 1 and again.messages[-1].startswith(f"stopped at step {last + 1}")
+
+
+@needs_triton
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(record_every=st.integers(1, 12), check_every=st.integers(1, 12), pieces=st.lists(st.integers(1, 17),
+       min_size=1, max_size=3), schedule=st.booleans(), above=st.booleans(), seed=st.integers(0, 2**16))
+def test_any_cut_of_a_run_into_launches_is_the_reference_path(record_every, check_every, pieces, schedule, above,
+                                                             seed):
+    # whatever the records, checks and advance() calls cut the run into, with a constant D or a schedule, the
+    # engine on the kernel follows the float64 reference path step for step (θ to 1e-12, the same hits and
+    # times) and stop_when_all_hit stops it at the reference's step: about half the draws stop (5 walkers
+    # near the target), most of them inside a launch (the replay), the others run to the end
+    L, dt = DoubleWell(barrier=0.3), 0.05
+    D = ExponentialDecay(1.8, 0.6, D_min=0.8) if schedule else 1.2
+    target = HalfSpace(0, 0.2 if above else -0.2, above=above)
+    theta0 = np.linspace(-0.3, 1.0, 5)[:, None] * (1 if above else -1)
+    sim = Simulation(L, D=D, dt=dt, target=target, stop_when_all_hit=True, record_every=record_every,
+                     check_every=check_every, dtype="float64", **KW)
+    state = sim.init_state(theta0, seed=seed)
+    for m in pieces:
+        if "stopped at step" in " ".join(sim.advance(state, m).messages):
+            break
+    key = int(state.philox_key[0])
+    x, hit = theta0, target(theta0)
+    fpt = np.where(hit, 0.0, np.inf)
+    s = 0
+    while s < sum(pieces) and not (s > 0 and hit.all()):
+        x, hit, fpt = reference_passage(L.gradient_polynomial(), dt, float(sim.schedule(s * dt)), x, key, s, s + 1,
+                                        target, hit, fpt)
+        s += 1
+    assert state.step == s
+    np.testing.assert_allclose(state.theta.numpy(), x, rtol=0, atol=1e-12)
+    assert np.array_equal(state.hit.numpy(), hit) and np.array_equal(state.first_passage_time.numpy(), fpt)
 
 
 @needs_triton
