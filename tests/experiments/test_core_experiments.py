@@ -1,4 +1,5 @@
-"""The core experiments (double-well, high-dim) and the CLI, in-process at tiny sizes."""
+"""The core experiments (double-well, high-dim) and the CLI, in-process at tiny sizes; the Langevin
+studies also on the torch backend (``--backend torch``: other random numbers, the same law)."""
 
 import json
 
@@ -80,16 +81,19 @@ def test_engine_options_are_checked_before_a_run_folder_exists(tmp_path, capsys)
     if torch.cuda.device_count() < 8:
         cases.append((["--backend", "torch", "--device", "cuda:7"], "`device`='cuda:7'"))
     for k, (argv, message) in enumerate(cases):
-        for name in ("double-well", "kramers"):
+        for name in ("double-well", "kramers", "high-dim"):
             out = tmp_path / f"{name}-{k}"
             assert exit_status(["run", name, *argv, "--out", str(out), "--no-progress"]) == 2
             assert message in capsys.readouterr().err, (name, argv)
             assert not out.exists()                       # refused before anything touched the disk
 
 
-def test_high_dim_matches_exact_em_curve(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_high_dim_matches_exact_em_curve(tmp_path, engine):
+    if engine:
+        pytest.importorskip("torch")
     run, s = run_experiment("high-dim", tmp_path / "hd", progress=False, dims=[8, 32], n_walkers=100,
-                            n_steps=1500, record_every=25)
+                            n_steps=1500, record_every=25, **engine)
     for v in s["per_dim"].values():
         # floor: batch-means SE of a correlated series; 4 SE plus 2 % for the EM tail not yet converged
         assert abs(v["floor_measured"] - v["floor_exact_em"]) < 4 * v["floor_stderr"] + 0.02 * v["floor_exact_em"]

@@ -29,7 +29,7 @@ import numpy as np
 
 from shld.claims import FAILS, HOLDS, PARTLY, claim_row
 from shld.dynamics import Simulation
-from shld.experiments._langevin_run import run_chunked
+from shld.experiments._langevin_run import EngineParams, engine_options, run_chunked
 from shld.experiments.registry import register
 from shld.experiments.study import Member, MemberContext, Study, Summary
 from shld.landscapes import Quadratic, RandomQuadratic
@@ -47,7 +47,7 @@ AUDIT = {"quick": {"dims": [10, 100], "n_walkers": 100, "n_steps": 3000},
 
 
 @dataclass
-class HighDimParams:
+class HighDimParams(EngineParams):
     dims: list[int] = field(default_factory=lambda: [10, 100, 400], metadata={"help": "dimensions d to run", "min": 1})
     lambda_min: float = field(default=0.5, metadata={"help": "smallest Hessian eigenvalue", "gt": 0})
     lambda_max: float = field(default=10.0, metadata={"help": "largest Hessian eigenvalue", "gt": 0})
@@ -74,6 +74,7 @@ class HighDimStudy(Study):
 
     def validate(self, p: HighDimParams) -> None:
         _validate(p)
+        engine_options(p)
 
     def members(self, p, done):
         return [Member(f"d{d}", {"index": i, "d": d}, folder=f"d{d}") for i, d in enumerate(p.dims)]
@@ -95,7 +96,7 @@ class HighDimStudy(Study):
         start_eig = evecs.T @ start
         diagonal = Quadratic(eigenvalues=evals)
         sim = Simulation(diagonal, D=p.D, dt=p.dt, record_every=p.record_every,
-                         observables=("loss", "C", "var"), track_walkers=0)
+                         observables=("loss", "C", "var"), track_walkers=0, **engine_options(p))
         state, _ = run_chunked(sim, sub, np.tile(start_eig, (p.n_walkers, 1)), p.n_steps, seed=ss.spawn(1)[0],
                                resume=ctx.resume, progress=ctx.progress, n_chunks=5)
         m = read_metrics(sub.path / "metrics.csv")
@@ -109,10 +110,10 @@ class HighDimStudy(Study):
         blocks = np.array_split(loss[tail], 5)
         floor_se = float(np.std([b.mean() for b in blocks], ddof=1) / np.sqrt(5))
         # D from the short-lag MSD of the final ensemble: a few extra steps from the final state
-        frames = [state.theta.copy()]
+        frames = [sim.backend.to_numpy_copy(state.theta)]          # numpy on the host, whatever the backend
         for _ in range(3):
             sim.advance(state, 1)
-            frames.append(state.theta.copy())
+            frames.append(sim.backend.to_numpy_copy(state.theta))
         D_msd = estimate_D_msd(p.dt * np.arange(4), np.stack(frames, 0))
         numbers = {
             "floor_measured": floor_meas, "floor_stderr": floor_se,
@@ -123,7 +124,7 @@ class HighDimStudy(Study):
             "C_stationary_theory": float(np.mean(evals / (1 - 0.5 * evals * p.dt))),
             "regime_stationary": regime_label(float(np.mean(m["C_ensemble"][tail]))),
             "D_msd": float(D_msd.D), "D_msd_stderr": float(D_msd.stderr),
-            "D_seed_var_over_T": float(np.mean(np.var(state.theta, axis=0)) / (p.n_steps * p.dt)),
+            "D_seed_var_over_T": float(np.mean(np.var(frames[-1], axis=0)) / (p.n_steps * p.dt)),
             # over the records after the start (at t = 0 every walker sits at θ₀: no spread)
             "max_abs_dev_from_exact_in_se": float(np.max(np.abs(loss - exact)[1:] / (
                 m["loss_std"][1:] / np.sqrt(p.n_walkers)))),
