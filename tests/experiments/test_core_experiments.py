@@ -14,7 +14,8 @@ ENGINES = [pytest.param({}, id="numpy"),
            pytest.param(dict(backend="torch", dtype="float32", device="cpu"), id="torch-f32-cpu")]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", [ENGINES[0], pytest.param(*ENGINES[1].values, id=ENGINES[1].id,
+                                                              marks=pytest.mark.slow)])   # 7 s; resumed below
 def test_double_well_run_folder_and_numbers(tmp_path, engine):
     if engine:
         pytest.importorskip("torch")
