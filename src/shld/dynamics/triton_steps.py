@@ -127,7 +127,7 @@ class CubicEulerKernel:
 
         return torch.empty(1, dtype=torch.int64, device=self.backend.device).random_(generator=gen)
 
-    def sigmas(self, D) -> object:
+    def sigmas(self, D):
         """σ_s = √(2·D_s·dt) of a launch's temperatures ``D`` (float64 arithmetic, as the constant σ), as a
         tensor in the walkers' dtype on the kernel's device."""
         import torch
