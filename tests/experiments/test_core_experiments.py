@@ -82,7 +82,7 @@ def test_engine_options_are_checked_before_a_run_folder_exists(tmp_path, capsys)
     if torch.cuda.device_count() < 8:
         cases.append((["--backend", "torch", "--device", "cuda:7"], "`device`='cuda:7'"))
     for k, (argv, message) in enumerate(cases):
-        for name in ("double-well", "kramers", "high-dim"):
+        for name in ("double-well", "kramers", "high-dim", "theorems", "fp-vs-langevin"):
             out = tmp_path / f"{name}-{k}"
             assert exit_status(["run", name, *argv, "--out", str(out), "--no-progress"]) == 2
             assert message in capsys.readouterr().err, (name, argv)

@@ -7,11 +7,16 @@ from shld.claims import validate_claims
 from shld.experiments.registry import run_experiment
 
 
-@pytest.fixture(scope="module")
-def summary(tmp_path_factory):
+@pytest.fixture(scope="module", params=[pytest.param({}, id="numpy"),
+                                        pytest.param(dict(backend="torch", dtype="float32", device="cpu"),
+                                                     id="torch-f32-cpu", marks=pytest.mark.slow)])
+def summary(tmp_path_factory, request):
+    # the same closed forms hold on the torch backend (other random numbers, the same law)
+    if request.param:
+        pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("th") / "run"
     _, s = run_experiment("theorems", out, progress=False, seed=1, n_walkers=1500, t3_walkers=1500,
-                          t3_dt=0.005, t4_time=4.0)
+                          t3_dt=0.005, t4_time=4.0, **request.param)
     s["_out"] = out
     return s
 

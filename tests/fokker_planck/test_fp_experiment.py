@@ -47,10 +47,15 @@ def test_kramers_on_the_torch_backend_measures_the_same_passage_times(tmp_path):
     assert torch_run["table"][0]["T_langevin"] != numpy_run["table"][0]["T_langevin"]
 
 
-def test_fp_vs_langevin_small_run(tmp_path):
+@pytest.mark.parametrize("engine", [pytest.param({}, id="numpy"),
+                                    pytest.param(dict(backend="torch", dtype="float32", device="cpu"),
+                                                 id="torch-f32-cpu", marks=pytest.mark.slow)])   # 7.5 s
+def test_fp_vs_langevin_small_run(tmp_path, engine):
+    if engine:
+        pytest.importorskip("torch")
     run, summary = run_experiment("fp-vs-langevin", tmp_path / "v", progress=False, n_walkers=2000,
                                   t_final=1.0, n_snapshots=2, mb_walkers=300, mb_t_final=0.2,
-                                  equilibrium=False)
+                                  equilibrium=False, **engine)
     rows = validate_claims(summary["claims"])
     assert rows[0]["id"] == "master-equation-density"
     assert len(summary["tests"]) == 4

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shld.claims import FAILS, HOLDS, PARTLY, claim_row
+from shld.experiments._langevin_run import EngineParams, engine_options
 from shld.experiments.registry import register
 from shld.experiments.study import Member, Study, Summary
 from shld.seeds import member_seed
@@ -44,7 +45,7 @@ SPREAD_2D = 0.05            # spread of the 2-D start around minimum B
 
 
 @dataclass
-class FpVsLangevinParams:
+class FpVsLangevinParams(EngineParams):
     seed: int = field(default=0, metadata={"help": "root seed"})
     D: float = field(default=0.5, metadata={"help": "temperature of the 1-D double well (barrier 1)", "gt": 0})
     n_walkers: int = field(default=20000, metadata={"help": "Langevin walkers (1-D)", "min": 10})
@@ -118,7 +119,7 @@ def _view_1d(p: FpVsLangevinParams) -> dict:
     theta0 = x0 + s0 * rng.standard_normal((p.n_walkers, 1))
     every = int(round(p.t_final / p.dt)) // p.n_snapshots
     res = simulate(L, theta0, D=p.D, dt=p.dt, n_steps=every * p.n_snapshots, rng=rng, record_every=every,
-                   store_trajectory=True, observables=("loss",))
+                   store_trajectory=True, observables=("loss",), **engine_options(p))
     counts = np.stack([np.histogram(res.trajectory[k][:, 0], bins=edges)[0] for k in range(len(times))])
     probs = np.stack([_block_sum(ev.densities[k] * grid.cell_volume, REFINE_1D) for k in range(len(times))])
     return {"times": times, "counts": counts, "probs": probs, "densities": np.asarray(ev.densities),
@@ -138,7 +139,7 @@ def _view_2d(p: FpVsLangevinParams) -> dict:
     th = B + SPREAD_2D * rng.standard_normal((p.mb_walkers, 2))
     every = int(round(p.mb_t_final / p.mb_dt)) // p.n_snapshots
     res = simulate(M, th, D=p.mb_D, dt=p.mb_dt, n_steps=every * p.n_snapshots, rng=rng, record_every=every,
-                   store_trajectory=True, observables=("loss",))
+                   store_trajectory=True, observables=("loss",), **engine_options(p))
     e2 = [e[::REFINE_2D] for e in g2.edges]
     counts = np.stack([np.histogram2d(res.trajectory[k][:, 0], res.trajectory[k][:, 1], bins=e2)[0]
                        for k in range(len(times))])
@@ -160,7 +161,7 @@ def _equilibrium(p: FpVsLangevinParams, theta: np.ndarray) -> dict:
     t_eq = 10.0 / lam1
     n_eq = int(math.ceil(t_eq / p.dt))
     res = simulate(L, theta, D=p.D, dt=p.dt, n_steps=n_eq, rng=np.random.default_rng(member_seed(p.seed, 1000, 2)),
-                   record_every=n_eq, observables=("loss",))
+                   record_every=n_eq, observables=("loss",), **engine_options(p))
     counts, _ = np.histogram(res.final_theta[:, 0], bins=edges)
     return {"residual": resid, "lambda1": lam1, "t_equilibrium": t_eq, "counts": counts,
             "probs": _block_sum(op.gibbs() * grid.cell_volume, REFINE_1D), "stationary": np.asarray(st)}
@@ -172,6 +173,9 @@ class FpVsLangevinStudy(Study):
             "(1-D double well, 2-D Müller–Brown) and vs the Gibbs law at equilibrium")
     Params = FpVsLangevinParams
     audit = AUDIT
+
+    def validate(self, p) -> None:
+        engine_options(p)
 
     def members(self, p, done):
         out = [Member("1d"), Member("2d")]

@@ -33,6 +33,7 @@ from shld.claims import (
     bound_verdict,
     claim_row,
 )
+from shld.experiments._langevin_run import EngineParams, engine_options
 from shld.experiments.registry import register
 from shld.experiments.study import Member, Study, Summary
 from shld.seeds import member_seed
@@ -67,7 +68,7 @@ AUDIT = {
 
 
 @dataclass
-class TheoremsParams:
+class TheoremsParams(EngineParams):
     seed: int = field(default=0, metadata={"help": "root seed"})
     n_walkers: int = field(default=4000, metadata={"help": "walkers per ensemble (theorems 1 and 4)"})
     D_values: tuple[float, ...] = field(default=(0.05, 0.2, 1.0),
@@ -123,7 +124,7 @@ def _theorem1(params, rng_root):
     # store_trajectory keeps the positions at the record times
     res = simulate(Q1, np.array([1.0]), D=D, dt=0.001, n_steps=1000, n_walkers=params.n_walkers,
                    rng=np.random.default_rng(member_seed(rng_root, 2)), record_every=50,
-                   observables=("loss",), store_trajectory=True)
+                   observables=("loss",), store_trajectory=True, **engine_options(params))
     for t, th in zip(res.times, res.trajectory):
         if t == 0:
             continue
@@ -193,7 +194,7 @@ def _theorem3(params, rng_root):
     n_steps = int(math.ceil(T / params.t3_dt))
     res = simulate(L, np.array([-1.0]), D=D, dt=params.t3_dt, n_steps=n_steps, n_walkers=params.t3_walkers,
                    rng=np.random.default_rng(member_seed(rng_root, 3)), record_every=max(1, n_steps // 200),
-                   observables=("loss", "mean"))
+                   observables=("loss", "mean"), **engine_options(params))
     x = res.final_theta[:, 0]
     _, (grid, cdf) = _gibbs_samples_1d(L, D, 1, np.random.default_rng(0), lo=-4.0, hi=4.0)
     ks = kstest(x, lambda q: np.interp(q, grid, cdf))
@@ -224,7 +225,7 @@ def _theorem4(params, rng_root):
         theta0 = np.ones(d)
         res = simulate(Q, theta0, D=D, dt=dt, n_steps=n_steps, n_walkers=params.n_walkers,
                        rng=np.random.default_rng(member_seed(rng_root, 4, j)),
-                       record_every=max(1, n_steps // 100), observables=("loss",))
+                       record_every=max(1, n_steps // 100), observables=("loss",), **engine_options(params))
         t = res.times
         m = res.records["loss_mean"]
         se = res.records["loss_std"] / math.sqrt(params.n_walkers)
@@ -291,6 +292,7 @@ class TheoremsStudy(Study):
         check_int("t3_walkers", params.t3_walkers, minimum=10)
         for D in params.D_values:
             check_positive("D_values", D)
+        engine_options(params)
 
     def members(self, params, done):
         return [Member(f"theorem{k}") for k in range(1, 5)]
