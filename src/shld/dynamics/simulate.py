@@ -164,7 +164,8 @@ class Simulation:
         return "triton"
 
     def _step_kernel(self):
-        """The many-steps kernel for this run's constant D (built on first use, kept)."""
+        """The many-steps kernel for this run's D (a number, or None for a schedule: each launch then
+        carries its steps' D), built on first use and kept."""
         kern = self.__dict__.get("_triton_kernel")
         if kern is None:
             from shld.dynamics.triton_steps import CubicEulerKernel, check_against_reference
@@ -172,7 +173,7 @@ class Simulation:
             D = float(self.schedule.D) if type(self.schedule) is Constant else None    # None: D(t) per launch
             kern = CubicEulerKernel(self.landscape.gradient_polynomial(), self.dt, D, self.backend,
                                     target=self.target)
-            check_against_reference(kern)        # once per device and dtype: never trusted unchecked
+            check_against_reference(kern)        # once per compiled variant: never trusted unchecked
             self._triton_kernel = kern
         return kern
 
@@ -644,8 +645,9 @@ def simulate(landscape: Landscape, theta0, D=0.1, dt: float = 1e-3, n_steps: int
         first k walkers added to each record row as ``w{i}_{j}``), ``step_kernel`` ("auto" | "triton" |
         "eager"): with "auto" (default) a torch run on CUDA whose landscape gives
         ``gradient_polynomial()`` (the double well, diagonal quadratics), with Euler–Maruyama, a constant
-        D, no controller or preconditioner, and no target or a :class:`shld.dynamics.HalfSpace` one
-        (recorded in the kernel), runs all the steps between two records or checks in
+        D or a schedule, no controller or preconditioner, and no target or a :class:`shld.dynamics.HalfSpace`
+        one (recorded in the kernel; ``stop_when_all_hit`` too), runs all the steps between two records or
+        checks in
         one Triton kernel (:mod:`shld.dynamics.triton_steps`; counter-based Philox noise, so its bits
         differ from the eager step's and do not depend on how the run is split); "triton" insists (and
         runs Triton's interpreter on a CPU device), "eager" never.

@@ -33,6 +33,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from shld.dynamics.targets import HalfSpace
+
 #: Elements per program: compiled (a GPU block) and interpreted (numpy arrays; large, so that few
 #: programs run one after another).
 BLOCK_GPU = 1024
@@ -243,8 +245,6 @@ PROBE = dict(coef=np.array([[0.1, -4.0, 0.0, 4.0], [0.0, 1.5, 0.0, 0.0]]),
 
 
 def _probe_target(above: bool):
-    from shld.dynamics.targets import HalfSpace
-
     return HalfSpace(0, PROBE["threshold"] if above else -PROBE["threshold"], above=above)
 
 

@@ -219,13 +219,14 @@ def _theorem4(params, rng_root):
     d, D, dt = params.t4_dim, params.t4_D, params.t4_dt
     n_steps = int(round(params.t4_time / dt))
     spectra = {"λ in [0.2, 1.5]": np.linspace(0.2, 1.5, d), "λ in [3, 6]": np.linspace(3.0, 6.0, d)}
+    engine = engine_options(params)
     out, verdicts = {}, []
     for j, (name, lam) in enumerate(spectra.items()):
         Q = make_landscape("quadratic", eigenvalues=lam)
         theta0 = np.ones(d)
         res = simulate(Q, theta0, D=D, dt=dt, n_steps=n_steps, n_walkers=params.n_walkers,
                        rng=np.random.default_rng(member_seed(rng_root, 4, j)),
-                       record_every=max(1, n_steps // 100), observables=("loss",), **engine_options(params))
+                       record_every=max(1, n_steps // 100), observables=("loss",), **engine)
         t = res.times
         m = res.records["loss_mean"]
         se = res.records["loss_std"] / math.sqrt(params.n_walkers)
