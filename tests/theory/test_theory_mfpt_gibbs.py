@@ -135,3 +135,56 @@ def test_gibbs_cdf_1d_is_the_normal_cdf_for_a_harmonic_well():
     np.testing.assert_allclose(F(q), stats.norm.cdf(q, scale=np.sqrt(D)), atol=1e-8)
     assert not np.allclose(F(q), stats.norm.cdf(q, scale=np.sqrt(D / 2)), atol=1e-3)   # power: D/2 differs
     assert F(-7.0) == 0.0 and F(7.0) == 1.0
+
+
+@pytest.mark.parametrize("c, D", [(1000.0, 1e-3), (300.0, 1e-3), (-25.0, 1e-6)])
+def test_gibbs_integrals_resolve_a_narrow_well_far_from_center(c, D):
+    """The well of U = ½(x − c)² is √D wide and far from the probe's start (center = 0): the rule
+    must zoom onto it. Exact: log Z = ½ log 2πD, E[x] = c, Var[x] = D. The old rule (400 panels
+    over [−0.01, 1310]) gave log Z = −37.2 instead of −2.53 for c = 1000."""
+    from shld.theory import gibbs_mean_1d
+
+    u = lambda x: 0.5 * (x - c) ** 2  # noqa: E731
+    assert gibbs_log_normaliser(u, D) == pytest.approx(0.5 * math.log(2 * math.pi * D), abs=1e-9)
+    assert gibbs_mean_1d(u, D, g=lambda x: x) == pytest.approx(c, abs=1e-9 * max(1.0, abs(c)))
+    assert gibbs_mean_1d(u, D, g=lambda x: (x - c) ** 2) == pytest.approx(D, rel=1e-8)
+    fl = FunctionLandscape(lambda t: 0.5 * (t[..., 0] - c) ** 2, lambda t: t - c, dim=1)
+    assert gibbs_log_partition(fl, D) == pytest.approx(0.5 * math.log(2 * math.pi * D), abs=1e-9)
+
+
+def test_gibbs_normaliser_with_one_far_finite_end():
+    """lo = −inf, hi = 1e4: the probe starts at the finite end, 10⁴ away from the well of x²."""
+    D = 0.5
+    assert gibbs_log_normaliser(lambda x: x ** 2, D, hi=1e4) == pytest.approx(0.5 * math.log(math.pi * D), abs=1e-10)
+    assert gibbs_log_normaliser(lambda x: x ** 2, D, lo=0.0, hi=1e4) == pytest.approx(
+        0.5 * math.log(math.pi * D) - math.log(2), abs=1e-10)
+
+
+def test_gibbs_quadrature_refuses_what_it_cannot_resolve():
+    """A jump of U inside a panel: Gauss–Legendre converges like h, so 400 and 800 panels disagree."""
+    jump = lambda x: np.where(x > 0.123456, 1.0, 0.0) + x ** 2 / 100  # noqa: E731
+    with pytest.raises(ValueError, match="did not converge.*increase `n`"):
+        gibbs_log_normaliser(jump, 1.0)
+
+
+def test_gibbs_cdf_1d_refuses_bad_bounds_and_an_unresolved_well():
+    u = lambda x: 0.5 * x * x  # noqa: E731
+    for lo, hi in [(-math.inf, math.inf), (1.0, -1.0), (0.0, 0.0), (math.nan, 1.0)]:
+        with pytest.raises(ValueError, match="lo"):
+            gibbs_cdf_1d(u, 1.0, lo, hi)
+    with pytest.raises(ValueError, match="do not resolve"):    # σ = 1e-4, grid step 1e-4
+        gibbs_cdf_1d(u, 1e-8, -10.0, 10.0)
+    F = gibbs_cdf_1d(make_landscape("quadratic", eigenvalues=[1.0]), 0.3, -6.0, 6.0)  # a 1-D landscape
+    assert F(0.0) == pytest.approx(0.5, abs=1e-9)
+
+
+def test_mfpt_refuses_an_unresolved_integrand():
+    """e^{U/D} at an absorbing point far up a steep wall lives within D/U'(b) ≈ 1e-8 of b: no panel
+    count here resolves it, and the old rule returned log T = 8.08e8 for n = 400 (8.06e8 for n = 8)."""
+    steep = lambda x: 50 * (x ** 2 - 1) ** 2  # noqa: E731
+    with pytest.raises(ValueError, match="did not converge.*increase `n`"):
+        mfpt_1d(steep, 0.05, -1.0, 30.0)
+    with pytest.raises(ValueError, match="8 panels"):
+        mfpt_1d(steep, 0.05, -1.0, 1.0, n=8)     # 8 panels over a barrier of 1000·D
+    assert mfpt_1d(steep, 0.05, -1.0, 1.0, log=True) == pytest.approx(
+        mfpt_1d(steep, 0.05, -1.0, 1.0, n=3200, log=True), abs=1e-9)

@@ -14,6 +14,9 @@ GL_X, GL_W = np.polynomial.legendre.leggauss(16)
 #: A tail is cut where U has risen this many D above its minimum (e^{-60} ≈ 1e-26 relative).
 TAIL_MARGIN = 60.0
 
+#: A 1-D quadrature is refused when halving its panels moves the log of the result by more than this.
+QUADRATURE_TOL = 1e-7
+
 
 def real_array(name, value, *, positive=False, nonnegative=False, nonzero=False, finite=True):
     """``value`` as a float array with the named condition on every entry; scalars stay 0-d."""

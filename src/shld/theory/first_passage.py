@@ -12,8 +12,9 @@ inner integral accumulated panel by panel plus a Gauss rule on each partial pane
 exponents shifted by their maxima, so ΔE/D in the hundreds does not overflow (the result is
 returned as inf only when T itself exceeds the float range; ask for ``log=True`` to get log T).
 An infinite reflecting end is cut where U has risen 60·D above its minimum (e^{−60} relative).
-Accuracy is ~1e-12 relative for smooth U when a panel is narrower than a few √(D/|U''|);
-raise ``n`` for very sharp potentials (the tests measure it against closed forms).
+Accuracy is ~1e-12 relative for smooth U when a panel is narrower than a few √(D/|U''|); the
+result is refused (``ValueError``: raise ``n``) when ``n`` and 2·``n`` panels disagree on log T
+by more than 1e-7, and the 2·``n`` value is returned otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import math
 import numpy as np
 
 from shld._validation import check_int, check_positive, check_real
-from shld.theory._common import GL_W, GL_X, as_potential, gl_nodes, panels, probe_cutoff
+from shld.theory._common import GL_W, GL_X, QUADRATURE_TOL, as_potential, gl_nodes, panels, probe_cutoff
 
 __all__ = ["mfpt_1d"]
 
@@ -71,6 +72,21 @@ def mfpt_1d(u, D, x0, b, a=None, n=400, log=False):
         coarse = np.linspace(y0, yb, 1001)
         ya = probe_cutoff(g, D, y0, -1.0, float(np.min(g(coarse))), scale=max(1.0, yb - y0))
     ya = min(ya, y0)
+    logT = _log_mfpt(g, D, ya, y0, yb, n)
+    logT2 = _log_mfpt(g, D, ya, y0, yb, 2 * n)
+    if not abs(logT2 - logT) <= QUADRATURE_TOL:
+        raise ValueError(
+            f"mfpt_1d did not converge: log T is {logT:.10g} with {n} panels and {logT2:.10g} with "
+            f"{2 * n} (D={D:g}, x0={x0:g}, b={b:g}, reflecting at {a:g}); U varies faster than the "
+            f"panels resolve: increase `n`")
+    logT = logT2
+    if log:
+        return logT
+    return math.inf if logT > 709.0 else math.exp(logT)
+
+
+def _log_mfpt(g, D, ya, y0, yb, n):
+    """log T for absorption at yb > y0, reflecting at ya ≤ y0, with ``n`` panels (mirrored U ``g``)."""
     edges = [ya, y0, yb] if ya < y0 else [y0, yb]
     left, width, starts = panels(edges, n)
     i0 = starts[1] if ya < y0 else 0            # first panel of the outer range [y0, yb]
@@ -91,7 +107,4 @@ def mfpt_1d(u, D, x0, b, a=None, n=400, log=False):
     with np.errstate(divide="ignore"):
         ell = V[i0:] - vmin + np.log(inner)
     s = float(np.max(ell))
-    logT = s + math.log(float(np.sum(wz[i0:] * np.exp(ell - s)))) - math.log(D)
-    if log:
-        return logT
-    return math.inf if logT > 709.0 else math.exp(logT)
+    return s + math.log(float(np.sum(wz[i0:] * np.exp(ell - s)))) - math.log(D)
