@@ -145,3 +145,48 @@ def test_numpy_tight_loop_keeps_the_bits(D, n_walkers, dtype):
     b = simulate(L, np.full(1, 0.5), record_every=1, check_every=1, **kw)
     assert np.array_equal(a.final_theta, b.final_theta)
     assert not np.array_equal(a.final_theta, np.full_like(a.final_theta, 0.5))
+
+
+def test_records_keep_one_row_per_time_after_every_walker_failed(backend):
+    """dt = 0.3 on the double well with D = 2 blows every walker up: the records past that point are
+    NaN rows, aligned with ``times`` (they stopped growing, so ``records[k][-1]`` was an earlier time's)."""
+    r = simulate(DoubleWell(), [-1.0], n_walkers=20, D=2.0, dt=0.3, n_steps=200, seed=0, record_every=10,
+                 observables=("loss", "grad_norm2", "C", "mean", "var"), record_walkers=True, **backend)
+    assert not r.ok.any()
+    assert all(len(v) == len(r.times) == 21 for v in r.records.values()), {k: len(v) for k, v in r.records.items()}
+    dead = r.records["n_alive"] == 0
+    assert dead[-1] and not dead[0]
+    for k in ("loss_mean", "loss_std", "grad_norm2_mean", "C_ensemble", "C_median", "mean", "var",
+              "loss_walkers", "C_walkers"):
+        assert np.isnan(r.records[k][dead]).all(), k
+        assert np.isfinite(r.records[k][0]).all(), k
+    assert r.records["mean"].shape == (21, 1) and r.records["C_walkers"].shape == (21, 20)
+
+
+def test_chunks_merge_when_one_chunk_loses_every_walker():
+    """Chunk 1 (θ = 50) diverges at once; chunk 2 stays in its well. The merged records are chunk 2's
+    statistics (the chunk merge raised IndexError on the dead chunk's short records)."""
+    th = np.r_[np.full(10, 50.0), np.full(10, -1.0)][:, None]
+    kw = dict(D=0.1, dt=0.01, n_steps=100, seed=0, record_every=10)
+    merged = simulate(DoubleWell(), th, chunks=2, **kw)
+    kw.pop("seed")
+    alone = simulate(DoubleWell(), th[10:], seed=np.random.SeedSequence(0).spawn(2)[1], **kw)   # chunk 2's seed
+    assert len(merged.records["loss_mean"]) == len(merged.times) == 11
+    assert (merged.records["n_alive"][1:] == 10).all()
+    assert np.array_equal(merged.final_theta[10:], alone.final_theta)
+    np.testing.assert_allclose(merged.records["loss_mean"][1:], alone.records["loss_mean"][1:], rtol=1e-12)
+
+
+def test_C_at_zero_temperature_is_inf_or_nan_the_same_everywhere(backend):
+    """D = 0 (gradient descent): C = ‖∇L‖²/(D·d) is inf where ∇L ≠ 0 and 0/0 = NaN at a critical point, in
+    every record, with or without per-walker records, on every backend (it was ~1e300 in some and inf in
+    others); the median over walkers is C of the median ‖∇L‖²."""
+    th = np.array([[0.5], [0.0]])                     # ∇L(0.5) ≠ 0; θ = 0 is the double well's saddle
+    for walkers in (True, False):
+        r = simulate(DoubleWell(), th, D=0.0, dt=0.01, n_steps=3, seed=0, record_every=1,
+                     record_walkers=walkers, **backend)
+        assert np.isinf(r.records["C_ensemble"]).all() and np.isinf(r.records["C_median"]).all()
+        if walkers:
+            assert np.isinf(r.records["C_walkers"][:, 0]).all() and np.isnan(r.records["C_walkers"][:, 1]).all()
+    at_saddle = simulate(DoubleWell(), th[1:], D=0.0, dt=0.01, n_steps=2, seed=0, record_every=1, **backend)
+    assert np.isnan(at_saddle.records["C_ensemble"]).all() and np.isnan(at_saddle.records["C_median"]).all()

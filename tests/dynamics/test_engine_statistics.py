@@ -187,6 +187,26 @@ def test_resume_of_the_fused_path_and_baoab_is_bit_identical(tmp_path, backend):
         assert np.array_equal(sim.advance(st2, 60).final_theta, full.final_theta)
 
 
+def test_a_snapshot_kept_in_memory_stays_at_its_step(backend):
+    """to_arrays() copies: the run going on after the snapshot must not move the snapshot's θ,
+    momentum, hits or controller (they were views of the live arrays), so resuming from it later
+    gives the uninterrupted run's bits."""
+    kw = dict(D=0.4, dt=1e-2, integrator="baoab", target=HalfSpace(0, 0.5), record_every=10,
+              controller=AdaptiveNoise(threshold=0.5, hold_steps=5, min_step=0))
+    sim = Simulation(DoubleWell(), **kw, **backend)
+    full = sim.advance(sim.init_state([-1.0], n_walkers=40, seed=9), 300)
+    st = sim.init_state([-1.0], n_walkers=40, seed=9)
+    sim.advance(st, 100)
+    snap = st.to_arrays()
+    frozen = {k: np.array(v, copy=True) for k, v in snap.items()}
+    sim.advance(st, 200)                                   # the live state moves on
+    for k, v in frozen.items():
+        assert np.array_equal(snap[k], v), k
+    part = sim.advance(EnsembleState.from_arrays(snap), 200)
+    assert np.array_equal(part.final_theta, full.final_theta)
+    assert np.array_equal(part.first_passage_time, full.first_passage_time)
+
+
 def test_same_seed_same_bits_and_different_seed_differs(backend):
     L = DoubleWell()
     a = simulate(L, np.zeros(1), n_walkers=50, D=0.3, dt=1e-2, n_steps=200, seed=7, **backend)

@@ -33,8 +33,8 @@ class _Recorder:
     def walker_C(self, grad, D):
         """‖∇L‖² and C per walker (every walker), made once per record or controller step into reused
         buffers (overwritten by the next call). C comes from the one definition,
-        :func:`shld.observables.consolidation_ratio_from_norm2`, with D clamped at 1e-300 so that D = 0
-        gives a huge C instead of 0/0 (torch: the dtype's smallest normal). On a non-numpy backend
+        :func:`shld.observables.consolidation_ratio_from_norm2`; at D = 0 it is IEEE's answer on every
+        backend and in every record: C = inf where ∇L ≠ 0 and NaN where ∇L = 0 (0/0). On a non-numpy backend
         everything stays on the device, and the per-walker C is made only when the controller or
         ``record_walkers`` needs it; otherwise the record's median C is the median ‖∇L‖² through the
         same formula."""
@@ -45,14 +45,14 @@ class _Recorder:
         if bk.name != "numpy" and self.sim.controller is None and not self.sim.record_walkers:
             return self._g2, None
         if bk.name != "numpy" and not self.sim.walkers_c_on_host:      # a GPU run: C stays on the device
-            tiny = float(np.finfo(bk.dtype_name).tiny)
-            Dw = max(float(D), tiny) if np.ndim(D) == 0 else D[:, 0].clamp_min(tiny)
+            Dw = float(D) if np.ndim(D) == 0 else D[:, 0]
             return self._g2, consolidation_ratio_from_norm2(self._g2, Dw, self.d)
         if self._C is None:
             self._C = np.empty(grad.shape[0])
         g2 = bk.to_numpy(self._g2)
         Dw = D if np.ndim(D) == 0 else bk.to_numpy(D[:, 0])
-        consolidation_ratio_from_norm2(g2, np.maximum(Dw, 1e-300), self.d, out=self._C)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            consolidation_ratio_from_norm2(g2, Dw, self.d, out=self._C)
         return self._g2, self._C
 
     def _scratch_like(self, x):
@@ -104,7 +104,9 @@ class _Recorder:
         self.times.append(t)
         self.D_hist.append(D_mean)
         row = {"step": step, "t": t}
-        if th.shape[0]:
+        if not th.shape[0]:
+            self._put_empty(obs)
+        else:
             if "loss" in obs:
                 row["loss_mean"], row["loss_std"] = bk.mean_std(lv, sum_lv, self._scratch_like(lv))
                 if sim.record_walkers:
@@ -117,13 +119,15 @@ class _Recorder:
                     D_ens = D_mean
                 else:
                     D_ens = np.mean(bk.to_numpy(D)[sel if isinstance(sel, slice) else bk.to_numpy(sel), 0])
-                row["C_ensemble"] = float(consolidation_ratio_from_norm2(mean_g2, D_ens, self.d))
-                if C is not None:
-                    row["C_median"] = sim.walker_backend.median(C, np.empty_like(C) if host_C
-                                                                else self._scratch_like(C))
-                else:   # scalar D: the median of C is C of the median ‖∇L‖² (C is increasing in it)
-                    row["C_median"] = float(consolidation_ratio_from_norm2(
-                        bk.median(g2, None), max(D_mean, 1e-300), self.d))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    row["C_ensemble"] = float(consolidation_ratio_from_norm2(mean_g2, D_ens, self.d))
+                    if C is not None and (not scalar_D or D_mean > 0):
+                        row["C_median"] = sim.walker_backend.median(C, np.empty_like(C) if host_C
+                                                                    else self._scratch_like(C))
+                    else:   # scalar D: the median of C is C of the median ‖∇L‖² (C is increasing in it; at
+                        # D = 0 this gives inf for a median ∇L ≠ 0 where np.median would pass on a 0/0 NaN)
+                        row["C_median"] = float(consolidation_ratio_from_norm2(
+                            float(bk.median(g2, self._scratch_like(g2))), D_mean, self.d))
                 if sim.record_walkers:
                     self._put("C_walkers", _pad(_host(C), bk.to_numpy(alive), self.n))
             if "mean" in obs:
@@ -146,6 +150,26 @@ class _Recorder:
             self.traj.append(np.array(bk.to_numpy(theta), copy=True))
         if on_record is not None:
             on_record(row)
+
+    def _put_empty(self, obs):
+        """A record with no live walker (every one failed): NaN statistics, so that every record has
+        one row per time in ``times`` (plots and the chunk merge index them together)."""
+        nan = float("nan")
+        if "loss" in obs:
+            self._put("loss_mean", nan)
+            self._put("loss_std", nan)
+            if self.sim.record_walkers:
+                self._put("loss_walkers", np.full(self.n, nan))
+        if "grad_norm2" in obs:
+            self._put("grad_norm2_mean", nan)
+        if "C" in obs:
+            self._put("C_ensemble", nan)
+            self._put("C_median", nan)
+            if self.sim.record_walkers:
+                self._put("C_walkers", np.full(self.n, nan))
+        for key in ("mean", "var"):
+            if key in obs:
+                self._put(key, np.full(self.d, nan))
 
     def result(self, state, interventions, wall) -> SimulationResult:
         bk = self.bk

@@ -49,21 +49,22 @@ class EnsembleState:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """numpy arrays for ``np.savez`` (a numpy RNG state travels as a JSON string, a torch one as
-        its byte state; a torch state also records its dtype and device)."""
+        its byte state; a torch state also records its dtype and device). Every array is a copy: a
+        snapshot kept in memory stays at its step while the run goes on."""
         if self.backend == "numpy":
             bk = NumpyBackend(self.theta.dtype)
-            out = {"theta": self.theta, "step": np.array(self.step)}
+            out = {"theta": self.theta.copy(), "step": np.array(self.step)}
         else:
             bk = make_backend("torch", str(self.theta.dtype).replace("torch.", ""), self.theta.device)
-            out = {"theta": bk.to_numpy(self.theta), "step": np.array(self.step),
+            out = {"theta": bk.to_numpy_copy(self.theta), "step": np.array(self.step),
                    "backend": np.array("torch"), "device": np.array(str(self.theta.device))}
         out.update(bk.generator_state(self.rng))
         for name in ("momentum", "hit", "first_passage_time", "status", "failure_step", "philox_key"):
             val = getattr(self, name)
             if val is not None:
-                out[name] = bk.to_numpy(val)
+                out[name] = bk.to_numpy_copy(val)
         for k, v in self.controller.items():
-            out["controller__" + k] = _host(v)
+            out["controller__" + k] = np.array(_host(v))
         return out
 
     @classmethod
