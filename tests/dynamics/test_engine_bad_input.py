@@ -170,6 +170,38 @@ def test_a_state_resumes_only_on_the_backend_that_made_it():
         np_sim.advance(t_sim.init_state(np.zeros(1), n_walkers=3, seed=0), 2)
 
 
+@pytest.mark.parametrize("made, resumed, match", [
+    (dict(dtype="float32"), dict(), r"`state` holds float32 walkers; this Simulation runs in dtype='float64'"),
+    (dict(integrator="baoab"), dict(), r"made by an underdamped \(BAOAB\) run.*integrates with EulerMaruyama"),
+    (dict(), dict(integrator="baoab"), r"made by an overdamped run.*integrates with BAOAB"),
+    (dict(), dict(controller="adaptive"), r"carries controller state none.*AdaptiveNoise needs \['boost_until'"),
+    (dict(controller="adaptive"), dict(), r"carries controller state \['boost_until'.*controller None needs none"),
+    (dict(landscape=DoubleWell(dim=2)), dict(), r"walkers of shape \(3, 2\).*d=1"),
+])
+def test_a_state_resumes_only_under_the_configuration_that_made_it(made, resumed, match):
+    """Another dtype, dimension, integrator or controller cannot continue a state exactly: refused before
+    the first step, naming what differs (numpy raised a broadcast or dtype error from inside a step, or
+    a KeyError; torch silently went on in the state's dtype)."""
+    from shld.dynamics import AdaptiveNoise, Simulation
+
+    def sim(landscape=None, controller=None, **kw):
+        return Simulation(landscape or DoubleWell(), D=0.1, dt=0.01, **kw,
+                          controller=AdaptiveNoise() if controller else None)
+
+    src = sim(**made)
+    st = src.init_state(np.zeros(src.landscape.dim), n_walkers=3, seed=0)
+    before = st.theta.copy()
+    with pytest.raises(ValueError, match=match):
+        sim(**resumed).advance(st, 2)
+    assert np.array_equal(st.theta, before) and st.step == 0          # nothing moved
+    if "dtype" in made:                                                # torch went on in float32, silently
+        torch = pytest.importorskip("torch")
+        st32 = sim(backend="torch", dtype="float32").init_state(np.zeros(1), n_walkers=3, seed=0)
+        with pytest.raises(ValueError, match="`state` holds float32 walkers"):
+            sim(backend="torch").advance(st32, 2)
+        assert st32.theta.dtype == torch.float32
+
+
 def test_a_target_must_return_a_boolean_mask_on_every_backend():
     torch = pytest.importorskip("torch")
     with pytest.raises(ValueError, match=r"`target` must return a boolean array of shape \(4,\)"):

@@ -273,7 +273,8 @@ class Simulation:
         return mask
 
     def _adopt(self, state: EnsembleState) -> None:
-        """Refuse a state made by another backend (its generator cannot continue this run's stream)."""
+        """Refuse a state this Simulation cannot continue exactly: another backend or device (its generator
+        cannot continue this run's stream), another dtype, dimension, integrator or controller."""
         bk = self.backend
         if state.backend != bk.name or not bk.is_array(state.theta):
             raise ValueError(f"`state` was made by backend={state.backend!r}; this Simulation runs on "
@@ -281,6 +282,25 @@ class Simulation:
         if bk.name == "torch" and state.theta.device != bk.device:
             raise ValueError(f"`state` lives on {state.theta.device}; this Simulation runs on {bk.device} "
                              "(load it with EnsembleState.from_arrays(..., device=...))")
+        theta = state.theta
+        dtype = str(theta.dtype).replace("torch.", "")
+        if dtype != bk.dtype_name:
+            raise ValueError(f"`state` holds {dtype} walkers; this Simulation runs in dtype={bk.dtype_name!r} "
+                             "(resume a run with the dtype that made it)")
+        if theta.ndim != 2 or theta.shape[1] != self.landscape.dim:
+            raise ValueError(f"`state` holds walkers of shape {tuple(theta.shape)}; this Simulation's "
+                             f"landscape has d={self.landscape.dim} (need shape (N, {self.landscape.dim}))")
+        baoab = isinstance(self.integrator, BAOAB)
+        if baoab != (state.momentum is not None):
+            made = "an underdamped (BAOAB) run: it has momenta" if state.momentum is not None else \
+                "an overdamped run: it has no momenta"
+            raise ValueError(f"`state` was made by {made}; this Simulation integrates with "
+                             f"{type(self.integrator).__name__} (resume with the integrator that made it)")
+        want = set() if self.controller is None else set(self.controller.init_state(1).keys())
+        if set(state.controller) != want:
+            raise ValueError(f"`state` carries controller state {sorted(state.controller) or 'none'}; this "
+                             f"Simulation's controller {type(self.controller).__name__ if want else 'None'} "
+                             f"needs {sorted(want) or 'none'} (resume with the controller that made it)")
         wb = self.walker_backend
         if self.controller is not None and any(not wb.is_array(v) for v in state.controller.values()):
             # a loaded state's controller arrays are numpy: a GPU run keeps them on its device
