@@ -98,3 +98,68 @@ def test_bad_solver_arguments(op):
     absorbing = fokker_planck_operator(Grid.from_landscape(L, 50), L, D=0.5, boundary="absorbing")
     with pytest.raises(ValueError, match="`op` has an absorbing boundary"):
         stationary_state(absorbing)
+
+
+def test_first_passage_is_not_extrapolated_outside_the_grid(op):
+    """τ is solved on the box; a point outside it was extrapolated linearly (τ(−10) = 182.75 on [−2.5, 2.5])."""
+    fp = mean_first_passage_time(op, lambda x: x[..., 0] > 1.0)
+    lo, hi = op.grid.bounds[0]
+    assert np.isfinite(fp.at(lo)) and fp.at(0.99) > 0                 # the box itself, edges included
+    for bad in (lo - 1e-9, hi + 0.5, -10.0):
+        with pytest.raises(ValueError, match=r"`x0`=\[.*\] lies outside the grid's box \[.*\]"):
+            fp.at(bad)
+    with pytest.raises(ValueError, match="outside"):
+        fp.at([0.0, -10.0])                                           # one bad point of several
+
+
+@pytest.mark.parametrize("cov, match", [
+    ([[-0.1]], "`cov` must be positive definite"),
+    ([[0.0]], "`cov` must be positive definite"),
+    ([[1.0, 0.5], [0.4, 1.0]], "`cov` must be symmetric"),
+    ([[1.0, 2.0], [2.0, 1.0]], r"positive definite \(eigenvalues \[-1\.0"),
+])
+def test_a_gaussian_needs_a_positive_definite_covariance(cov, match):
+    """A negative variance gave exp(+x²/0.2): a density peaked at the walls."""
+    g = Grid([(-2.0, 2.0)] * len(cov), (40,) * len(cov))
+    with pytest.raises(ValueError, match=match):
+        g.gaussian(np.zeros(len(cov)), cov)
+    from shld.fokker_planck import covariance, mean
+    g2 = Grid([(-5.0, 5.0)] * 2, (100, 100))                            # the box is > 8σ from the mean
+    ok = g2.gaussian([0.5, 0.0], [[0.3, 0.1], [0.1, 0.2]])
+    np.testing.assert_allclose(mean(g2, ok), [0.5, 0.0], atol=1e-9)
+    # midpoint rule on h = 0.1: the covariance picks up h²/12 ≈ 8e-4 on the diagonal
+    np.testing.assert_allclose(covariance(g2, ok), [[0.3, 0.1], [0.1, 0.2]], atol=1e-3)
+    assert abs(covariance(g2, ok)[0, 1] - 0.1) < 1e-6                   # no h² term off the diagonal
+
+
+def test_record_counts_and_the_gap_are_checked(op):
+    from shld.fokker_planck import relaxation_rates, survival
+
+    rho = np.ones(100)
+    for bad, exc in [(0, ValueError), (-5, ValueError), (1, ValueError), (2.7, TypeError)]:
+        with pytest.raises(exc, match="`n_records`"):
+            evolve(op, rho, 1.0, 0.1, n_records=bad)
+        with pytest.raises(exc, match="`n_records`"):
+            survival(op, rho, lambda x: x[..., 0] > 1.0, 1.0, 0.1, n_records=bad)
+    with pytest.raises(ValueError, match=r"the gap λ₁ needs the two slowest rates.*k=1.*k >= 2"):
+        _ = relaxation_rates(op, k=1).gap
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.full(100, np.nan), "`rho` must be finite"),
+    (np.r_[np.ones(99), -0.5], r"`rho` must be a density \(>= 0\): -0.5 at cell \(99,\)"),
+    (np.zeros(100), "`rho` must have positive mass"),
+])
+def test_observables_refuse_what_is_not_a_density(op, bad, match):
+    from shld.fokker_planck import covariance, mean, probability, relative_entropy
+
+    for f in (lambda r: mean(op.grid, r), lambda r: covariance(op.grid, r),
+              lambda r: probability(op.grid, r, lambda x: x[..., 0] > 0)):
+        with pytest.raises(ValueError, match=match):
+            f(bad)
+    with pytest.raises(ValueError, match=match.replace("`rho`", "`reference`")):
+        relative_entropy(op.grid, np.ones(100), bad)
+    right = lambda x: x[..., 0] > 0  # noqa: E731
+    tiny = np.r_[np.ones(99), -1e-14]                                   # a stepper's round-off passes
+    assert probability(op.grid, tiny, right) == pytest.approx(probability(op.grid, np.r_[np.ones(99), 0.0], right),
+                                                              abs=1e-12)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 
-from shld._validation import check_finite_array, check_positive
+from shld._validation import check_finite_array, check_int, check_positive
 from shld.fokker_planck.elimination import Elimination, SingularGeneratorError, nested_dissection_rank
 
 
@@ -61,7 +61,8 @@ def _keep(op, target):
 @dataclass
 class FirstPassage:
     """``tau`` (grid.shape) mean first-passage time from each cell centre (0 on the target);
-    ``target`` the mask. ``at(x0)`` interpolates τ linearly between cell centres."""
+    ``target`` the mask. ``at(x0)`` interpolates τ linearly between cell centres (inside the grid's
+    box; a point outside it is refused)."""
 
     tau: np.ndarray
     target: np.ndarray
@@ -75,6 +76,13 @@ class FirstPassage:
             x = x[..., None]
         if x.shape[-1] != self.grid.dim:
             raise ValueError(f"`x0` must have last axis d={self.grid.dim}, got shape {x.shape}")
+        lo, hi = np.asarray(self.grid.bounds, dtype=float).T
+        outside = np.any((x < lo) | (x > hi), axis=-1)
+        if outside.any():
+            bad = x[outside][0]
+            box = " × ".join(f"[{a:g}, {b:g}]" for a, b in self.grid.bounds)
+            raise ValueError(f"`x0`={bad.tolist()} lies outside the grid's box {box}: τ is known only "
+                             "inside it (solve on a larger grid)")
         interp = RegularGridInterpolator(self.grid.axes, self.tau, method="linear", bounds_error=False,
                                          fill_value=None)
         out = interp(x.reshape(-1, self.grid.dim)).reshape(x.shape[:-1])
@@ -176,7 +184,7 @@ def survival(op, rho0, target, t_final: float, dt: float, *, n_records: int = 51
     rho = op.grid.check_density(rho0, "rho0", normalise=True).reshape(-1)
     u = rho[keep]
     A = op.matrix.tocsr()[keep][:, keep]
-    times = np.linspace(0.0, t_final, max(int(n_records), 2))
+    times = np.linspace(0.0, t_final, check_int("n_records", n_records, minimum=2))
     m = max(1, int(np.ceil((times[1] - times[0]) / dt)))
     st = _Stepper(A, (times[1] - times[0]) / m, method)
     S = [u.sum() * op.grid.cell_volume]

@@ -127,7 +127,8 @@ class Grid:
         return arr / mass if normalise else arr.astype(np.float64, copy=True)
 
     def gaussian(self, mean, cov) -> np.ndarray:
-        """A normalised Gaussian density at the cell centres (renormalised on the grid)."""
+        """A normalised Gaussian density at the cell centres (renormalised on the grid); ``cov`` symmetric
+        positive definite (a scalar in d > 1 means cov·I)."""
         mean = check_finite_array("mean", mean).reshape(-1)
         cov = np.atleast_2d(check_finite_array("cov", cov))
         if cov.shape == (1, 1) and self.dim > 1:
@@ -135,8 +136,16 @@ class Grid:
         if mean.shape != (self.dim,) or cov.shape != (self.dim, self.dim):
             raise ValueError(f"`mean`/`cov` must have shapes ({self.dim},)/({self.dim}, {self.dim}), "
                              f"got {mean.shape}/{cov.shape}")
+        if not np.allclose(cov, cov.T, rtol=1e-12, atol=0.0):
+            raise ValueError(f"`cov` must be symmetric, got {cov.tolist()}")
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"`cov` must be positive definite (eigenvalues {np.linalg.eigvalsh(cov).tolist()})"
+                             ) from None
         diff = self.points() - mean
-        q = np.einsum("...i,ij,...j->...", diff, np.linalg.inv(cov), diff)
+        z = np.linalg.solve(chol, diff.reshape(-1, self.dim).T)           # L⁻¹(x − m): q = ‖z‖²
+        q = np.sum(z * z, axis=0).reshape(diff.shape[:-1])
         rho = np.exp(-0.5 * q)
         return rho / self.integrate(rho)
 

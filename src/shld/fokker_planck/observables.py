@@ -11,15 +11,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from shld._validation import check_finite_array
 from shld.fokker_planck.first_passage import target_mask
 
+#: Entries of a density below −NEGATIVE_TOL·max ρ are refused; above it they are a time stepper's round-off.
+NEGATIVE_TOL = 1e-9
 
-def _rho(grid, rho):
-    arr = np.asarray(rho, dtype=float)
+
+def _rho(grid, rho, name="rho"):
+    """``rho`` on the grid's shape, refused when it is not finite, clearly negative somewhere, or of
+    mass ≤ 0 (every observable here divides by the mass)."""
+    arr = check_finite_array(name, rho)
     if arr.shape == (grid.size,):
         arr = arr.reshape(grid.shape)
     if arr.shape != grid.shape:
-        raise ValueError(f"`rho` must have the grid's shape {grid.shape}, got {arr.shape}")
+        raise ValueError(f"`{name}` must have the grid's shape {grid.shape}, got {arr.shape}")
+    top = float(np.max(arr)) if arr.size else 0.0
+    if not top > 0:
+        raise ValueError(f"`{name}` must have positive mass, got max {top!r}")
+    low = float(np.min(arr))
+    if low < -NEGATIVE_TOL * top:
+        bad = np.unravel_index(int(np.argmin(arr)), arr.shape)
+        raise ValueError(f"`{name}` must be a density (>= 0): {low:.3g} at cell {tuple(map(int, bad))}, "
+                         f"beyond round-off ({NEGATIVE_TOL:g}·max ρ)")
     return arr
 
 
@@ -57,7 +71,7 @@ def probability(grid, rho, region) -> float:
 def relative_entropy(grid, rho, reference) -> float:
     """KL(ρ‖π) = ∫ρ log(ρ/π), both normalised on the grid; +inf if ρ > 0 where π = 0."""
     p = _rho(grid, rho)
-    q = _rho(grid, reference)
+    q = _rho(grid, reference, "reference")
     p = p / grid.integrate(p)
     q = q / grid.integrate(q)
     pos = p > 0

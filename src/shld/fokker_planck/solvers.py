@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 
-from shld._validation import check_choice, check_finite_array, check_positive
+from shld._validation import check_choice, check_finite_array, check_int, check_positive
 from shld.fokker_planck.elimination import Elimination, SingularGeneratorError, nested_dissection_rank
 
 METHODS = ("tr-bdf2", "crank-nicolson", "implicit-euler")
@@ -159,7 +159,7 @@ def evolve(op, rho0, t_final: float, dt: float, *, method: str = "tr-bdf2", reco
     grid = op.grid
     rho = grid.check_density(rho0, "rho0", normalise=normalise).reshape(-1)
     if record_times is None:
-        record_times = np.linspace(0.0, t_final, max(int(n_records), 2))
+        record_times = np.linspace(0.0, t_final, check_int("n_records", n_records, minimum=2))
     else:
         record_times = check_finite_array("record_times", record_times, ndim=1)
         bad = np.any(np.diff(record_times) <= 0) or record_times[0] < 0

@@ -70,6 +70,9 @@ class Spectrum:
     @property
     def gap(self) -> float:
         """The smallest nonzero rate λ₁ (for a conservative operator) — the spectral gap."""
+        if self.rates.shape[0] < 2:
+            raise ValueError(f"the gap λ₁ needs the two slowest rates; this spectrum has k={self.rates.shape[0]} "
+                             "(compute it with k >= 2)")
         return float(self.rates[1])
 
 
