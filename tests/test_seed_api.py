@@ -107,3 +107,22 @@ def test_barrier_escape_time_and_errors():
         nan_grad.step(np.ones(2))
     with pytest.raises(ValueError, match="non-finite"):
         nan_grad.train(np.ones(2), n_steps=5)
+
+
+def test_escape_time_with_tiny_curvatures_is_computed_in_logs():
+    """√(k_min·k_s) underflowed to 0 for curvatures of 1e-300 (ZeroDivisionError); in logs the
+    Kramers–Langer time is 2π/√(k_min·|k_s|)·e^{ΔE/D} = 2π·1e300·e^{0.01} here."""
+    import math
+
+    shl = StochasticHarmonicLearning(lambda t: float(t @ t), lambda t: 2 * t, dim=1, noise_scale=0.1, seed=0)
+    D = shl.D
+    dE = 0.01 * D
+    expected = math.exp(math.log(2 * math.pi) + 300 * math.log(10) + 0.01)
+    assert shl.escape_time(dE, curv_min=1e-300, curv_saddle=-1e-300) == pytest.approx(expected, rel=1e-12)
+    assert shl.escape_time(1e4 * D, curv_min=1e-300, curv_saddle=1e-300) == math.inf
+
+
+def test_an_unrestored_boost_blowing_up_says_so():
+    shl = StochasticHarmonicLearning(lambda t: float(t @ t), lambda t: 2 * t, dim=2, lr=0.01, noise_scale=0.1, seed=0)
+    with pytest.raises(ValueError, match=r"restore_noise=False the seed's boosts are never undone.*pass restore_noise=True"):
+        shl.train(np.ones(2), n_steps=3000, restore_noise=False, C_threshold=1e6)

@@ -155,6 +155,9 @@ def as_generator(rng: Any = None, seed: Any = None) -> np.random.Generator:
     src = rng if rng is not None else seed
     if isinstance(src, np.random.Generator):
         return src
+    if isinstance(src, (int, np.integer)) and not isinstance(src, bool) and src < 0:
+        name = "rng" if rng is not None else "seed"
+        raise ValueError(f"`{name}` must be a non-negative integer seed, got {src}")
     if src is None or isinstance(src, (int, np.integer, np.random.SeedSequence)):
         return np.random.default_rng(src)
     raise TypeError(

@@ -116,15 +116,13 @@ class StochasticHarmonicLearning:
             return 0.0
         if self.D == 0:
             return math.inf
-        x = dE / self.D
-        pref = 1.0
+        log_t = dE / self.D
         if curv_min is not None or curv_saddle is not None:
             k_min = check_positive("curv_min", curv_min)
             k_s = abs(check_positive("curv_saddle", abs(curv_saddle) if curv_saddle is not None else None))
-            pref = 2.0 * math.pi / math.sqrt(k_min * k_s)
-        if x > 700.0:
-            return math.inf
-        return pref * math.exp(x)
+            # in logs: √(k_min·k_s) underflows for curvatures near 1e-300
+            log_t += math.log(2.0 * math.pi) - 0.5 * (math.log(k_min) + math.log(k_s))
+        return math.inf if log_t > 709.0 else math.exp(log_t)
 
     # -- training -----------------------------------------------------------------------
     def train(self, theta_init, n_steps=1000, dt=None, adaptive_noise=True, C_threshold=0.5, *,
@@ -158,8 +156,11 @@ class StochasticHarmonicLearning:
                            observables=("loss", "C"), controller=controller, on_nonfinite="raise",
                            check_every=1)
         except NonFiniteError as exc:
+            hint = (f"; with restore_noise=False the seed's boosts are never undone, so D grows "
+                    f"×{boost_factor} at every intervention until the walk blows up: pass "
+                    f"restore_noise=True" if adaptive_noise and not restore_noise else "")
             raise ValueError(f"theta became non-finite: {exc} (is `grad_fn` finite everywhere, and "
-                             f"lr={self.lr} below the stability limit 2/λ_max?)") from exc
+                             f"lr={self.lr} below the stability limit 2/λ_max?{hint})") from exc
         traj = res.trajectory[:, 0, :]
         losses = res.records["loss_walkers"][1:, 0]
         Cs = res.records["C_walkers"][1:, 0] * c_scale

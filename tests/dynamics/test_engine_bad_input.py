@@ -212,3 +212,23 @@ def test_a_target_must_return_a_boolean_mask_on_every_backend():
                    target=lambda th: np.ones(th.shape[0], bool))
     assert res.hit.all() and np.all(res.first_passage_time == 0)
     assert torch.is_tensor(torch.zeros(1))
+
+
+def test_preconditioner_friction_and_seed_are_checked_before_any_step():
+    """A (3,) preconditioner for d = 2 failed with numpy's broadcast error inside the first step; friction
+    with the overdamped integrator was silently ignored; seed=-1 gave numpy's message naming no argument."""
+    from shld.dynamics import Simulation
+
+    with pytest.raises(ValueError, match=r"`preconditioner` must be a scalar or of shape \(d,\) = \(2,\), got shape \(3,\)"):
+        Simulation(DoubleWell(dim=2), D=0.1, dt=0.01, preconditioner=[1.0, 2.0, 3.0])
+    assert Simulation(DoubleWell(dim=2), D=0.1, dt=0.01, preconditioner=[1.0, 2.0]).integrator is not None
+    assert Simulation(DoubleWell(dim=2), D=0.1, dt=0.01, preconditioner=2.0).integrator is not None
+    with pytest.raises(ValueError, match=r"`friction`=3.0 applies only to integrator='baoab'"):
+        Simulation(DoubleWell(), D=0.1, dt=0.01, friction=3.0)
+    with pytest.raises(ValueError, match="`friction` must be > 0"):
+        Simulation(DoubleWell(), D=0.1, dt=0.01, friction=-3.0)
+    assert Simulation(DoubleWell(), D=0.1, dt=0.01, integrator="baoab", friction=3.0).integrator.friction == 3.0
+    with pytest.raises(ValueError, match="`seed` must be a non-negative integer seed, got -1"):
+        simulate(DoubleWell(), np.zeros(1), D=0.1, dt=0.01, n_steps=2, seed=-1)
+    with pytest.raises(ValueError, match="`rng` must be a non-negative integer seed, got -2"):
+        simulate(DoubleWell(), np.zeros(1), D=0.1, dt=0.01, n_steps=2, rng=-2)

@@ -97,3 +97,25 @@ def test_registry_and_errors():
     bad = FunctionLandscape(lambda th: np.sum(th, -1), lambda th: th[..., :1], dim=2)
     with pytest.raises(ValueError, match="`grad_fn` must return shape"):
         bad.grad(np.zeros((4, 2)))
+
+
+def test_tilted_double_well_takes_a_non_negative_tilt_and_its_right_well_is_deeper():
+    """tilt=0.3 was silently stored as −0.3, and tilt=−0.3 gave the same landscape as +0.3."""
+    from shld.landscapes import TiltedDoubleWell
+
+    t = TiltedDoubleWell(tilt=0.3)
+    u = t.value(np.array([[-1.0], [1.0]]))
+    np.testing.assert_allclose(u, [0.3, -0.3], rtol=1e-15)                 # U(±1) = ∓tilt: right deeper
+    with pytest.raises(ValueError, match=r"`tilt` of a TiltedDoubleWell .* must be >= 0, got -0.3"):
+        TiltedDoubleWell(tilt=-0.3)
+
+
+def test_quadratic_offset_must_be_finite_and_flat_directions_are_not_saddles():
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="`offset` must be finite"):
+            Quadratic(eigenvalues=[1.0, 2.0], offset=bad)
+    kinds = {tuple(lam): Quadratic(eigenvalues=lam).critical_points[0].kind
+             for lam in ([1.0, 2.0], [-1.0, 2.0], [-1.0, -2.0], [0.0, 2.0], [0.0, -2.0, 1.0])}
+    assert kinds == {(1.0, 2.0): "minimum", (-1.0, 2.0): "saddle", (-1.0, -2.0): "maximum",
+                     (0.0, 2.0): "degenerate", (0.0, -2.0, 1.0): "saddle"}
+    assert Quadratic(eigenvalues=[0.0, 2.0]).saddles == []

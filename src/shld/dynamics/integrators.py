@@ -133,6 +133,10 @@ INTEGRATORS = {"euler": EulerMaruyama, "baoab": BAOAB}
 def make_integrator(name: str, *, friction: float = 1.0, preconditioner=None, divergence=None):
     """Build an integrator by name; refuse options it cannot honour (naming the argument)."""
     check_choice("integrator", name, INTEGRATORS)
+    friction = check_positive("friction", friction)
+    if name != "baoab" and friction != 1.0:
+        raise ValueError(f"`friction`={friction} applies only to integrator='baoab' (underdamped); "
+                         f"integrator={name!r} is overdamped and has no friction")
     if name == "baoab":
         if preconditioner is not None:
             raise ValueError("`preconditioner` is not supported by integrator='baoab' "

@@ -92,6 +92,10 @@ class Simulation:
         self.dt = check_positive("dt", dt)
         self.integrator = make_integrator(integrator, friction=friction, preconditioner=preconditioner,
                                           divergence=divergence)
+        p_const = getattr(self.integrator, "_const_p", None)
+        if p_const is not None and p_const.shape not in ((), (landscape.dim,)):
+            raise ValueError(f"`preconditioner` must be a scalar or of shape (d,) = ({landscape.dim},), got "
+                             f"shape {p_const.shape}")
         self.record_every = None if record_every is None else check_int("record_every", record_every,
                                                                          minimum=1)
         self.observables = check_names("observables", observables, OBSERVABLES)

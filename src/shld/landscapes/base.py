@@ -54,7 +54,9 @@ def _remember(obj, attr: str, key) -> None:
 
 @dataclass(frozen=True)
 class CriticalPoint:
-    """A stationary point of a landscape: ``kind`` is ``"minimum"`` or ``"saddle"``."""
+    """A stationary point of a landscape: ``kind`` is ``"minimum"`` (Hessian positive definite),
+    ``"saddle"`` (eigenvalues of both signs), ``"maximum"`` (negative definite) or ``"degenerate"``
+    (a zero eigenvalue and no negative one: a flat direction, e.g. a valley of minima)."""
 
     kind: str
     location: np.ndarray

@@ -175,10 +175,14 @@ class DoubleWell(Landscape):
 
 @register_landscape("tilted-double-well")
 class TiltedDoubleWell(DoubleWell):
-    """The double well with a linear tilt (default 0.25·h/a): the right well is deeper."""
+    """The double well tilted so that the right well is deeper: U = DoubleWell's U − tilt·θ₀ with
+    ``tilt`` ≥ 0 (default 0.25·h/a). The stored ``self.tilt`` is DoubleWell's signed coefficient, −tilt;
+    for a tilt of either sign use ``DoubleWell(tilt=...)``."""
 
     def __init__(self, barrier: float = 1.0, a: float = 1.0, dim: int = 1,
                  tilt: float | None = None, k_perp: float = 1.0):
-        tilt = 0.25 * barrier / a if tilt is None else tilt
-        super().__init__(barrier=barrier, a=a, dim=dim, tilt=-abs(check_real("tilt", tilt)),
-                         k_perp=k_perp)
+        tilt = 0.25 * barrier / a if tilt is None else check_real("tilt", tilt)
+        if not tilt >= 0:
+            raise ValueError(f"`tilt` of a TiltedDoubleWell is the depth advantage of the right well and must "
+                             f"be >= 0, got {tilt} (a tilt of either sign: DoubleWell(tilt=...))")
+        super().__init__(barrier=barrier, a=a, dim=dim, tilt=-tilt, k_perp=k_perp)

@@ -49,7 +49,7 @@ class Quadratic(Landscape):
             raise ValueError(f"`dim`={dim} does not match the matrix size {self.dim}")
         self.center = (np.zeros(self.dim) if center is None
                        else check_finite_array("center", center, last_dim=self.dim, ndim=1))
-        self.offset = float(offset)
+        self.offset = float(check_finite_array("offset", offset, ndim=0))
 
     @property
     def eigenvalues(self) -> np.ndarray:
@@ -148,7 +148,14 @@ class Quadratic(Landscape):
     @property
     def critical_points(self):
         lam = self.eigenvalues
-        kind = "minimum" if lam[0] > 0 else "saddle"
+        if lam[0] > 0:
+            kind = "minimum"
+        elif lam[-1] < 0:
+            kind = "maximum"
+        elif lam[0] < 0 < lam[-1]:
+            kind = "saddle"
+        else:                                  # a zero eigenvalue: a flat direction, not a saddle
+            kind = "degenerate"
         return [CriticalPoint(kind, self.center.copy(), self.offset, self.matrix.copy(), "center")]
 
     @property
