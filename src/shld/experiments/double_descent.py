@@ -255,7 +255,10 @@ def _datasets(params) -> tuple[list[str], dict[str, str]]:
     """The data sets to run and those skipped (name → why)."""
     from shld._validation import check_choice
 
-    datasets = [s.strip() for s in params.datasets.split(",") if s.strip()]
+    datasets = [s.strip() for s in str(params.datasets).split(",")]
+    if "" in datasets or len(set(datasets)) != len(datasets):
+        raise ValueError(f"`datasets` must be a comma-separated list of distinct names from {list(DATASETS)}, "
+                         f"got {params.datasets!r}")
     for ds in datasets:
         check_choice("datasets", ds, DATASETS)
     skipped = {}
@@ -285,6 +288,12 @@ class DoubleDescentStudy(Study):
 
         _datasets(params)
         check_int("n_train", params.n_train, minimum=2)
+        check_int("n_test", params.n_test, minimum=1)
+        check_int("d_in", params.d_in, minimum=1)
+        lo, hi = check_positive("p_min_ratio", params.p_min_ratio), check_positive("p_max_ratio", params.p_max_ratio)
+        if not lo < 1.0 < hi:
+            raise ValueError(f"the sweep must straddle the interpolation threshold p = n: need p_min_ratio < 1 < "
+                             f"p_max_ratio, got p_min_ratio={lo}, p_max_ratio={hi}")
         check_int("digits_n_train", params.digits_n_train, minimum=2)
         if params.digits_n_train > 1700:
             raise ValueError(f"`digits_n_train` must be <= 1700 (1797 images), got {params.digits_n_train}")

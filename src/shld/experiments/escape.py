@@ -225,6 +225,10 @@ class EscapeStudy(Study):
         check_int("short_steps", params.short_steps, minimum=1)
         for name in ("barrier", "D", "dt", "threshold", "factor", "literal_factor"):
             check_positive(name, getattr(params, name))
+        for name, low in (("hold_steps", 1), ("min_step", 0)):
+            v = check_int(name, getattr(params, name), minimum=low)
+            if v > params.n_steps:
+                raise ValueError(f"`{name}` must be <= n_steps={params.n_steps}, got {v}")
 
     def members(self, params, done):
         # the control arm of a landscape is sized by its rule arm's boosts, so it appears once that is done

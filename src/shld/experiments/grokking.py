@@ -238,7 +238,15 @@ AUDIT = {
 
 
 def _check(params: GrokkingParams) -> None:
-    check_int("p", params.p, minimum=3)
+    from shld.experiments.modular import _is_prime
+
+    if not _is_prime(check_int("p", params.p, minimum=3)):
+        raise ValueError(f"`p` must be a prime >= 3, got {params.p}")
+    if not check_positive("train_fraction", params.train_fraction) < 1.0:
+        raise ValueError(f"`train_fraction` must be in (0, 1), got {params.train_fraction!r}")
+    check_int("width", params.width, minimum=1)
+    if params.model == "transformer" and params.width % 4:
+        raise ValueError(f"`width` (the transformer's d_model) must be a multiple of its 4 heads, got {params.width}")
     check_choice("op", params.op, ["add", "sub", "mul", "div"])
     check_choice("model", params.model, ["quadratic", "embed", "transformer"])
     check_choice("optimizer", params.optimizer, ["adamw", "adam", "sgd"])

@@ -61,6 +61,8 @@ class HighDimParams(EngineParams):
 
 
 def _validate(p: HighDimParams) -> None:
+    if len(set(p.dims)) != len(p.dims):
+        raise ValueError(f"`dims` must be distinct (each names a member), got {list(p.dims)}")
     if 2.0 / p.lambda_max <= p.dt:
         raise ValueError(f"`dt`={p.dt} is above the stability limit 2/λ_max = {2 / p.lambda_max:g}")
 

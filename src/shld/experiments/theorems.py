@@ -293,6 +293,11 @@ class TheoremsStudy(Study):
         check_int("t3_walkers", params.t3_walkers, minimum=10)
         for D in params.D_values:
             check_positive("D_values", D)
+        for name in ("t3_D", "t3_dt", "t4_D", "t4_dt", "t4_time"):
+            check_positive(name, getattr(params, name))
+        check_int("t4_dim", params.t4_dim, minimum=1)
+        if params.t4_time < params.t4_dt:
+            raise ValueError(f"`t4_time`={params.t4_time} must be at least one step `t4_dt`={params.t4_dt}")
         engine_options(params)
 
     def members(self, params, done):
