@@ -203,6 +203,33 @@ def agrees_within(measured: float, uncertainty: float, target: float, *, z: floa
     return abs(measured - target) <= z * uncertainty + rel_tol * abs(target)
 
 
+#: A "holds" by agreement within errors needs a test that would have seen a difference of this relative
+#: size: z·se (+ allowance) at most this fraction of the measured value.
+RESOLUTION = 0.25
+
+
+def agreement_verdict(measured: float, se: float, target: float, *, z: float = 3.0, allowance: float = 0.0,
+                      partly: float = 0.25, resolution: float = RESOLUTION) -> str:
+    """Claim "``measured`` equals ``target``" for a measurement with standard error ``se``.
+
+    Rule: **not testable** when the measurement or its error is not finite, or when its resolution
+    z·se + allowance exceeds ``resolution``·|measured| (so few samples that a 25 % disagreement would
+    pass as agreement); **holds** if |measured − target| ≤ z·se + allowance; **partly** if it is within
+    ``partly``·|measured|; **fails** otherwise. ``allowance`` is a known bias of the method (≥ 0).
+    """
+    if not (math.isfinite(measured) and math.isfinite(se)):
+        return NOT_TESTABLE.value
+    band = z * se + allowance
+    if band > resolution * abs(measured):
+        return NOT_TESTABLE.value
+    gap = abs(measured - target)
+    if gap <= band:
+        return HOLDS.value
+    if gap <= partly * abs(measured):
+        return PARTLY.value
+    return FAILS.value
+
+
 def bound_verdict(measured: Sequence[float], bound: Sequence[float], se: Sequence[float] | None = None,
                   *, z: float = 3.0, direction: str = "upper") -> str:
     """Claim "``measured`` stays below ``bound``" (``direction="upper"``) or above it (``"lower"``)
@@ -265,7 +292,8 @@ def combine(verdicts: Iterable[str]) -> str:
 __all__ = [
     "Verdict", "HOLDS", "FAILS", "PARTLY", "NOT_TESTABLE", "VERDICTS", "CLAIM_KEYS", "claim_row",
     "validate_claims", "format_pm", "wilson_interval", "FractionTest", "fraction_at_least",
-    "fraction_at_most", "fractions_differ", "agrees_within", "bound_verdict", "k_of_n", "combine", "DEPENDS",
+    "fraction_at_most", "fractions_differ", "agrees_within", "agreement_verdict", "RESOLUTION",
+    "bound_verdict", "k_of_n", "combine", "DEPENDS",
     "by_reading", "RULE_AT_LEAST",
 ]
 

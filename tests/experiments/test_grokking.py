@@ -129,6 +129,10 @@ def test_warning_verdict_cases():
     assert gk.warning_verdict([100, 50, 20], control_fired=True) == "partly"
     assert gk.warning_verdict([100, None, -5], control_fired=False) == "partly"
     assert gk.warning_verdict([None, -3, 0], control_fired=False) == "fails"
+    # no control run (--control false): specificity untested, so at most partly (it was "holds": a
+    # missing control was read as one that did not fire)
+    assert gk.warning_verdict([100, 50, 20], control_fired=None) == "partly"
+    assert gk.warning_verdict([None, -3, 0], control_fired=None) == "fails"
 
 
 def test_c_drop_within_window():

@@ -94,3 +94,16 @@ def test_by_reading_reports_agreement_or_dependence():
         by_reading({"x": "maybe"})
     with pytest.raises(ValueError):
         by_reading({})
+
+
+def test_agreement_verdict_needs_the_power_to_see_a_25_percent_difference():
+    from shld.claims import agreement_verdict
+
+    assert agreement_verdict(1.00, 0.05, 1.10) == "holds"                # 10 % ≤ 3·5 %
+    assert agreement_verdict(1.00, 0.05, 1.20) == "partly"               # 20 %: > 15 %, ≤ 25 %
+    assert agreement_verdict(1.00, 0.05, 1.40) == "fails"
+    assert agreement_verdict(1.00, 0.09, 1.00) == "not testable here"    # 27 % > 25 %: cannot resolve
+    assert agreement_verdict(1.00, 0.05, 1.20, allowance=0.06) == "holds"
+    assert agreement_verdict(1.00, 0.05, 1.00, allowance=0.11) == "not testable here"
+    assert agreement_verdict(float("nan"), 0.05, 1.0) == "not testable here"
+    assert agreement_verdict(1.0, float("inf"), 1.0) == "not testable here"

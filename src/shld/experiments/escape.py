@@ -47,6 +47,7 @@ from shld.claims import (
     HOLDS,
     RULE_AT_LEAST,
     claim_row,
+    format_pm,
     fraction_at_least,
     fractions_differ,
     wilson_interval,
@@ -301,7 +302,9 @@ class EscapeStudy(Study):
                     f"{tag[ln]} well, arm {a}: escaped within {short} steps {s['frac_short']:.1%} [{lo1:.1%}, "
                     f"{hi1:.1%}], within {hor} {s['frac_horizon']:.1%} [{lo2:.1%}, {hi2:.1%}]; right well at the "
                     f"end {s['right_well_final']:.1%} [{lo3:.1%}, {hi3:.1%}]; final loss "
-                    f"{s['final_loss_mean']:.3g} ± {s['final_loss_se']:.2g} (finite walkers); boosts per walker "
+                    + (f"{format_pm(s['final_loss_mean'], s['final_loss_se'])} (finite walkers)"
+                       if math.isfinite(s["final_loss_mean"]) else "n/a (no walker stayed finite)")
+                    + f"; boosts per walker "
                     f"{s['interventions_per_walker']:.3g}; non-finite walkers {s['nonfinite']}")
         return Summary(claims, numbers)
 

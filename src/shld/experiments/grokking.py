@@ -99,7 +99,8 @@ RULE_WARNING = ("All rules (C and baselines) are armed when train accuracy first
                 "(lead > 0) in at least "
                 "⌈2n/3⌉ of n seeds AND does not fire in the random-label control; partly if it fires "
                 "before grokking in at least one seed (or in ⌈2n/3⌉ but also in the control); fails if it "
-                "never fires before grokking.")
+                "never fires before grokking. Without a control run (--control false) the specificity is "
+                "untested and the verdict is at most partly.")
 RULE_DROP300 = ("holds if smoothed C falls by ≥ 50 % (some later epoch ≤ ½ of an earlier one) within the "
                 "300 epochs before test accuracy reaches 95 %, in at least ⌈2n/3⌉ of n seeds; fails if "
                 "in none; partly otherwise.")
@@ -148,13 +149,14 @@ def events(cols: dict[str, np.ndarray]) -> dict[str, float | None]:
             "t_test95": first_epoch(e, cols["test_acc"] >= TEST_GROK)}
 
 
-def warning_verdict(leads: list[float | None], control_fired: bool) -> str:
-    """Verdict of one warning rule (see ``RULE_WARNING``); ``leads`` per seed (None: no fire or no grok)."""
+def warning_verdict(leads: list[float | None], control_fired: bool | None) -> str:
+    """Verdict of one warning rule (see ``RULE_WARNING``); ``leads`` per seed (None: no fire or no grok);
+    ``control_fired`` None when no control was run (then at most partly: specificity is untested)."""
     n = len(leads)
     before = sum(1 for x in leads if x is not None and x > 0)
     if before == 0:
         return FAILS.value
-    if before >= _need(n) and not control_fired:
+    if before >= _need(n) and control_fired is False:
         return HOLDS.value
     return PARTLY.value
 
@@ -553,7 +555,7 @@ def _analyse(params: GrokkingParams, results: dict, prefix: str = "grok") -> tup
     boot_rng = np.random.default_rng(member_seed(params.seed, 2))       # keys (0, i), (1, 0) are the members'
     lead_boot = {k: bootstrap_mean_interval([s["leads"][k] for s in per_seed], boot_rng) for k in WARNING_RULES}
     fo, fl = FIG_OVERVIEW, FIG_LEADS
-    ctrl_fired = {k: (ctrl is not None and ctrl["fires"][k] is not None) for k in WARNING_RULES}
+    ctrl_fired = {k: None if ctrl is None else ctrl["fires"][k] is not None for k in WARNING_RULES}
 
     claims = []
     grokked = [s for s in per_seed if s["events"]["t_test95"] is not None
@@ -582,7 +584,7 @@ def _analyse(params: GrokkingParams, results: dict, prefix: str = "grok") -> tup
         claims.append(claim_row(
             f"grok-warn-{k.replace('_', '-')}", f"early warning: {k}", seed_texts[k],
             f"lead {_fmt_lead(m, se)} epochs{boot}; fired before grokking in {before}/{n} seeds; "
-            f"control: {'fired' if ctrl_fired[k] else 'did not fire'}",
+            "control: " + ("not run" if ctrl_fired[k] is None else "fired" if ctrl_fired[k] else "did not fire"),
             warning_verdict(leads, ctrl_fired[k]), RULE_WARNING, value=m, uncertainty=se, figure=fl))
 
     k300 = sum(1 for s in per_seed if s["drop300"])
