@@ -199,3 +199,22 @@ def test_monitor_records_the_lanczos_products():
         r = mon.last
         assert r["lambda_max_products"] == r["n_hvp"] - 1  # one more product is gᵀHg
     assert mon.records[1]["lambda_max_products"] <= 8  # same parameters: the warm start has converged
+
+
+def test_func_hvp_on_a_step_with_noise_and_curvature_matches_the_dense_hessian():
+    # review item 9: the norm trick's hooks were still attached while torch.func ran the HVPs, and
+    # captured functorch-wrapped tensors (INTERNAL ASSERT FAILED); now they are detached first
+    from _torch_models import loop_per_sample_grads, trace_sigma_ref
+
+    model, batch = mlp(0), _batch()
+    lam_ref = torch.linalg.eigvalsh(full_hessian(model, ce, batch))[-1].item()
+    tr_ref, g2_ref = trace_sigma_ref(loop_per_sample_grads(model, ce, batch))
+    mon = Monitor(model, loss_fn=ce, schedule=1, curvature_schedule=1, hvp_method="func", lanczos_steps=30,
+                  lanczos_tol=1e-10, loss_reduction="mean")
+    for _ in range(2):                      # the second step: no stale per-sample sums from the HVPs
+        with mon.track(batch):
+            ce(model, batch).backward()
+        model.zero_grad()
+        assert mon.last["lambda_max"] == pytest.approx(lam_ref, rel=1e-5)
+        assert mon.last["trace_sigma"] == pytest.approx(tr_ref, rel=1e-4)
+        assert mon.last["grad_sq_norm"] == pytest.approx(g2_ref, rel=1e-4)

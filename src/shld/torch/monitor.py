@@ -479,16 +479,22 @@ class Monitor:
                 record.update(dict.fromkeys(CURVATURE_KEYS, math.nan))
             if act["noise"]:
                 self._noise(record, act)
+            # the step's own backward is over: the hooks must not see the curvature's passes (torch.func
+            # transforms would hand them functorch-wrapped tensors; double backward would feed them)
+            self._detach_hooks()
             if act["curv"]:
                 cb = self.curvature_batch
                 self._curvature(record, act["batch"] if cb is None else cb)
             self._emit(record)
             return record
         finally:
-            self._hooks_param.detach()
-            if self._hooks_norm is not None:
-                self._hooks_norm.detach()
+            self._detach_hooks()
             self.step += 1
+
+    def _detach_hooks(self) -> None:
+        self._hooks_param.detach()
+        if self._hooks_norm is not None:
+            self._hooks_norm.detach()
 
     @contextlib.contextmanager
     def track(self, batch=None, *, batch_size: int | None = None):
@@ -503,9 +509,7 @@ class Monitor:
                 self.end()
             else:  # an exception inside: drop the step's hooks, keep counting steps
                 self._active = None
-                self._hooks_param.detach()
-                if self._hooks_norm is not None:
-                    self._hooks_norm.detach()
+                self._detach_hooks()
                 self.step += 1
 
     # ----------------------------------------------------------------------------------------
