@@ -218,3 +218,40 @@ def test_func_hvp_on_a_step_with_noise_and_curvature_matches_the_dense_hessian()
         assert mon.last["lambda_max"] == pytest.approx(lam_ref, rel=1e-5)
         assert mon.last["trace_sigma"] == pytest.approx(tr_ref, rel=1e-4)
         assert mon.last["grad_sq_norm"] == pytest.approx(g2_ref, rel=1e-4)
+
+
+@pytest.mark.parametrize("noise", [True, False], ids=["noise+curvature", "curvature-only"])
+def test_nonfinite_loss_on_a_curvature_step_is_recorded_and_training_goes_on(noise):
+    # review item 8: a NaN sample made eigh fail (LinAlgError), which was taken for "no double
+    # backward": the method switched to func for good, then crashed; the records were lost
+    model, good = mlp(0), _batch()
+    bad = (good[0].clone(), good[1])
+    bad[0][2, 1] = float("nan")
+    lam_ref = torch.linalg.eigvalsh(full_hessian(model, ce, good))[-1].item()
+    seen = []
+    mon = Monitor(model, loss_fn=ce, schedule=1 if noise else [5], curvature_schedule=1, lanczos_steps=30,
+                  lanczos_tol=1e-10, loss_reduction="mean")
+    mon.on_event(seen.append)
+    for batch in (bad, good):
+        with mon.track(batch):
+            ce(model, batch).backward()
+        model.zero_grad()
+    first, second = mon.records
+    assert first["nonfinite"] is True and math.isnan(first["lambda_max"])
+    assert "non-finite loss and gradient on the curvature batch" in first["reason"]
+    assert [e["step"] for e in seen if e["kind"] == "nonfinite"] == [0]
+    assert mon.hvp_method == "double_backward"
+    assert second["nonfinite"] is False and second["reason"] == ""
+    assert second["lambda_max"] == pytest.approx(lam_ref, rel=1e-5)
+    strict = Monitor(model, loss_fn=ce, schedule=[5], curvature_schedule=1, on_nonfinite="raise",
+                     loss_reduction="mean")
+    with pytest.raises(FloatingPointError, match="step 0: non-finite loss"):
+        with strict.track(bad):
+            ce(model, bad).backward()
+    model.zero_grad()
+
+
+def test_lanczos_stops_at_a_nonfinite_product():
+    d = torch.linspace(1.0, 2.0, 5, dtype=torch.float64)
+    lam, _, info = lanczos(lambda v: d * v * float("nan"), torch.ones(5, dtype=torch.float64), max_iter=5)
+    assert math.isnan(lam) and info["n_products"] == 1 and info["converged"] is False

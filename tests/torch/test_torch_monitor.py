@@ -134,6 +134,7 @@ def test_nonfinite_gradients_are_recorded_and_training_goes_on():
         (ce(model, batch) * float("nan")).backward()
     assert mon.last["nonfinite"] is True
     assert math.isnan(mon.last["trace_sigma"])
+    assert mon.last["reason"] == "non-finite gradient"   # review item 12: it was empty
     assert any(e["kind"] == "nonfinite" for e in seen)
     opt.zero_grad()
     with mon.track():  # the run continues and the smoother was not poisoned

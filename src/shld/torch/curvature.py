@@ -159,6 +159,8 @@ def lanczos(matvec, v0: torch.Tensor, max_iter: int = 8, tol: float = 1e-4, *, a
     Memory: ``2k`` vectors of size ``n`` after ``k`` products (the basis and its products; the
     products give the exact residual and the Rayleigh–Ritz matrix of a block start).
 
+    A non-finite product stops at once: ``theta`` is NaN and ``warm_start`` is ``v0``.
+
     Returns ``(theta, ritz_vector, info)``; ``info``: ``n_products``, ``residual`` (r),
     ``error_estimate`` (err), ``gap`` (θ₁ − θ₂ of the Ritz values; NaN for k = 1), ``ritz_values``
     (the top ``max_block`` Ritz values, descending), ``warm_start`` (``(m', n)``), ``converged``
@@ -198,6 +200,10 @@ def lanczos(matvec, v0: torch.Tensor, max_iter: int = 8, tol: float = 1e-4, *, a
             W = torch.cat([W, W.new_empty((size - k, n))])
         Q[k] = q
         W[k] = matvec(q)
+        if not bool(torch.isfinite(W[k]).all()):  # a NaN/inf product: no eigenvalue to report
+            info = {"n_products": k + 1, "residual": math.nan, "error_estimate": math.nan, "gap": math.nan,
+                    "ritz_values": [], "warm_start": v0.reshape(-1, n), "converged": False}
+            return math.nan, q, info
         k += 1
         c = ((Q[:k] @ W[k - 1]).double() + (W[:k] @ Q[k - 1]).double()) / 2  # symmetrised
         T[:k, k - 1] = c

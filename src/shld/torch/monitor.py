@@ -121,6 +121,15 @@ def detect_reduction(loss) -> str | None:
     return None
 
 
+def _no_double_backward(exc: RuntimeError) -> bool:
+    """Whether ``exc`` says an op has no (double) backward, the case the ``func`` fallback is for
+    (not a NaN, a failed eigensolver or an error of the user's loss)."""
+    if isinstance(exc, torch.linalg.LinAlgError):
+        return False
+    msg = str(exc)
+    return "double backward" in msg or ("derivative for" in msg and "not implemented" in msg)
+
+
 def _unwrap(model):
     """The module whose parameters and layers are monitored: DDP's ``.module`` and torch.compile's
     ``._orig_mod`` (the monitor's own passes — microbatch, vmap, curvature — run on it, uncompiled)."""
@@ -642,6 +651,8 @@ class Monitor:
         no_variance = k < 2  # one sample (or one group): tr Σ̂ and all that needs it are NaN
         nonfinite = not math.isfinite(g2) or (not no_variance and not math.isfinite(tr))
         record["nonfinite"] = nonfinite
+        if nonfinite:
+            record["reason"] = "non-finite gradient"
         if no_variance:
             why = NO_VARIANCE if int(B) == 1 else f"{k} sample group: no variance between groups"
             record["reason"] = why
@@ -758,24 +769,23 @@ class Monitor:
     def _curvature(self, record, batch):
         model = _unwrap(self.model)
         with self._isolated():
-            def run(method):
-                hvp = HVP(model, self.loss_fn, batch, params=self.params, method=method)
-                v0, steps = self._ritz, self.lanczos_steps
-                if v0 is None or v0.shape[-1] != hvp.dim:
-                    v0 = torch.randn(hvp.dim, generator=self.generator, dtype=torch.float64).to(hvp.grad)
-                    steps = max(steps, self.lanczos_cold_steps)
-                return hvp, lanczos(hvp, v0, max_iter=steps, tol=self.lanczos_tol, accuracy=self.lanczos_accuracy,
-                                    max_products=max(steps, self.lanczos_cold_steps))
-
             try:
-                hvp, (lam, self._ritz, info) = run(self.hvp_method)
+                hvp = self._hvp(model, batch, self.hvp_method)
             except RuntimeError as exc:  # an op without double backward: torch.func fallback
-                if self.hvp_method != "double_backward":
+                if self.hvp_method != "double_backward" or not _no_double_backward(exc):
                     raise
                 warnings.warn(f"double-backward HVP failed ({exc}); falling back to hvp_method='func'",
                               RuntimeWarning, stacklevel=4)
                 self.hvp_method = "func"
-                hvp, (lam, self._ritz, info) = run("func")
+                hvp = self._hvp(model, batch, "func")
+            bad = [n for n, t in (("loss", hvp.loss), ("gradient", hvp.grad)) if not bool(torch.isfinite(t).all())]
+            if bad:
+                self._curvature_nonfinite(record, f"non-finite {' and '.join(bad)} on the curvature batch")
+                return
+            lam, ritz, info = self._lanczos(hvp)
+            if not math.isfinite(lam):
+                self._curvature_nonfinite(record, "non-finite Hessian-vector product on the curvature batch")
+                return
             self._ritz = info["warm_start"]  # the top Ritz cluster: next call's (block) warm start
             gHg = math.nan
             g = hvp.grad
@@ -804,6 +814,26 @@ class Monitor:
         record["n_hvp"] = hvp.n_products
         record["lanczos_error"] = info["error_estimate"]
         record["lambda_max_products"] = info["n_products"]
+
+    def _hvp(self, model, batch, method):
+        return HVP(model, self.loss_fn, batch, params=self.params, method=method)
+
+    def _lanczos(self, hvp):
+        v0, steps = self._ritz, self.lanczos_steps
+        if v0 is None or v0.shape[-1] != hvp.dim:
+            v0 = torch.randn(hvp.dim, generator=self.generator, dtype=torch.float64).to(hvp.grad)
+            steps = max(steps, self.lanczos_cold_steps)
+        return lanczos(hvp, v0, max_iter=steps, tol=self.lanczos_tol, accuracy=self.lanczos_accuracy,
+                       max_products=max(steps, self.lanczos_cold_steps))
+
+    def _curvature_nonfinite(self, record, why: str) -> None:
+        """A curvature step whose loss, gradient or Hessian products are NaN/inf: its curvature keys
+        stay NaN, the record says why (``nonfinite``, ``reason``, a ``nonfinite`` event) and the
+        Lanczos warm start and ``hvp_method`` are kept; ``on_nonfinite='raise'`` raises."""
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(f"step {self.step}: {why} (on_nonfinite='raise')")
+        record["nonfinite"] = True
+        record["reason"] = "; ".join(r for r in (record["reason"], why) if r)
 
     def _emit(self, record):
         self.records.append(record)
