@@ -326,6 +326,14 @@ def _compute_dtype(mod: nn.Module, *ts):
     return tuple(t.to(p.dtype) if t.is_floating_point() and t.dtype != p.dtype else t for t in ts)
 
 
+def flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``⟨a, b⟩`` over all entries (0-d tensor); either may be a sparse COO gradient
+    (``nn.Embedding(sparse=True)``), which is never made dense."""
+    if a.is_sparse or b.is_sparse:
+        return (a * b).sum()
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
 class ParamGradHooks:
     """Tensor hooks on the parameters: per backward pass, ``‖c‖²`` of each parameter's
     contribution, and ``‖Σ c‖²`` over the passes of the step accumulated as
@@ -347,11 +355,10 @@ class ParamGradHooks:
     def _make_hook(self, k, p):
         def hook(g):
             with torch.no_grad():
-                gf = g.reshape(-1)
-                g2 = torch.dot(gf, gf)
+                g2 = flat_dot(g, g)
                 tot = g2
                 if p.grad is not None:
-                    tot = tot + 2.0 * torch.dot(gf, p.grad.reshape(-1))
+                    tot = tot + 2.0 * flat_dot(g, p.grad)
                 self.local_sq[k] = g2 if self.local_sq[k] is None else self.local_sq[k] + g2
                 self.total_sq[k] = tot if self.total_sq[k] is None else self.total_sq[k] + tot
                 self.passes[k] += 1

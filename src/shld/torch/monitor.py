@@ -95,8 +95,7 @@ class _CheckedParamGradHooks(bk.ParamGradHooks):
         def hook(g):
             if self.passes[k] == 0 and p.grad is not None:
                 with torch.no_grad():
-                    pg = p.grad.reshape(-1)
-                    self.initial_sq[k] = torch.dot(pg, pg)
+                    self.initial_sq[k] = bk.flat_dot(p.grad, p.grad)
             return inner(g)
         return hook
 
