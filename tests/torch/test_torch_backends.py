@@ -1,5 +1,7 @@
 """Every backend's tr Σ and ‖g_B‖² against brute-force per-sample gradients."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,7 @@ from _torch_models import ConvNet, SeqNet, ce, ce_sum, loop_per_sample_grads, ml
 from torch import nn
 
 from shld.torch import Monitor, per_sample_grads
+from shld.torch.monitor import MonitorMisuseWarning
 
 # float32 forward/backward; sums of ~B·d products -> relative agreement ~1e-5
 RTOL = 1e-4
@@ -157,9 +160,11 @@ def test_weight_tying_warns():
     model = Tied()
     mon = Monitor(model, schedule=1)
     x, y = torch.randn(4, 4), torch.randint(0, 2, (4,))
-    with pytest.warns(RuntimeWarning, match="weight sharing"):
+    with pytest.warns(MonitorMisuseWarning, match="weight sharing"):
         with mon.track():
             F.cross_entropy(model(x), y).backward()
+    # a plain RuntimeWarning before (review item 12), and the record kept B = 8 and a wrong tr Σ
+    assert math.isnan(mon.last["trace_sigma"]) and "weight sharing" in mon.last["reason"]
 
 
 def test_norm_trick_with_inplace_activation():

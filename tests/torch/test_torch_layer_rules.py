@@ -808,3 +808,44 @@ def test_one_dimensional_position_ids_are_seen_per_sample(B):
         mon = _monitor(model, probe_loss, batch, backend="norm_trick")
     assert mon.last["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)
     assert mon.last["grad_sq_norm"] == pytest.approx(g2_ref, rel=RTOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# sequence-first transformer layers (PyTorch's default batch_first=False), review item 2
+# ---------------------------------------------------------------------------------------------
+class SeqFirstEncoder(nn.Module):
+    """nn.TransformerEncoder over layers with batch_first=False (input (T, B, d)) and a final norm; the
+    batch is (B, T, d) and is transposed inside."""
+
+    def __init__(self, d=8, depth=2, decoder=False):
+        super().__init__()
+        cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
+        stack = nn.TransformerDecoder if decoder else nn.TransformerEncoder
+        kw = {} if decoder else {"enable_nested_tensor": False}
+        self.decoder = decoder
+        self.enc = stack(cls(d, 2, 16, dropout=0.0), depth, norm=nn.LayerNorm(d), **kw)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        h = x.transpose(0, 1)
+        h = self.enc(h, h) if self.decoder else self.enc(h)
+        return self.head(h.mean(0))
+
+
+@pytest.mark.parametrize("decoder", [False, True], ids=["encoder", "decoder"])
+def test_sequence_first_transformer_layers_are_exact_per_group(decoder):
+    # before: linear1/2 and the norms took dim 0 (positions) as the sample axis, with no warning
+    # (enc.linear2 0.152 against 0.439); now their rules read the batch from dim 1
+    torch.manual_seed(0)
+    model = SeqFirstEncoder(decoder=decoder)
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(6, 5, 8, generator=g), torch.randint(0, 3, (6,), generator=g))
+    grads, (tr, g2) = _reference(model, _ce, batch)
+    mon = _no_fallback(model, _ce, batch)
+    assert mon.last["batch_size"] == 6 and mon.last["reason"] == ""
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    names = [n for n, _ in model.named_parameters()]
+    for group in ("enc.layers.0.linear2", "enc.layers.1.norm1", "enc.norm"):
+        G = torch.cat([t.reshape(6, -1) for n, t in zip(names, grads) if n.rsplit(".", 1)[0] == group], 1)
+        assert mon.last[f"trace_sigma/{group}"] == pytest.approx(trace_sigma_ref(G)[0], rel=RTOL)

@@ -332,3 +332,106 @@ def test_batch_of_size_one_has_no_variance_but_a_gradient(backend):
         assert rec["nonfinite"] is False
         assert rec["reason"] == "batch of size 1 has no sample variance"
     assert not any(e["kind"] == "nonfinite" for e in seen)
+
+
+# --------------------------------------------------------------------------------------------
+# the norm trick's per-sample norms must be those of the step's samples (review items 2-4)
+# --------------------------------------------------------------------------------------------
+class Looped(nn.Module):
+    """One Linear cell applied twice per forward (weight sharing over depth)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.cell = nn.Linear(5, 5)
+
+    def forward(self, x):
+        return self.cell(torch.tanh(self.cell(x)))[:, :3]
+
+
+class LinearOnSeqFirst(nn.Module):
+    """A Linear applied to a (T, B, d) tensor: dim 0 holds positions, not samples."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.inner, self.head = nn.Linear(5, 6), nn.Linear(6, 3)
+
+    def forward(self, x):                       # x: (B, T, 5)
+        return self.head(torch.tanh(self.inner(x.transpose(0, 1))).mean(0))
+
+
+@pytest.mark.parametrize("with_batch", [True, False], ids=["track(batch)", "track()"])
+def test_a_layer_applied_twice_per_forward_is_refused(with_batch):
+    # before: B = 24 (true 12) and tr Σ 5.28 (exact 2.23), with no warning when every layer ran twice
+    model, batch = Looped(), _batch(12)
+    with pytest.warns(MonitorMisuseWarning, match="layer 'cell' was applied 2 times in 1 backward pass"):
+        mon = Monitor(model, schedule=1)
+        with mon.track(batch if with_batch else None):
+            ce(model, batch).backward()
+    model.zero_grad()
+    _assert_refused(mon.last, "layer cell applied 2 times")
+    assert mon.last["batch_size"] == (12 if with_batch else 24)   # without a batch, only the hooks' count
+    # the remedy the warning names is exact
+    tr, g2, _ = _ref(model, batch)
+    mb = Monitor(model, loss_fn=ce, schedule=1, backend="vmap", loss_reduction="mean")
+    with mb.track(batch):
+        ce(model, batch).backward()
+    model.zero_grad()
+    assert mb.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+
+
+def test_disjoint_chunks_of_the_batch_in_one_backward_are_exact():
+    # the same layer called on two halves of the batch, one loss: calls > passes but each sample once
+    model, batch = mlp(0), _batch(12)
+    tr, g2, _ = _ref(model, batch)
+    x, y = batch
+    mon = Monitor(model, schedule=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MonitorMisuseWarning)
+        with mon.track(batch):
+            out = torch.cat([model(x[:5]), model(x[5:])])
+            torch.nn.functional.cross_entropy(out, y).backward()
+    model.zero_grad()
+    assert mon.last["batch_size"] == 12 and mon.last["reason"] == ""
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
+def test_a_layer_with_the_batch_on_dim_1_is_refused():
+    # before: B recorded as T = 4 and tr Σ 23 % off, silently
+    model = LinearOnSeqFirst()
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(6, 4, 5, generator=g), torch.randint(0, 3, (6,), generator=g))
+    with pytest.warns(MonitorMisuseWarning, match="layer 'inner' saw 4 samples along dim 0, layer 'head' 6"):
+        mon = Monitor(model, schedule=1)
+        with mon.track(batch):
+            ce(model, batch).backward()
+    model.zero_grad()
+    _assert_refused(mon.last, "layers disagree on the batch size")
+    assert mon.last["batch_size"] == 6
+    # every layer seeing positions (the head too) is caught by the batch passed to track()
+    flat = nn.Sequential(nn.Linear(5, 3))
+    mon = Monitor(flat, schedule=1)
+    xs = batch[0].transpose(0, 1)               # (T, B, 5): dim 0 holds positions
+    with pytest.warns(MonitorMisuseWarning, match="layer '0' saw 4 samples along dim 0, the batch passed"):
+        with mon.track(batch):
+            flat(xs).mean(0).pow(2).sum(1).mean().backward()
+    _assert_refused(mon.last, "layers disagree on the batch size")
+
+
+def test_a_forward_inside_track_that_is_never_back_propagated_is_not_counted():
+    # before: a metric forward without no_grad() inflated B (20, true 8) and tr Σ (5.37, exact 2.12)
+    model, data = mlp(0), _batch(20)
+    batch = (data[0][:8], data[1][:8])
+    tr, g2, _ = _ref(model, batch)
+    mon = Monitor(model, schedule=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MonitorMisuseWarning)
+        with mon.track(batch):
+            ce(model, batch).backward()
+            (model(data[0][8:]).argmax(1) == data[1][8:]).float().mean()   # grad enabled, no backward
+    model.zero_grad()
+    assert mon.last["batch_size"] == 8 and mon.last["reason"] == ""
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)

@@ -105,6 +105,24 @@ def norm_trick_coverage(model: nn.Module, params) -> tuple[list[tuple[str, nn.Mo
     return supported, unsupported
 
 
+def seq_first_modules(model: nn.Module) -> set[int]:
+    """Ids of the modules whose batched input is sequence-first, ``(T, B, ...)``, by construction:
+    the linear and norm layers inside ``nn.TransformerEncoderLayer``/``nn.TransformerDecoderLayer``
+    built with ``batch_first=False`` (PyTorch's default), and the final ``norm`` of an
+    ``nn.TransformerEncoder``/``nn.TransformerDecoder`` over such layers. Their rules take the
+    sample axis from dim 1 (the attention rule reads ``batch_first`` itself)."""
+    out: set[int] = set()
+    layers = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+    for mod in model.modules():
+        if isinstance(mod, layers) and not mod.self_attn.batch_first:
+            out |= {id(m) for name, m in mod.named_children() if name.startswith(("linear", "norm"))}
+        elif isinstance(mod, (nn.TransformerEncoder, nn.TransformerDecoder)) and mod.norm is not None:
+            first = mod.layers[0] if len(mod.layers) else None
+            if isinstance(first, layers) and not first.self_attn.batch_first:
+                out.add(id(mod.norm))
+    return out
+
+
 class NormTrickHooks:
     """Forward hooks that, during one tracked step, accumulate ``Σ_i ‖c_i‖²`` per parameter.
 
@@ -118,10 +136,17 @@ class NormTrickHooks:
     that its output gradient is seen per sample (values downstream are unchanged). So has one called
     with 1-D ids whose length is not the batch size (positions as nanoGPT passes them: ``wpe(arange(T))``,
     output (T, d) → (B, T, d)); 1-D ids as long as the batch are one id per sample.
+
+    ``calls`` and ``samples`` count, per module, the calls whose output gradient arrived (forward
+    passes that were back-propagated) and their samples along the sample axis: a grad-enabled
+    forward that is never back-propagated (an evaluation inside ``track()``) adds nothing. Modules
+    in ``seq_first`` (:func:`seq_first_modules`) take the sample axis of a 3-D input from dim 1.
     """
 
-    def __init__(self, modules: list[tuple[str, nn.Module]]):
+    def __init__(self, modules: list[tuple[str, nn.Module]], seq_first=()):
         self.modules = modules
+        self._seq_first = set(seq_first)
+        self._gen = 0  # hooks left on the graph of an earlier step (or attach) do nothing
         self.handles: list = []
         self.sq: dict[int, torch.Tensor] = {}
         self.calls: dict[str, int] = {}
@@ -135,7 +160,8 @@ class NormTrickHooks:
         self._warned: set[str] = set()
 
     def attach(self) -> None:
-        self.sq, self.calls, self.samples = {}, {}, {}
+        self._gen += 1
+        self.sq, self.calls, self.samples, self._fwd_calls = {}, {}, {}, {}
         self.paths: dict[str, str] = {}  # attention layers: "graph" or "recompute" (last call)
         self._pending: dict[tuple, dict] = {}
         self._first, self._batch, self._unexpanded = None, None, None
@@ -146,16 +172,23 @@ class NormTrickHooks:
             else:
                 self.handles.append(mod.register_forward_hook(self._make_hook(name, rule)))
 
+    def _count(self, name: str, n: int) -> None:
+        """One back-propagated call of module ``name`` on ``n`` samples."""
+        self.calls[name] = self.calls.get(name, 0) + 1
+        self.samples[name] = self.samples.get(name, 0) + int(n)
+
     def _add(self, p, v) -> None:
         s = v.sum()
         self.sq[id(p)] = self.sq[id(p)] + s if id(p) in self.sq else s
 
     def _make_hook(self, name, rule):
         tie = self._ties.get(id(dict(self.modules)[name]))
+        seq_first = id(dict(self.modules)[name]) in self._seq_first
 
         def hook(mod, inputs, output):
             if not (torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad):
                 return None
+            gen = self._gen
             x = inputs[0].detach()
             if self._first is None:
                 self._first = name
@@ -183,9 +216,12 @@ class NormTrickHooks:
                            "the row decomposition of the batch gradient: exact per-sample gradients for its "
                            "affine parameters and the layers after it, while layers before it also carry "
                            "the statistics' terms (see shld.torch.layer_rules)")
-            k = self.calls.get(name, 0)
-            self.calls[name] = k + 1
-            self.samples[name] = self.samples.get(name, 0) + int(x.shape[0])
+            k = self._fwd_calls.get(name, 0)  # the call's index (pairs tied embedding/head calls)
+            self._fwd_calls[name] = k + 1
+            flip = seq_first and x.dim() == 3  # (T, B, d) -> the rule sees (B, T, d)
+            if flip:
+                x = x.transpose(0, 1)
+            n = x.shape[0]
             kw = {}
             if rule is lr.batchnorm and lr.is_batchnorm_training(mod):
                 kw["stats"] = lr.batchnorm_saved_stats(mod, output)
@@ -193,14 +229,21 @@ class NormTrickHooks:
                 plan = lr.conv_fused_plan(mod, output)
                 if plan is not None:   # the weight gradient is taken from the per-sample gradients
                     def sink(norms):
+                        if gen != self._gen:
+                            return
+                        self._count(name, n)
                         for key, v in norms.items():
                             self._add(getattr(mod, key), v)
                     return lr.ConvPerSampleGrad.apply(plan[0], mod.weight, mod.bias, output.detach(), plan[1:],
                                                       sink)
 
             def on_grad(g):
+                if gen != self._gen:
+                    return
+                self._count(name, n)
                 with torch.no_grad():
-                    xx, g = _compute_dtype(mod, x, g.detach())
+                    g = g.detach().transpose(0, 1) if flip else g.detach()
+                    xx, g = _compute_dtype(mod, x, g)
                     for p, v in rule(mod, xx, g, **kw).items():
                         self._add(p, v)
                     if tie is not None:
@@ -215,27 +258,29 @@ class NormTrickHooks:
             if not (torch.is_grad_enabled() and isinstance(out, torch.Tensor) and out.requires_grad):
                 return
             call, B = rule.capture(mod, args, kwargs)
+            gen = self._gen
             if self._first is None:
                 self._first = name
             if name == self._first:
                 self._batch, self._unexpanded = B, None
-            self.calls[name] = self.calls.get(name, 0) + 1
-            self.samples[name] = self.samples.get(name, 0) + int(B)
             plan = rule.from_graph(mod, out, call) if lr.MHA_FROM_GRAPH else None
             del call["stop"]
             self.paths[name] = "graph" if plan is not None else "recompute"
             if plan is not None:
-                self._hook_from_graph(mod, out, call, plan)
+                self._hook_from_graph(name, mod, out, call, plan)
                 return
             if mod.training and mod.dropout > 0:
                 self._warn(f"dropout:{name}", f"norm trick: attention layer {name or '<root>'} has dropout="
                            f"{mod.dropout} in train mode and its projections were not found in the autograd "
                            "graph (an unexpected graph): its dropout pattern cannot be recomputed, so its "
                            "per-sample norms are recorded as NaN (use backend='microbatch')")
-                out.register_hook(lambda g: self._poison(mod))
+                out.register_hook(lambda g: self._poison(name, mod, B) if gen == self._gen else None)
                 return
 
             def on_grad(g):
+                if gen != self._gen:
+                    return
+                self._count(name, B)
                 with torch.no_grad():
                     c = {key: _compute_dtype(mod, t)[0] if torch.is_tensor(t) else t for key, t in call.items()}
                     for p, v in rule(mod, c, _compute_dtype(mod, g.detach())[0]).items():
@@ -243,7 +288,7 @@ class NormTrickHooks:
             out.register_hook(on_grad)
         return hook
 
-    def _hook_from_graph(self, mod, out, call, plan) -> None:
+    def _hook_from_graph(self, name, mod, out, call, plan) -> None:
         """Attention read from the autograd graph (:func:`shld.torch.layer_rules.mha_from_graph`):
         the out-projection at the output's gradient, each in-projection segment when autograd
         reaches the node that consumes it (its output gradient is ``[∂q ∂k ∂v]`` of the segment).
@@ -253,8 +298,12 @@ class NormTrickHooks:
         B, L = call["q"].shape[0], call["q"].shape[1]
         unbatched = call["unbatched"]
         seq_first = not mod.batch_first or unbatched
+        gen = self._gen
 
         def on_out(g):
+            if gen != self._gen:
+                return
+            self._count(name, B)
             with torch.no_grad():
                 g = g.detach()
                 g = g.unsqueeze(0) if unbatched else (g.transpose(0, 1) if seq_first else g)
@@ -267,12 +316,12 @@ class NormTrickHooks:
         out.register_hook(on_out)
         for node, off, width, x_node, x in segs:
             node.register_prehook(self._segment_hook(mod, off, width, B, x.shape[1], x_node,
-                                                     x if x_node is None else None))
+                                                     x if x_node is None else None, gen))
 
-    def _segment_hook(self, mod, off, width, B, n, x_node, x):
+    def _segment_hook(self, mod, off, width, B, n, x_node, x, gen):
         def pre(grad_outputs):
             G = grad_outputs[0]
-            if G is None:
+            if G is None or gen != self._gen:
                 return None
             with torch.no_grad():
                 G = G.detach().reshape(n, B, width).transpose(0, 1)   # rows (position, sample)
@@ -283,7 +332,8 @@ class NormTrickHooks:
             return None
         return pre
 
-    def _poison(self, mod) -> None:
+    def _poison(self, name, mod, B) -> None:
+        self._count(name, B)
         for p in lr.own_parameters(mod):
             if p.requires_grad:
                 self._add(p, torch.tensor(float("nan"), dtype=p.dtype, device=p.device))
@@ -307,7 +357,8 @@ class NormTrickHooks:
         self.handles = []
 
     def batch_size(self) -> int | None:
-        """Samples seen by the first hooked module (summed over micro-steps)."""
+        """Samples seen by the first hooked module whose output was back-propagated (summed over
+        micro-steps)."""
         for name, _ in self.modules:
             if name in self.samples:
                 return self.samples[name]

@@ -59,6 +59,7 @@ from shld.observables.consolidation import regime_label
 from . import backends as bk
 from .curvature import HVP, curvature_quantities, lanczos
 from .events import EventDetector
+from .layer_rules import own_parameters as lr_own
 from .schedule import as_schedule
 from .sinks import LOG_FILES, CSVSink, JSONLSink, existing_logs, make_tensorboard
 from .stats import NOISE_KEYS, RatioSmoother, noise_quantities, trace_sigma_from_groups
@@ -319,7 +320,8 @@ class Monitor:
 
     # ----------------------------------------------------------------------------------------
     def _make_hooks(self) -> None:
-        self._hooks_norm = bk.NormTrickHooks(self._nt_modules) if self.backend == "norm_trick" else None
+        self._hooks_norm = (bk.NormTrickHooks(self._nt_modules, bk.seq_first_modules(_unwrap(self.model)))
+                            if self.backend == "norm_trick" else None)
         self._hooks_param = _CheckedParamGradHooks(self.params)
 
     def _param_snapshot(self) -> list[tuple]:
@@ -585,11 +587,10 @@ class Monitor:
                 return
         if be == "norm_trick":
             h = self._hooks_norm
-            B = act["batch_size"] or h.batch_size()
-            if B is None:
-                raise RuntimeError("the norm trick saw no forward pass in this step: run the forward "
-                                   "and backward inside track()/begin()..end()")
-            self._check_calls(h)
+            B, why = self._norm_trick_samples(h, act)
+            if why is not None:
+                self._refuse(record, act, why)
+                return
             N = B if red == "mean" else 1.0
             sq, tot = self._group_sums([h.sq.get(id(p)) for p in self.params], self._hooks_param.total_sq)
             sq = sq * (N * N)  # Σ_i‖g_i‖²
@@ -721,19 +722,64 @@ class Monitor:
         """A step whose gradient statistics would be wrong: NaN for all of them (C_smoothed too),
         with ``reason``; batch size and d are kept. The running averages are not touched."""
         h = self._hooks_norm
-        B = act["batch_size"] or (h.batch_size() if h is not None else None) or bk.batch_size_of(act["batch"])
+        B = self._expected_batch(act) or (h.batch_size() if h is not None else None)
         record["batch_size"] = int(B) if B else math.nan
         record["dim"] = self.dim
         record["reason"] = why
 
-    def _check_calls(self, h):
-        counts = set(h.calls.values())
-        if len(counts) > 1 and "calls" not in self._warned:
-            self._warned.add("calls")
-            warnings.warn(f"norm trick: modules were called different numbers of times in one step "
-                          f"({h.calls}); a module applied twice to the same sample (weight sharing) "
-                          "makes its per-sample norms wrong: use backend='microbatch'", RuntimeWarning,
-                          stacklevel=4)
+    def _expected_batch(self, act) -> int | None:
+        """The step's sample count as the user stated it: ``batch_size``, or the leading dimension of
+        ``batch`` when the step has one backward pass (with several, ``batch`` may be one micro-batch,
+        as the Lightning adapter passes it)."""
+        if act["batch_size"]:
+            return int(act["batch_size"])
+        if act["batch"] is not None and max(self._hooks_param.passes, default=0) <= 1:
+            return bk.batch_size_of(act["batch"])
+        return None
+
+    def _norm_trick_samples(self, h, act) -> tuple[int | None, str | None]:
+        """``(B, None)``: the samples every hooked layer saw, once each per backward pass; or
+        ``(None, why)`` when the per-sample norms are not those of the step's samples:
+
+        * a layer applied more than once per backward pass (weight sharing over depth, a recurrent
+          or looped cell, two forward passes of one sample combined in one loss): its norms miss
+          the cross terms between the applications; calls that are disjoint chunks of the batch
+          (their samples add up to the stated batch) are fine;
+        * layers that saw different numbers of samples along dim 0, or a number other than the
+          batch passed to ``track()``: a layer with the batch on another axis (sequence-first
+          input, ``(T, B, ...)``) reads positions as samples.
+        Forward passes that were never back-propagated are not counted (see NormTrickHooks)."""
+        hp = self._hooks_param
+        pos = {id(p): k for k, p in enumerate(self.params)}
+        expected = self._expected_batch(act)
+        seen = []
+        for name, mod in self._nt_modules:
+            if name in h.calls:
+                passes = max((hp.passes[pos[id(p)]] for p in lr_own(mod) if id(p) in pos), default=0)
+                seen.append((name or "<root>", h.calls[name], h.samples[name], passes))
+        for name, calls, n, passes in seen:
+            if calls > passes and not (expected and n == expected):
+                self._warn_once("repeated", (
+                    f"step {self.step}: norm trick: layer {name!r} was applied {calls} times in {passes} backward "
+                    f"pass(es) ({n} samples along dim 0{f', the batch has {expected}' if expected else ''}): weight "
+                    "sharing over depth, a recurrent or looped cell, or several forward passes of the same samples "
+                    "combined in one loss; its per-sample norms would miss the cross terms between the applications. "
+                    "The step's gradient statistics are recorded as NaN: use backend='microbatch' or 'vmap' (or, if "
+                    "the calls are disjoint parts of the batch, pass the batch or batch_size to track())"))
+                return None, f"layer {name} applied {calls} times in {passes} backward pass(es) (weight sharing)"
+        sizes = dict.fromkeys(n for _, _, n, _ in seen)
+        if len(sizes) > 1 or (expected and seen and seen[0][2] != expected):
+            a = seen[0]
+            b = next((x for x in seen if x[2] != a[2]), None)
+            saw = f"layer {a[0]!r} saw {a[2]} samples along dim 0" + (
+                f", layer {b[0]!r} {b[2]}" if b is not None else f", the batch passed to track() has {expected}")
+            self._warn_once("sample_axis", (
+                f"step {self.step}: norm trick: {saw}: a layer whose input has the batch on another axis (a "
+                "sequence-first layout (T, B, ...), e.g. a Linear or LayerNorm on a transposed tensor) would read "
+                "positions as samples. The step's gradient statistics are recorded as NaN: put the batch first "
+                "(batch_first=True), or use backend='microbatch' or 'vmap'"))
+            return None, f"layers disagree on the batch size ({saw})"
+        return (seen[0][2] if seen else None), None
 
     def _ddp_reduce(self, B, sq, red, per_sample=True):
         """All-reduce sample counts and Σ b‖m‖²; ‖ḡ‖² from the synchronised ``.grad``."""
