@@ -592,7 +592,7 @@ def test_multihead_attention_with_dropout_is_exact(batch_first, inputs, kdim):
     B, L, S, E = 4, 5, 6, 8
     x, k, v, r = _x(B, L, E, seed=1), _x(B, S, kdim or E, seed=2), _x(B, S, kdim or E, seed=3), _x(B, L, E, seed=4)
     assert norm_trick_coverage(model, list(model.parameters()))[1] == []
-    mon = Monitor(model, schedule=1)
+    mon = Monitor(model, schedule=1, loss_reduction="mean")
     params = [p for p in model.parameters()]
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -620,7 +620,7 @@ def test_tiny_vit_with_dropout_is_exact(norm_first):
     model = TinyViT(norm_first=norm_first, dropout=0.2).train()
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(5, 2, 8, 8, generator=g), torch.randint(0, 3, (5,), generator=g)
-    mon = Monitor(model, schedule=1)
+    mon = Monitor(model, schedule=1, loss_reduction="mean")
     params = list(model.parameters())
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -726,7 +726,7 @@ def test_tiny_gpt2_over_accumulation_micro_steps_is_exact():
     _, (tr, g2) = _reference(model, lm_loss, (ids,))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        mon = Monitor(model, schedule=1)
+        mon = Monitor(model, schedule=1, loss_reduction="mean")
         with mon.track(batch_size=6):
             for part in (ids[:4], ids[4:]):
                 (lm_loss(model, (part,)) * len(part) / 6).backward()

@@ -47,7 +47,7 @@ def test_missing_zero_grad_is_refused_once_and_never_recorded_as_a_number():
     model, batch = mlp(0), _batch()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: every step sees the same gradient
     tr, g2, _ = _ref(model, batch)
-    mon = Monitor(model, opt, schedule=1)
+    mon = Monitor(model, opt, schedule=1, loss_reduction="mean")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with mon.track():                       # step 0: correct (.grad is None)
@@ -90,7 +90,7 @@ def test_zero_grad_without_set_to_none_is_not_misuse():
     tr, g2, _ = _ref(model, batch)
     ce(model, _batch(seed=1)).backward()
     model.zero_grad(set_to_none=False)       # .grad are zero tensors, not None
-    mon = Monitor(model, schedule=1)
+    mon = Monitor(model, schedule=1, loss_reduction="mean")
     with warnings.catch_warnings():
         warnings.simplefilter("error", MonitorMisuseWarning)
         with mon.track():
@@ -127,7 +127,7 @@ def test_accumulation_inside_one_step_is_legitimate():
     tr, g2, _ = _ref(model, batch)
     halves = [(batch[0][:8], batch[1][:8]), (batch[0][8:], batch[1][8:])]
     for backend in ("norm_trick", "accumulation"):
-        mon = Monitor(model, schedule=1, backend=backend)
+        mon = Monitor(model, schedule=1, backend=backend, loss_reduction="mean")
         with warnings.catch_warnings():
             warnings.simplefilter("error", MonitorMisuseWarning)
             with mon.track(batch_size=16):
@@ -386,7 +386,7 @@ def test_disjoint_chunks_of_the_batch_in_one_backward_are_exact():
     model, batch = mlp(0), _batch(12)
     tr, g2, _ = _ref(model, batch)
     x, y = batch
-    mon = Monitor(model, schedule=1)
+    mon = Monitor(model, schedule=1, loss_reduction="mean")
     with warnings.catch_warnings():
         warnings.simplefilter("error", MonitorMisuseWarning)
         with mon.track(batch):
@@ -425,7 +425,7 @@ def test_a_forward_inside_track_that_is_never_back_propagated_is_not_counted():
     model, data = mlp(0), _batch(20)
     batch = (data[0][:8], data[1][:8])
     tr, g2, _ = _ref(model, batch)
-    mon = Monitor(model, schedule=1)
+    mon = Monitor(model, schedule=1, loss_reduction="mean")
     with warnings.catch_warnings():
         warnings.simplefilter("error", MonitorMisuseWarning)
         with mon.track(batch):
@@ -435,3 +435,93 @@ def test_a_forward_inside_track_that_is_never_back_propagated_is_not_counted():
     assert mon.last["batch_size"] == 8 and mon.last["reason"] == ""
     assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
     assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+
+
+# --------------------------------------------------------------------------------------------
+# loss_reduction="auto" (review items 1 and 7)
+# --------------------------------------------------------------------------------------------
+def test_auto_reduction_reads_a_sum_loss_handed_to_track():
+    # before: with mon.track(...) the monitor never saw the loss, so 'auto' meant 'mean' silently and a
+    # sum loss gave ‖g‖², tr Σ and D B² = 256 times too large
+    model, batch = mlp(0), _batch()
+    tr, g2, _ = _ref(model, batch)
+    mon = Monitor(model, schedule=1)
+    with pytest.warns(MonitorMisuseWarning, match="'sum' over the batch's samples"):
+        with mon.track(batch) as m:
+            loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1], reduction="sum")
+            loss.backward()
+            m.observe(loss)
+    model.zero_grad()
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert mon.last["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    # loss_fn's output tells too (read once, on the step's batch), and the record is in the mean convention
+    from _torch_models import ce_sum
+    mon = Monitor(model, loss_fn=ce_sum, schedule=1)
+    with pytest.warns(MonitorMisuseWarning, match="'sum'"):
+        with mon.track(batch):
+            ce_sum(model, batch).backward()
+    model.zero_grad()
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    with pytest.raises(RuntimeError, match="observe\\(\\) called outside a step"):
+        mon.observe(ce(model, batch))
+
+
+def test_auto_reduction_that_cannot_be_read_warns_that_mean_is_assumed():
+    model, batch = mlp(0), _batch()
+    tr, _, _ = _ref(model, batch)
+    mon = Monitor(model, schedule=1)
+    with pytest.warns(MonitorMisuseWarning, match="mean is assumed; a sum loss would make"):
+        with mon.track(batch):
+            ce(model, batch).backward()
+    model.zero_grad()
+    assert mon.last["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    with warnings.catch_warnings():             # once per run
+        warnings.simplefilter("error", MonitorMisuseWarning)
+        with mon.track(batch):
+            ce(model, batch).backward()
+    model.zero_grad()
+
+
+def test_sum_loss_fn_curvature_under_auto_is_the_mean_loss_hessian():
+    # before: λ_max of a sum loss_fn was recorded B = 16 times too large (11.99 against 0.749)
+    from _torch_models import ce_sum, full_hessian
+    model, batch = mlp(0), _batch()
+    lam_ref = torch.linalg.eigvalsh(full_hessian(model, ce, batch))[-1].item()
+    mon = Monitor(model, loss_fn=ce_sum, schedule=[5], curvature_schedule=1, lanczos_steps=30, lanczos_tol=1e-10)
+    with pytest.warns(MonitorMisuseWarning, match="'sum'"):
+        with mon.track(batch):
+            ce_sum(model, batch).backward()
+    model.zero_grad()
+    assert mon.last["lambda_max"] == pytest.approx(lam_ref, rel=1e-5)
+
+
+def test_a_sum_of_mean_losses_is_not_taken_for_a_sum_reduction():
+    # before: stack([mean, mean]).sum() was read as 'sum', every record was divided by B² and the
+    # monitor switched to 'sum' for good (state_dict too)
+    from shld.torch import detect_reduction
+    model, batch = mlp(0), _batch()
+    x, y = batch
+    out = model(x)
+    two_means = torch.stack([torch.nn.functional.cross_entropy(out, y), 0.1 * out.pow(2).mean()]).sum()
+    per = torch.nn.functional.cross_entropy(out, y, reduction="none")
+    weighted = (per * torch.full((16,), 1 / 16)).sum()
+    assert detect_reduction(two_means, 16) is None and detect_reduction(weighted, 16) is None
+    assert detect_reduction(per.sum(), 16) == "sum" and detect_reduction(per.sum(), 8) is None
+    assert detect_reduction(torch.nn.functional.cross_entropy(out, y, reduction="sum"), 16) == "sum"
+    # the monitor's record of the two-mean loss: mean convention (warned, not divided by B²)
+    G = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        torch.stack([torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]),
+                     0.1 * model(x[i:i + 1]).pow(2).mean()]).sum(), list(model.parameters()))]) for i in range(16)])
+    from _torch_models import trace_sigma_ref
+    tr, g2 = trace_sigma_ref(G)
+    mon = Monitor(model, schedule=1)
+    with pytest.warns(MonitorMisuseWarning, match="mean is assumed"):
+        mon.begin(batch)
+        out = model(x)
+        loss = torch.stack([torch.nn.functional.cross_entropy(out, y), 0.1 * out.pow(2).mean()]).sum()
+        loss.backward()
+        rec = mon.end(loss)
+    model.zero_grad()
+    assert rec["trace_sigma"] == pytest.approx(tr, rel=RTOL)
+    assert rec["grad_sq_norm"] == pytest.approx(g2, rel=RTOL)
+    assert mon.state_dict()["loss_reduction"] == "auto"

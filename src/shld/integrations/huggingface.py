@@ -89,6 +89,9 @@ class ShldTrainerCallback(TrainerCallback):
             kw = dict(self.monitor_kwargs)
             if kw.get("loss_fn") is None:
                 kw["loss_fn"] = hf_model_loss
+                # the model's own loss is a mean over tokens (with num_items_in_batch, over the step's
+                # tokens): the mean convention, and the Trainer never hands the loss to callbacks
+                kw.setdefault("loss_reduction", "mean")
             self.monitor = Monitor(model, optimizer, **kw)
         if self._hook is None and model is not None:
             self._hook = model.register_forward_pre_hook(self._capture, with_kwargs=True)

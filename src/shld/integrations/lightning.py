@@ -53,6 +53,11 @@ class ShldCallback(pl.Callback):
             bs = n * trainer.accumulate_grad_batches if n else None
             self.monitor.begin(batch, batch_size=bs if self.monitor.backend == "accumulation" else None)
 
+    def on_before_backward(self, trainer, pl_module, loss):
+        # the step's loss: loss_reduction="auto" reads its reduction (Monitor.observe)
+        if self.monitor is not None and self.monitor._active is not None and loss is not None and loss.dim() == 0:
+            self.monitor.observe(loss)
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if self.monitor is None or self.monitor._active is None:
             return

@@ -101,11 +101,20 @@ class _CheckedParamGradHooks(bk.ParamGradHooks):
         return hook
 
 
-def detect_reduction(loss) -> str | None:
+#: Nodes whose sum is not a sum over samples: a sum of several losses (``torch.stack([...]).sum()``)
+#: or a weighted sum (``(w * per_sample).sum()``, weights that may add up to 1).
+_NOT_A_SAMPLE_SUM = ("StackBackward", "CatBackward", "MulBackward", "DivBackward")
+
+
+def detect_reduction(loss, batch_size: int | None = None) -> str | None:
     """``"mean"``/``"sum"`` read from the last autograd node of ``loss``, or None if unknown.
 
     Recognises ``x.mean()``/``x.sum()`` and the built-in losses that save their ``reduction``
     (``cross_entropy``/``nll_loss``, ``mse_loss``, ``binary_cross_entropy(_with_logits)``, ...).
+    A sum is called ``"sum"`` only when it is a sum over samples: not a sum of stacked or
+    concatenated losses, nor of a product or quotient (a weighted sum), and — with ``batch_size``
+    given — only when the summed tensor's leading dimension is the batch size (a sum over the
+    tokens of a batch is not ``B`` times its mean). Otherwise None.
     """
     fn = getattr(loss, "grad_fn", None)
     if fn is None:
@@ -114,11 +123,31 @@ def detect_reduction(loss) -> str | None:
     if name.startswith("MeanBackward"):
         return "mean"
     if name.startswith("SumBackward"):
-        return "sum"
+        src = fn.next_functions[0][0] if fn.next_functions else None
+        if src is not None and type(src).__name__.startswith(_NOT_A_SAMPLE_SUM):
+            return None
+        sizes = getattr(fn, "_saved_self_sym_sizes", None)
+        if sizes is None or len(sizes) == 0:
+            return None
+        return "sum" if batch_size is None or int(sizes[0]) == batch_size else None
     red = getattr(fn, "_saved_reduction", None)
     if red is not None:
-        return _REDUCTIONS.get(int(red))
+        red = _REDUCTIONS.get(int(red))
+        if red == "sum" and batch_size is not None:
+            try:  # the shape of the loss's input (its saved tensors are freed by backward)
+                shape = fn.next_functions[0][0]._input_metadata[0].shape
+            except (AttributeError, IndexError, TypeError, RuntimeError):
+                return None
+            if len(shape) == 0 or int(shape[0]) != batch_size:
+                return None
+        return red
     return None
+
+
+def _check_scalar(loss) -> None:
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"`loss` must be a scalar tensor, got {shape}")
 
 
 def _no_double_backward(exc: RuntimeError) -> bool:
@@ -315,6 +344,9 @@ class Monitor:
         self._ritz = None
         self._active = None
         self._warned = set()
+        self._detected = None   # the reduction last read under loss_reduction="auto" (None: unknown)
+        self._probed = False    # loss_fn's output has been read once for its reduction
+        self._step_red = None
         self._dist = None
         self._make_hooks()
 
@@ -453,7 +485,7 @@ class Monitor:
         noise, curv = self.will_track()
         if noise or curv:
             self._check_params()
-        self._active = {"noise": noise, "curv": curv, "batch": batch, "batch_size": batch_size}
+        self._active = {"noise": noise, "curv": curv, "batch": batch, "batch_size": batch_size, "loss": None}
         if not (noise or curv):
             return False
         self._dist = None  # re-read once per tracked step
@@ -462,6 +494,7 @@ class Monitor:
             raise ValueError(f"`batch` is required on step {self.step} (backend={self.backend!r}"
                              f"{', curvature' if curv else ''})")
         if noise and self.backend in ("norm_trick", "accumulation", "ddp"):
+            self._active["hooked"] = True
             self._hooks_param.attach()
             if self.backend == "norm_trick":
                 self._hooks_norm.attach()
@@ -475,8 +508,11 @@ class Monitor:
         try:
             if not (act["noise"] or act["curv"]):
                 return None
-            if loss is not None and self.loss_reduction == "auto":
-                self._check_loss(loss)
+            if loss is None:
+                loss = act.get("loss")
+            if loss is not None:
+                _check_scalar(loss)
+            self._step_red = self._resolve_reduction(act, loss)
             record = {"step": self.step, "lr": self._lr(), "backend": self.backend}
             record.update(dict.fromkeys(NOISE_KEYS, math.nan))
             record.update({"C_smoothed": math.nan, "C_smoothed_se": math.nan,
@@ -506,9 +542,20 @@ class Monitor:
         if self._hooks_norm is not None:
             self._hooks_norm.detach()
 
+    def observe(self, loss) -> None:
+        """Hand the step's training loss to the monitor (inside ``track()``, or between ``begin`` and
+        ``end``): with ``loss_reduction="auto"`` its reduction is read from it, as from
+        ``end(loss)``. ``with mon.track(batch) as m: loss = ...; loss.backward(); m.observe(loss)``."""
+        if self._active is None:
+            raise RuntimeError("Monitor.observe() called outside a step: call it inside track() or "
+                               "between begin() and end()")
+        _check_scalar(loss)
+        self._active["loss"] = loss
+
     @contextlib.contextmanager
     def track(self, batch=None, *, batch_size: int | None = None):
-        """Context manager around one step's forward and backward; ``begin`` + ``end``."""
+        """Context manager around one step's forward and backward; ``begin`` + ``end``. Yields the
+        monitor (``observe(loss)`` hands it the loss)."""
         self.begin(batch, batch_size=batch_size)
         ok = False
         try:
@@ -531,20 +578,44 @@ class Monitor:
         return None
 
     def _reduction(self) -> str:
-        return "mean" if self.loss_reduction == "auto" else self.loss_reduction
+        """The reduction of the step being recorded (see :meth:`_resolve_reduction`)."""
+        if self.loss_reduction != "auto":
+            return self.loss_reduction
+        return self._step_red or self._detected or "mean"
 
-    def _check_loss(self, loss):
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(f"`loss` must be a scalar tensor, got {shape}")
-        red = detect_reduction(loss)
-        if red in ("mean", "sum") and red != self._reduction():
-            if red not in self._warned:
-                warnings.warn(f"loss_reduction: the loss looks like a {red!r} reduction; using it "
-                              "(pass loss_reduction explicitly to silence this)", RuntimeWarning,
-                              stacklevel=3)
-                self._warned.add(red)
-            self.loss_reduction = red
+    def _resolve_reduction(self, act, loss) -> str:
+        """``loss_reduction``, or under ``"auto"``: the reduction read from this step's loss (passed to
+        ``end``/``observe``), else the last one read (from a loss or from ``loss_fn``'s output), else
+        one probe of ``loss_fn`` on the step's batch; when none of these tells, ``"mean"`` with one
+        :class:`MonitorMisuseWarning` (a sum loss would make ‖g‖², tr Σ and D B² too large)."""
+        if self.loss_reduction != "auto":
+            return self.loss_reduction
+        hn = self._hooks_norm
+        B = self._expected_batch(act) or (hn.batch_size() if hn is not None else None)
+        red = detect_reduction(loss, B) if loss is not None else None
+        if red is None and self._detected is None and not self._probed and self.loss_fn is not None:
+            probe = act["batch"] if self.curvature_batch is None or act["noise"] else self.curvature_batch
+            if probe is not None and bk.batch_size_of(probe):
+                self._probed = True
+                with self._isolated(), torch.enable_grad():
+                    red = detect_reduction(bk.call_loss(self.loss_fn, _unwrap(self.model), probe),
+                                           bk.batch_size_of(probe))
+        if red is not None:
+            if red == "sum" and self._detected != "sum":
+                self._warn_once("reduction_sum", "loss_reduction='auto': the loss is a 'sum' over the batch's "
+                                "samples; statistics are converted to the mean convention (pass "
+                                "loss_reduction='sum' to silence this)")
+            self._detected = red
+            return red
+        if self._detected is not None:
+            return self._detected
+        self._warn_once("reduction_unknown", (
+            f"step {self.step}: loss_reduction='auto' but the loss's reduction could not be read (no loss "
+            "handed to the monitor, or one that is not a plain mean/sum over the batch's samples): mean is "
+            "assumed; a sum loss would make grad_sq_norm, trace_sigma and D B² times too large and "
+            "lambda_max B times. Pass loss_reduction='mean' or 'sum', call mon.observe(loss) inside "
+            "track() (or end(loss)), or pass loss_fn"))
+        return "mean"
 
     def _scale2(self) -> float:
         s = self.grad_scaler
@@ -733,7 +804,8 @@ class Monitor:
         as the Lightning adapter passes it)."""
         if act["batch_size"]:
             return int(act["batch_size"])
-        if act["batch"] is not None and max(self._hooks_param.passes, default=0) <= 1:
+        passes = self._hooks_param.passes if act.get("hooked") else []
+        if act["batch"] is not None and max(passes, default=0) <= 1:
             return bk.batch_size_of(act["batch"])
         return None
 
@@ -937,7 +1009,7 @@ class Monitor:
         return {"step": self.step, "smoother": self.smoother.state_dict(),
                 "events": self.events_detector.state_dict() if self.events_detector else None,
                 "ritz": None if self._ritz is None else self._ritz.detach().cpu().clone(),
-                "loss_reduction": self.loss_reduction}
+                "loss_reduction": self.loss_reduction, "detected_reduction": self._detected}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue a run: counters, averages, events, Lanczos vector. An ``out`` log written by that
@@ -950,6 +1022,7 @@ class Monitor:
         ritz = state.get("ritz")
         self._ritz = None if ritz is None else ritz.to(self.params[0].device)
         self.loss_reduction = state.get("loss_reduction", self.loss_reduction)
+        self._detected = state.get("detected_reduction", self._detected)
 
     def close(self) -> None:
         for s in self.sinks:
