@@ -34,6 +34,7 @@ class ShldCallback(pl.Callback):
         self.monitor_kwargs = monitor_kwargs
         self.monitor: Monitor | None = None
         self._pending_state = None
+        self._sizes: list = []
 
     def on_train_start(self, trainer, pl_module):
         if self.monitor is None:
@@ -48,10 +49,13 @@ class ShldCallback(pl.Callback):
                 self._pending_state = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        n = self._batch_size(batch)
         if batch_idx % max(trainer.accumulate_grad_batches, 1) == 0 and self.monitor._active is None:
-            n = self._batch_size(batch)
+            self._sizes = [n]
             bs = n * trainer.accumulate_grad_batches if n else None
             self.monitor.begin(batch, batch_size=bs if self.monitor.backend == "accumulation" else None)
+        elif self.monitor._active is not None:
+            self._sizes.append(n)
 
     def on_before_backward(self, trainer, pl_module, loss):
         # the step's loss: loss_reduction="auto" reads its reduction (Monitor.observe)
@@ -61,6 +65,10 @@ class ShldCallback(pl.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if self.monitor is None or self.monitor._active is None:
             return
+        act = self.monitor._active
+        if self.monitor.backend == "accumulation" and self._sizes and None not in self._sizes:
+            # the window's real micro-batch sizes (the last one of an epoch may be smaller)
+            act["sizes"], act["batch_size"] = list(self._sizes), sum(self._sizes)
         rec = self.monitor.end()
         if rec is not None and self.log:
             vals = {f"shld/{k}": float(v) for k, v in rec.items()

@@ -400,6 +400,7 @@ class ParamGradHooks:
         self.local_sq = [None] * n     # Σ_j ‖c_j‖²
         self.total_sq = [None] * n     # ‖Σ_j c_j‖²
         self.passes = [0] * n
+        self.pass_sq = [[] for _ in range(n)]  # ‖c_j‖² of each backward pass j
         for k, p in enumerate(self.params):
             self.handles.append(p.register_hook(self._make_hook(k, p)))
 
@@ -410,6 +411,7 @@ class ParamGradHooks:
                 tot = g2
                 if p.grad is not None:
                     tot = tot + 2.0 * flat_dot(g, p.grad)
+                self.pass_sq[k].append(g2)
                 self.local_sq[k] = g2 if self.local_sq[k] is None else self.local_sq[k] + g2
                 self.total_sq[k] = tot if self.total_sq[k] is None else self.total_sq[k] + tot
                 self.passes[k] += 1

@@ -347,6 +347,7 @@ class Monitor:
         self._detected = None   # the reduction last read under loss_reduction="auto" (None: unknown)
         self._probed = False    # loss_fn's output has been read once for its reduction
         self._step_red = None
+        self._size_hook = None
         self._dist = None
         self._make_hooks()
 
@@ -471,21 +472,32 @@ class Monitor:
         curv = self.curvature_schedule is not None and bool(self.curvature_schedule(s))
         return noise, curv
 
-    def begin(self, batch=None, *, batch_size: int | None = None) -> bool:
+    def begin(self, batch=None, *, batch_size=None) -> bool:
         """Start step ``self.step``; returns whether anything is recorded on it.
 
         ``batch`` (any pytree of tensors with leading dim B) is needed by the ``microbatch`` and
         ``vmap`` backends and by curvature; ``batch_size`` (total samples in the step, all
-        micro-steps) is needed by ``accumulation`` and otherwise inferred.
+        micro-steps) is needed by ``accumulation`` and otherwise inferred. Under ``accumulation`` it
+        may list the micro-batches' sizes, ``[b_1, …, b_k]`` (one per backward pass); an int is checked
+        against the sample counts of the model's forward passes.
         """
         if self._active is not None:
             raise RuntimeError("Monitor.begin() called twice without end()")
+        sizes = None
+        if isinstance(batch_size, (list, tuple)):
+            sizes = [check_int("batch_size", b, minimum=1) for b in batch_size]
+            if not sizes:
+                raise ValueError("`batch_size` must be an int or a non-empty list of micro-batch sizes, got []")
+            batch_size = sum(sizes)
+        elif batch_size is not None:
+            batch_size = check_int("batch_size", batch_size, minimum=1)
         if self.out is not None and not self._log_opened:
             self._open_log()
         noise, curv = self.will_track()
         if noise or curv:
             self._check_params()
-        self._active = {"noise": noise, "curv": curv, "batch": batch, "batch_size": batch_size, "loss": None}
+        self._active = {"noise": noise, "curv": curv, "batch": batch, "batch_size": batch_size, "loss": None,
+                        "sizes": sizes, "forward_sizes": []}
         if not (noise or curv):
             return False
         self._dist = None  # re-read once per tracked step
@@ -498,6 +510,13 @@ class Monitor:
             self._hooks_param.attach()
             if self.backend == "norm_trick":
                 self._hooks_norm.attach()
+            elif self.backend == "accumulation":  # the micro-batches' sizes, from the model's forwards
+                seen = self._active["forward_sizes"]
+
+                def count(mod, args, kwargs):
+                    if torch.is_grad_enabled():
+                        seen.append(bk.batch_size_of((args, kwargs)))
+                self._size_hook = self.model.register_forward_pre_hook(count, with_kwargs=True)
         return True
 
     def end(self, loss=None) -> dict | None:
@@ -538,6 +557,9 @@ class Monitor:
             self.step += 1
 
     def _detach_hooks(self) -> None:
+        if self._size_hook is not None:
+            self._size_hook.remove()
+            self._size_hook = None
         self._hooks_param.detach()
         if self._hooks_norm is not None:
             self._hooks_norm.detach()
@@ -553,7 +575,7 @@ class Monitor:
         self._active["loss"] = loss
 
     @contextlib.contextmanager
-    def track(self, batch=None, *, batch_size: int | None = None):
+    def track(self, batch=None, *, batch_size=None):
         """Context manager around one step's forward and backward; ``begin`` + ``end``. Yields the
         monitor (``observe(loss)`` hands it the loss)."""
         self.begin(batch, batch_size=batch_size)
@@ -688,14 +710,32 @@ class Monitor:
                                      "in begin()/track()")
                 if k < 2:
                     raise ValueError(f"backend='accumulation' needs >= 2 backward passes per step, got {k}")
-                b = B / k
-                local = self._group_sum(hp.local_sq)  # Σ_j ‖c_j‖²
-                if red == "mean":   # loss_j = mean over b / k  ->  m_j = k c_j
-                    sq = b * k * k * local
-                    mean_sq = self._group_sum(hp.total_sq)
-                else:               # loss_j = sum over b  ->  m_j = c_j / b
-                    sq = local / b
+                sizes, why = self._micro_batch_sizes(act, B, k)
+                if why is not None:
+                    self._refuse(record, act, why)
+                    return
+                if len(set(sizes)) == 1:
+                    b = B / k
+                    local = self._group_sum(hp.local_sq)  # Σ_j ‖c_j‖²
+                    if red == "mean":   # loss_j = mean over b / k  ->  m_j = k c_j
+                        sq = b * k * k * local
+                        mean_sq = self._group_sum(hp.total_sq)
+                    else:               # loss_j = sum over b  ->  m_j = c_j / b
+                        sq = local / b
+                        mean_sq = self._group_sum(hp.total_sq) / (B * B)
+                elif red == "sum":      # loss_j = sum over b_j  ->  m_j = c_j / b_j: Σ b_j‖m_j‖² = Σ ‖c_j‖²/b_j
+                    sq = sum(self._group_sum([v[j] if len(v) == k else None for v in hp.pass_sq]) / b
+                             for j, b in enumerate(sizes))
                     mean_sq = self._group_sum(hp.total_sq) / (B * B)
+                else:
+                    why = (f"micro-batches of unequal sizes {sizes} under a mean loss: the accumulated gradient "
+                           "depends on how each micro-loss was weighted (loss/k or loss·b_j/B)")
+                    self._warn_once("unequal_mean", (
+                        f"step {self.step}: backend='accumulation': {why}, which the monitor cannot see; the "
+                        "step's gradient statistics are recorded as NaN. Use sum losses per micro-batch "
+                        "(loss_reduction='sum'), equal micro-batches, or backend='norm_trick'"))
+                    self._refuse(record, act, why)
+                    return
         elif be == "microbatch":
             with self._isolated():
                 wsq, msq, B, k = bk.microbatch_stats(self.model, self.loss_fn, act["batch"], self.params,
@@ -760,7 +800,8 @@ class Monitor:
         if not any(hp.passes):
             self._warn_once("no_backward", f"step {self.step}: no backward pass inside track(): the step's "
                             "gradient was never seen (call loss.backward() inside track() or between "
-                            "begin() and end()); its gradient statistics are recorded as NaN")
+                            "begin() and end(); under Lightning, a training_step that returns None skips the "
+                            "backward); its gradient statistics are recorded as NaN")
             return "no backward pass inside track()"
         h = self._hooks_norm
         if self.backend == "norm_trick" and h is not None and h.batch_size() is None:
@@ -797,6 +838,27 @@ class Monitor:
         record["batch_size"] = int(B) if B else math.nan
         record["dim"] = self.dim
         record["reason"] = why
+
+    def _micro_batch_sizes(self, act, B: int, k: int) -> tuple[list | None, str | None]:
+        """The ``k`` micro-batch sizes of an ``accumulation`` step: ``batch_size`` as a list, else the
+        sample counts of the model's ``k`` forward passes when they add up to ``B``; ``(None, why)``
+        when they cannot be known (then an equal split would be a guess)."""
+        sizes = act["sizes"]
+        if sizes is not None:
+            if len(sizes) != k:
+                why = f"batch_size lists {len(sizes)} micro-batches, the step had {k} backward passes"
+            else:
+                return sizes, None
+        else:
+            seen = act["forward_sizes"]
+            if len(seen) == k and None not in seen and sum(seen) == B:
+                return seen, None
+            why = (f"micro-batch sizes unknown: the model's forward passes saw {seen} samples (leading "
+                   f"dimension of their inputs), not {k} passes adding up to batch_size={B}")
+        self._warn_once("micro_sizes", (
+            f"step {self.step}: backend='accumulation': {why}; tr Σ needs each micro-batch's size. The step's "
+            "gradient statistics are recorded as NaN: pass batch_size=[b_1, ..., b_k] to track()/begin()"))
+        return None, why
 
     def _expected_batch(self, act) -> int | None:
         """The step's sample count as the user stated it: ``batch_size``, or the leading dimension of
