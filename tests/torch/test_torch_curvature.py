@@ -255,3 +255,26 @@ def test_lanczos_stops_at_a_nonfinite_product():
     d = torch.linspace(1.0, 2.0, 5, dtype=torch.float64)
     lam, _, info = lanczos(lambda v: d * v * float("nan"), torch.ones(5, dtype=torch.float64), max_iter=5)
     assert math.isnan(lam) and info["n_products"] == 1 and info["converged"] is False
+
+
+@pytest.mark.parametrize("method", ["double_backward", "func"])
+def test_hvp_with_dropout_in_train_mode_is_one_matrix(method):
+    # review item 6: under func every product drew a new dropout mask (H v differed by 65 % between two
+    # calls with the same v) and Lanczos reported the eigenvalue of no matrix; now one mask, that of
+    # the RNG state at construction: the dense Hessian of the loss with that mask is the reference
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(8, 3)).train()
+    batch = _batch()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        H = full_hessian(model, ce, batch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        hvp = HVP(model, ce, batch, method=method)
+        v = torch.randn(hvp.dim, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(hvp(v).double(), H @ v.double(), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(hvp(v), hvp(v), rtol=0, atol=0)
+        lam, _, _ = lanczos(hvp, torch.randn(hvp.dim, generator=torch.Generator().manual_seed(4)), max_iter=60,
+                            tol=1e-10)
+    assert lam == pytest.approx(torch.linalg.eigvalsh(H)[-1].item(), rel=1e-5)

@@ -56,7 +56,9 @@ class HVP:
 
     ``method="double_backward"`` builds the gradient graph once (``create_graph=True``) and
     differentiates ``gᵀv`` for each ``v``; ``method="func"`` uses ``torch.func.jvp`` of
-    ``torch.func.grad`` (forward-over-reverse) and rebuilds nothing between products.
+    ``torch.func.grad`` (forward-over-reverse) and rebuilds nothing between products; each of its
+    forward passes restarts the RNG from its state at construction, so that dropout in train mode
+    draws one mask for all products (as the single forward of ``double_backward`` does).
     Calling the object with a flat vector of size ``d`` returns ``H v`` (flat). ``self.grad`` is the
     flat batch gradient ``g_B``. ``.grad`` of the parameters is never touched. Attention through
     ``F.scaled_dot_product_attention`` runs on its math kernel (the fused kernels have no second
@@ -100,8 +102,19 @@ class HVP:
                 def __getattr__(self, item):
                     return getattr(model, item)
 
+            # every evaluation of f (one per product) restarts the RNG where it stood now: dropout draws
+            # the same mask each time, so the products are those of one matrix (the double-backward
+            # path's single forward has one mask too)
+            devices = sorted({p.device.index or 0 for p in self.params if p.device.type == "cuda"})
+            cpu_state = torch.get_rng_state()
+            cuda_states = [torch.cuda.get_rng_state(d) for d in devices]
+
             def f(ps):
-                loss = loss_fn(_Call(ps), batch)
+                with torch.random.fork_rng(devices=devices):
+                    torch.set_rng_state(cpu_state)
+                    for d, st in zip(devices, cuda_states):
+                        torch.cuda.set_rng_state(st, d)
+                    loss = loss_fn(_Call(ps), batch)
                 return loss["loss"] if isinstance(loss, dict) else loss
 
             self._f, self._gradf, self._jvp = f, grad(f), jvp
