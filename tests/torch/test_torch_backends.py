@@ -256,3 +256,18 @@ def test_accumulation_with_unequal_micro_batches():
     assert math.isnan(mon.last["trace_sigma"]) and mon.last["batch_size"] == 12
     with pytest.raises(ValueError, match="`batch_size`"):
         mon.begin(batch_size=[5, 0])
+
+
+def test_vmap_with_batchnorm_in_train_mode_is_refused_clearly():
+    # review item 11: an obscure functorch error about an in-place op on a captured tensor
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    _, batch = _data("mlp")
+    mon = Monitor(model, loss_fn=ce, schedule=1, backend="vmap")
+    with pytest.raises(ValueError, match="`backend`='vmap' cannot run BatchNorm layer 1 in train mode"):
+        mon.begin(batch)
+    model.eval()                                 # eval mode: exact
+    tr_ref, _ = trace_sigma_ref(loop_per_sample_grads(model, ce, batch))
+    with mon.track(batch):
+        ce(model, batch).backward()
+    assert mon.last["trace_sigma"] == pytest.approx(tr_ref, rel=RTOL)

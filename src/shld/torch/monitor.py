@@ -59,6 +59,7 @@ from shld.observables.consolidation import regime_label
 from . import backends as bk
 from .curvature import HVP, curvature_quantities, lanczos
 from .events import EventDetector
+from .layer_rules import is_batchnorm_training as lr_is_bn_training
 from .layer_rules import own_parameters as lr_own
 from .schedule import as_schedule
 from .sinks import LOG_FILES, CSVSink, JSONLSink, existing_logs, make_tensorboard
@@ -505,6 +506,14 @@ class Monitor:
                 and batch is None:
             raise ValueError(f"`batch` is required on step {self.step} (backend={self.backend!r}"
                              f"{', curvature' if curv else ''})")
+        if noise and self.backend == "vmap":
+            bn = [n or "<root>" for n, m in _unwrap(self.model).named_modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and lr_is_bn_training(m)]
+            if bn:
+                self._active = None
+                raise ValueError(f"`backend`='vmap' cannot run BatchNorm layer {bn[0]} in train mode (its batch "
+                                 "statistics couple the samples and torch.func cannot update its running "
+                                 "statistics per sample): use backend='norm_trick' or 'microbatch', or eval mode")
         if noise and self.backend in ("norm_trick", "accumulation", "ddp"):
             self._active["hooked"] = True
             self._hooks_param.attach()
