@@ -249,7 +249,8 @@ class Monitor:
         Number of sub-batches ``k`` of the ``microbatch`` backend.
     loss_reduction : "auto" | "mean" | "sum"
         The training loss's batch reduction. ``auto`` reads it from the loss passed to
-        :meth:`end` when possible (:func:`detect_reduction`), else assumes ``mean``.
+        :meth:`observe` or :meth:`end` (:func:`detect_reduction`), else from ``loss_fn``'s output,
+        else assumes ``mean`` with one :class:`MonitorMisuseWarning`.
     groups : "layer" | "param_groups" | "none" | dict[str, iterable of Parameter]
         Per-group C: by owning module, by optimizer param group, none, or explicit.
     smoothing : float in [0, 1)
