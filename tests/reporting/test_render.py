@@ -76,6 +76,10 @@ def test_report_lists_claims_failures_and_bad_rows(tmp_path):
     unregistered = md.split("## Rows not in the claims registry")[1].split("## Rules")[0]
     assert "| exp-a | a \\| piped claim | 90% | 91% ± 1% | **holds** |" in unregistered
     assert "| exp-c | failed: ValueError: boom |" in md.split("## Evidence by study")[1].split("## Validation")[0]
+    # a failed study is named at the top, and its status row is "not run", not a verdict on a claim
+    assert ("**Studies that did not finish: 1** — exp-c failed (ValueError: boom). Their claims count as not "
+            "run below; rerun with `--resume` to finish them.") in md.split("## Seed claims")[0]
+    assert "| exp-c | failed: ValueError: boom |  |  | **not run** |" in md
     assert md.index("## Environment") < md.index(RUN_TIME_HEADING)
     page = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," + base64.b64encode(PNG).decode() in page   # 67 bytes: kept as it is

@@ -150,7 +150,7 @@ def _rows(data: dict) -> list[dict]:
         elif e["status"] != "done":
             rows.append({"experiment": e["name"], "rel": e["rel"], "id": f"{e['name']}-not-run",
                          "claim": f"{e['status']}: {e['reason']}", "seed_value": "", "measured": "",
-                         "value": None, "uncertainty": None, "verdict": "not testable here",
+                         "value": None, "uncertainty": None, "verdict": registry.NOT_RUN,
                          "rule": "experiment not run", "figure": None, "role": "status", "seed_claim": None})
     for r in rows:
         if "role" not in r:
@@ -211,6 +211,11 @@ def _header(data) -> list[str]:
         lines.append(f"Mode: **{data['mode'] or 'unknown'}** · root seed: "
                      f"{', '.join(map(str, data['seeds'])) or 'unknown'} · experiments: "
                      f"{len(data['experiments'])}.")
+    unfinished = [e for e in data["experiments"] if e["status"] in ("failed", "incomplete")]
+    if unfinished:
+        lines += ["", f"**Studies that did not finish: {len(unfinished)}** — "
+                  + "; ".join(f"{e['name']} {e['status']} ({e['reason'] or 'no reason recorded'})" for e in unfinished)
+                  + ". Their claims count as not run below; rerun with `--resume` to finish them."]
     lines += ["", "Each claim of the seed document is compared with what this code measured. Verdict rules are "
               "constants in each experiment module, written before any run (see the Rules section and "
               f"`docs/audit.md`). Verdicts: {' / '.join(VERDICTS)}.", ""]
