@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import typing
+from pathlib import Path
 
 from shld.experiments.registry import available_studies, get_study, run_experiment
 from shld.runs import RunFolderError
@@ -130,36 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         if args.experiment is None:
             parser.parse_args(["run", "--help"])
-        import contextlib
-
-        from shld.experiments.executor import executor_from_args, use_executor
-
-        opts = {k: v for k, v in vars(args).items()
-                if k not in ("command", "experiment", "out", "resume", "no_progress", "sweep_executor",
-                             "sweep_jobs", "sweep_address")}
-        executor = None       # no flag: the environment (SHLD_EXECUTOR/SHLD_JOBS/SHLD_ADDRESS) or serial
-        try:
-            if (args.sweep_executor, args.sweep_jobs, args.sweep_address) != (None, None, None):
-                executor = executor_from_args(args.sweep_executor, args.sweep_jobs, args.sweep_address)
-            if args.sweep_address:
-                executor.start()      # a cluster that does not answer fails here, before the run folder
-        except (ValueError, TypeError, ModuleNotFoundError, ConnectionError) as exc:
-            # a bad choice, a missing extra, or nothing at --address
-            print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
-            return 2
-        try:
-            with use_executor(executor) if executor is not None else contextlib.nullcontext():
-                run, summary = run_experiment(args.experiment, args.out, resume=args.resume,
-                                              progress=not args.no_progress, **opts)
-        except (ValueError, TypeError, FileExistsError, RunFolderError) as exc:
-            # bad parameters, or a run folder that cannot be used (busy, foreign, corrupt, not writable)
-            print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            if hasattr(executor, "close"):
-                executor.close()      # a local Dask/Ray cluster this run started
-        print(f"\nrun folder: {run.path}")
-        return 0
+        return _run(args)
     if args.command == "reproduce":
         from shld.reporting.audit import reproduce
 
@@ -171,6 +144,72 @@ def main(argv: list[str] | None = None) -> int:
 
         return rebuild_report(args.run_dir, redraw=args.redraw)
     return 1
+
+
+def _run_out(args) -> Path | None:
+    """The run folder ``shld run`` uses (``None`` when ``--out`` cannot name one)."""
+    if args.out is None:
+        return Path("runs") / args.experiment
+    return Path(args.out) if str(args.out).strip() else None
+
+
+def _resume_command(args, out: Path) -> str:
+    """The command that continues this run: its folder, --resume, and the executor options given."""
+    argv = ["shld", "run", args.experiment, "--out", str(out), "--resume"]
+    for flag, value in (("--executor", args.sweep_executor), ("--jobs", args.sweep_jobs),
+                        ("--address", args.sweep_address)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return shlex.join(argv)
+
+
+def _run(args) -> int:
+    import contextlib
+
+    from shld.experiments.executor import executor_from_args, use_executor
+
+    opts = {k: v for k, v in vars(args).items()
+            if k not in ("command", "experiment", "out", "resume", "no_progress", "sweep_executor",
+                         "sweep_jobs", "sweep_address")}
+    executor = None       # no flag: the environment (SHLD_EXECUTOR/SHLD_JOBS/SHLD_ADDRESS) or serial
+    try:
+        if (args.sweep_executor, args.sweep_jobs, args.sweep_address) != (None, None, None):
+            executor = executor_from_args(args.sweep_executor, args.sweep_jobs, args.sweep_address)
+        if args.sweep_address:
+            executor.start()      # a cluster that does not answer fails here, before the run folder
+    except (ValueError, TypeError, ModuleNotFoundError, ConnectionError) as exc:
+        # a bad choice, a missing extra, or nothing at --address
+        print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
+        return 2
+    out = _run_out(args)
+    had_config = out is not None and (out / "config.json").exists()
+    try:
+        with use_executor(executor) if executor is not None else contextlib.nullcontext():
+            run, summary = run_experiment(args.experiment, args.out, resume=args.resume,
+                                          progress=not args.no_progress, **opts)
+    except (ValueError, TypeError, FileExistsError, RunFolderError) as exc:
+        # bad parameters, or a run folder that cannot be used (busy, foreign, corrupt, not writable)
+        print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
+        if (not args.resume and not had_config and not isinstance(exc, RunFolderError)
+                and out is not None and (out / "config.json").exists()):
+            # a fresh run that failed after it computed something: its work is kept (shld.runs.open_run)
+            print(f"shld run {args.experiment}: the work done before the error is kept in {str(out)!r}; once the "
+                  f"cause is fixed, continue with: {_resume_command(args, out)} (the parameters of a run "
+                  "cannot change on resume: for other parameters choose another --out)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if out is not None and (out / "config.json").exists():
+            print(f"\nshld run {args.experiment}: interrupted; continue with: {_resume_command(args, out)}",
+                  file=sys.stderr)
+        else:
+            print(f"\nshld run {args.experiment}: interrupted before the run started; nothing to resume",
+                  file=sys.stderr)
+        return 130
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()      # a local Dask/Ray cluster this run started
+    print(f"\nrun folder: {run.path}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,9 +13,10 @@ Layout::
 The contract (``docs/runs.md``), implemented here once:
 
 * **Nothing is deleted that this call did not create.** :func:`open_run` is entered only after the
-  parameters are validated; a fresh run that fails with a parameter error removes only the files it
-  wrote itself and the folders it made (when they are empty); ``out`` may not be ``""``, ``"."`` or a
-  folder that holds the working directory.
+  parameters are validated; a fresh run that fails with a parameter error before it holds any work
+  removes only what it created (its files, its member sub-folders, the folders it made when they are
+  empty); once it holds work (a finished member, a checkpoint) it keeps everything, so it can be
+  resumed; ``out`` may not be ``""``, ``"."`` or a folder that holds the working directory.
 * **Identity.** ``config.json`` and every checkpoint carry :func:`make_identity` (study name, hash of the
   resolved parameters, seed, format version); a resume refuses any difference, naming the field.
 * **One writer per folder.** :func:`open_run` holds an exclusive :class:`filelock.FileLock` for the whole
@@ -37,6 +38,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import uuid
 import zipfile
@@ -53,6 +55,10 @@ PID_NAME = ".shld.lock.pid"
 #: files the contract keeps beside a run's own (they do not make a folder "non-empty")
 SIDE_FILES = frozenset({LOCK_NAME, PID_NAME})
 IDENTITY_FIELDS = ("format", "study", "seed", "params_hash")
+#: the folder of a run's finished sweep members (``members/KEY.json``, :mod:`shld.experiments.study`)
+MEMBERS_DIR = "members"
+#: the names of checkpoint files, in a run folder or in a member's sub-folder
+CHECKPOINT_NAMES = ("checkpoint.npz", "checkpoint.pt")
 _IDENTITY_KEY = "__identity__"
 
 
@@ -407,10 +413,16 @@ class RunFolder:
         self.path = Path(path)
         self.identity = identity
         self._created: list[Path] = []
+        self._trees: set[Path] = set()
 
-    def _track(self, path: Path) -> Path:
+    def _track(self, path: Path, *, tree: bool = False) -> Path:
+        """Record that this run is about to create ``path`` (nothing is recorded when it exists already).
+        With ``tree``, ``path`` is a folder whose whole contents are this run's (a member's sub-folder,
+        figures/), removed with it when a failed fresh run is undone; other folders go only when empty."""
         if not path.exists() and path not in self._created:
             self._created.append(path)
+            if tree:
+                self._trees.add(path)
         return path
 
     @classmethod
@@ -445,7 +457,7 @@ class RunFolder:
     @property
     def figures(self) -> Path:
         d = self.path / "figures"
-        self._track(d)
+        self._track(d, tree=True)
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -500,13 +512,26 @@ class RunFolder:
         return arrays
 
     def _remove_created(self) -> None:
-        """Remove the files and folders this object created (folders only when empty)."""
+        """Remove the files and folders this object created: a folder tracked as a tree with everything
+        in it, any other folder only when empty."""
         for p in reversed(self._created):
             with contextlib.suppress(OSError):
                 if p.is_dir() and not p.is_symlink():
-                    p.rmdir()
-                else:
+                    if p in self._trees:
+                        shutil.rmtree(p)
+                    else:
+                        p.rmdir()
+                elif p.exists() or p.is_symlink():
                     p.unlink()
+
+
+def holds_work(path: Path | str) -> bool:
+    """Whether run folder ``path`` holds computed work that a resume would reuse: a finished member's
+    result (``members/*.json``) or a checkpoint, in the folder or in a member's sub-folder."""
+    path = Path(path)
+    if any((path / MEMBERS_DIR).glob("*.json")):
+        return True
+    return any(next(path.rglob(name), None) is not None for name in CHECKPOINT_NAMES)
 
 
 def _make_dirs(path: Path) -> list[Path]:
@@ -559,8 +584,11 @@ def open_run(out: Path | str, study: str, params: dict, *, resume: bool = False)
     locked, and ``config.json`` written with the run's identity. Resume: ``out`` must hold a
     ``config.json`` whose identity equals this run's (else :class:`RunFolderError` names the field); a
     missing or empty ``out`` starts fresh; a non-empty one without ``config.json`` is refused.
-    If the block raises ``ValueError``/``TypeError`` in a fresh run before any checkpoint exists,
-    the files this call wrote and the folders it made (when empty) are removed, nothing else.
+    If the block raises ``ValueError``/``TypeError`` in a fresh run that holds no work yet
+    (:func:`holds_work`: no finished member, no checkpoint), what this run created is removed: the files
+    tracked by ``run`` (its own, the driver's member results and tables), the member sub-folders and
+    figures/ it made with their contents, and the folders it made when empty; nothing else. Once it
+    holds work, everything is kept, ``config.json`` included, so that ``resume`` continues it.
     """
     path = check_out(out)
     identity = make_identity(study, params)
@@ -603,8 +631,10 @@ def open_run(out: Path | str, study: str, params: dict, *, resume: bool = False)
             try:
                 yield run
             except (ValueError, TypeError):
-                # a parameter error found late: a fresh run leaves nothing of its own behind
-                undo = fresh and not any((path / n).exists() for n in ("checkpoint.npz", "checkpoint.pt"))
+                # a parameter error found late: a fresh run that has computed nothing yet leaves nothing of
+                # its own behind; once it has (a finished member, a checkpoint), everything stays, config.json
+                # included, so that `--resume` can continue it
+                undo = fresh and not holds_work(path)
                 raise
     except BaseException:
         if undo:

@@ -39,9 +39,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shld._validation import check_choice, check_int, check_real
-from shld.runs import CorruptFileError, RunFolder, atomic_write, read_config, read_json
+from shld.runs import MEMBERS_DIR, CorruptFileError, RunFolder, atomic_write, read_config, read_json
 
-RESULTS_DIR = "members"
+RESULTS_DIR = MEMBERS_DIR
 
 
 # ---------------------------------------------------------------------------------------------- params
@@ -200,37 +200,46 @@ class Study:
         results = load_results(run.path) if resume else {}
         serial = _is_serial()
         bar = None
-        while True:
-            members = self.members(params, results)
-            _check_unique(members)
-            todo = [m for m in members if m.key not in results]
-            if not todo:
-                break
-            if bar is None:
-                bar = progress_bar(len(members), self.name, "member", enabled=progress and len(members) > 1,
-                                   initial=len(members) - len(todo))
-            else:
-                bar.total = len(members)    # members that depend on finished ones appear later
-            # an absolute path: a worker on another machine (or in another working directory) writes a
-            # member's checkpoints into this run folder, on a shared filesystem
-            items = [(self.name, dataclasses.asdict(params), m, str(run.path.resolve()), resume,
-                      progress and serial, run.identity) for m in todo]
-            for m, (res, wall) in zip(todo, sweep_map(_run_member_task, items)):
-                if not isinstance(res, dict):
-                    raise TypeError(f"study {self.name!r}: run_member({m.key!r}) returned "
-                                    f"{type(res).__name__}, not a dict")
-                # kept as stored, so a resumed run and an uninterrupted one analyse the same values
-                results[m.key] = save_result(run.path, m.key, res, wall_s=wall)
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        # everything the driver creates is tracked by `run`, so that a fresh run failing before it holds any
+        # work is undone completely (shld.runs.open_run)
+        run._track(run.path / RESULTS_DIR)
+        try:
+            while True:
+                members = self.members(params, results)
+                _check_unique(members, params, self.name)
+                todo = [m for m in members if m.key not in results]
+                if not todo:
+                    break
+                if bar is None:
+                    bar = progress_bar(len(members), self.name, "member", enabled=progress and len(members) > 1,
+                                       initial=len(members) - len(todo))
+                else:
+                    bar.total = len(members)    # members that depend on finished ones appear later
+                for m in todo:
+                    _track_member_folder(run, m)
+                # an absolute path: a worker on another machine (or in another working directory) writes a
+                # member's checkpoints into this run folder, on a shared filesystem
+                items = [(self.name, dataclasses.asdict(params), m, str(run.path.resolve()), resume,
+                          progress and serial, run.identity) for m in todo]
+                for m, (res, wall) in zip(todo, sweep_map(_run_member_task, items)):
+                    if not isinstance(res, dict):
+                        raise TypeError(f"study {self.name!r}: run_member({m.key!r}) returned "
+                                        f"{type(res).__name__}, not a dict")
+                    # kept as stored, so a resumed run and an uninterrupted one analyse the same values
+                    run._track(result_path(run.path, m.key))
+                    results[m.key] = save_result(run.path, m.key, res, wall_s=wall)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()         # before any error line is printed, so that it starts a line of its own
         results = {m.key: results[m.key] for m in members}
         analysed = self.analyse(params, results)
         for name, rows in analysed.tables.items():
-            write_table(run.path / name, rows)
+            write_table(run._track(run.path / name), rows)
         summary = analysed.to_dict()
-        run.write_summary(summary)
+        # summary.json last: a run whose figures failed is not finished (a resume draws them again)
         self.figures(params, results, summary, run.figures)
+        run.write_summary(summary)
         self.report(summary)
         return summary
 
@@ -241,7 +250,20 @@ def _is_serial() -> bool:
     return isinstance(current_executor(), SerialExecutor)
 
 
-def _check_unique(members: list[Member]) -> None:
+def _track_member_folder(run: RunFolder, member: Member) -> None:
+    """Track the outermost folder of ``member``'s working folder that does not exist yet: the member (in
+    this process or a worker) fills it, so it is this run's with all its contents."""
+    if member.folder in (None, "."):
+        return
+    missing = None
+    p = run.path / member.folder
+    while p != run.path and p != p.parent and not p.exists():
+        missing, p = p, p.parent
+    if missing is not None and p == run.path:
+        run._track(missing, tree=True)
+
+
+def _check_unique(members: list[Member], params: Any = None, study: str = "") -> None:
     seen = set()
     for m in members:
         if m.key in seen:

@@ -3,7 +3,9 @@
     python -m shld.reporting._child --name NAME --out RUN_DIR --mode quick --seed 0 [--resume]
         [--overrides JSON] --status STATUS_JSON [--parent PID]
 
-Writes ``STATUS_JSON`` = {"status": "done" | "not run" | "failed", "reason": ...}. Exit codes:
+Writes ``STATUS_JSON`` = {"status": "done" | "not run" | "failed", "reason": ...}, and after a failure
+the traceback beside it (``NAME.error.txt`` in the status folder, never in the run folder, whose
+contents a ``--resume`` must be able to use as they are). Exit codes:
 0 done, 3 not run (module, optional dependency or AUDIT missing), 1 failed. Running each
 experiment in a fresh process gives a clean per-experiment peak memory (``wait4`` rusage) and
 keeps one experiment's crash from taking the audit down. With ``--parent PID`` the process exits
@@ -22,8 +24,13 @@ from pathlib import Path
 from shld.runs import RunFolderError, write_json, write_text
 
 
+def error_path(status: Path, name: str) -> Path:
+    """Where the traceback of study ``name``'s failure goes: beside its status file."""
+    return Path(status).with_name(f"{name}.error.txt")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m shld.reporting._child")
+    ap = argparse.ArgumentParser(prog="python -m shld.reporting._child", allow_abbrev=False)
     ap.add_argument("--name", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--mode", required=True, choices=["quick", "full"])
@@ -71,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return done("failed", f"{type(exc).__name__}: {exc}", 1)
     except Exception as exc:
         tb = traceback.format_exc()
-        if Path(args.out).is_dir():
-            write_text(Path(args.out) / "error.txt", tb)
+        write_text(error_path(status, args.name), tb)
         print(tb, file=sys.stderr)
         return done("failed", f"{type(exc).__name__}: {exc}", 1)
     return done("done")

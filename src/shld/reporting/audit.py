@@ -7,6 +7,8 @@ Layout of an audit folder::
       report.md           claims table, rules, notes, environment, run time
       report.html         the same, self-contained (figures embedded as base64 PNG)
       _status/NAME.json   what the experiment's process reported (done / not run / failed)
+      _status/NAME.error.txt  the traceback of a failed experiment (kept out of its run folder, which a
+                          --resume continues)
       NAME/               the experiment's run folder (config.json, metrics, figures, summary.json)
 
 Each experiment runs in its own process (``python -m shld.reporting._child``) with the
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from shld._process import kill_group
 from shld.experiments.registry import AUDITED
+from shld.reporting._child import error_path
 from shld.runs import (
     CorruptFileError,
     RunFolderError,
@@ -78,8 +81,9 @@ def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int | None, res
     run_dir = out / name
     status_path = out / "_status" / f"{name}.json"
     status_path.parent.mkdir(parents=True, exist_ok=True)
-    if status_path.exists():
-        status_path.unlink()
+    for old in (status_path, error_path(status_path, name)):     # a previous session's
+        if old.exists():
+            old.unlink()
     cmd = [sys.executable, "-m", "shld.reporting._child", "--name", name, "--out", str(run_dir), "--mode", mode,
            "--seed", str(seed), "--status", str(status_path), "--overrides", json.dumps(overrides),
            "--parent", str(os.getpid())]
