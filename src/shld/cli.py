@@ -6,14 +6,18 @@
     shld report RUN_DIR [--redraw]
 
 Options of ``shld run NAME`` come from the experiment's parameter dataclass;
-``shld run NAME --help`` lists them with their defaults. ``--executor serial|process|dask|ray``,
-``--jobs`` and ``--address`` choose where sweep members run (:mod:`shld.experiments.executor`).
+``shld run NAME --help`` lists them with their defaults. A list parameter (a ``list`` field, or a
+``str`` field whose help starts with "comma-separated") takes its items separated by spaces, by commas
+or both (``--dims 10 100``, ``--dims 10,100``); an empty item (``2,,3``) is refused. Options must be
+spelled out in full (no abbreviations). ``--executor serial|process|dask|ray``, ``--jobs`` and
+``--address`` choose where sweep members run (:mod:`shld.experiments.executor`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 import typing
@@ -37,6 +41,38 @@ def _literal(text: str) -> str:
     return text.replace("%", "%%")
 
 
+class _ListAction(argparse.Action):
+    """A list option: items separated by spaces, commas or both (``--dims 10 100``, ``--dims 10,100``),
+    each converted by ``item_type``; an empty item (``2,,3``, ``""``) is refused. With ``join`` the items
+    are stored as one comma-separated string (a ``str`` parameter that its study splits)."""
+
+    def __init__(self, option_strings, dest, item_type=str, join=False, **kwargs):
+        super().__init__(option_strings, dest, nargs="+", **kwargs)
+        self.item_type, self.join = item_type, join
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = []
+        for token in values:
+            for part in token.split(","):
+                part = part.strip()
+                if not part:
+                    raise argparse.ArgumentError(
+                        self, f"empty item in {' '.join(values)!r}: separate the values by spaces or by single "
+                              f"commas, e.g. {option_string} 2 3 or {option_string} 2,3")
+                try:
+                    items.append(self.item_type(part))
+                except ValueError:
+                    raise argparse.ArgumentError(
+                        self, f"invalid {self.item_type.__name__} value: {part!r}") from None
+        setattr(namespace, self.dest, ",".join(map(str, items)) if self.join else items)
+
+
+def _show_default(default) -> str:
+    if isinstance(default, (list, tuple)):
+        return " ".join(map(str, default))
+    return str(default)
+
+
 def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> None:
     hints = typing.get_type_hints(params_cls)
     for f in dataclasses.fields(params_cls):
@@ -47,19 +83,23 @@ def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> Non
             typ = args[0]
             origin = typing.get_origin(typ)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = f.metadata.get("help", "")
         kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS,
-                        "help": _literal(f"{f.metadata.get('help', '')} (default: {default})")}
+                        "help": _literal(f"{text} (default: {_show_default(default)})")}
         if typ is bool:
             kwargs["type"] = _parse_bool
             kwargs["metavar"] = "BOOL"
         elif origin in (list, tuple):
             inner = (typing.get_args(typ) or (float,))[0]
-            kwargs["type"] = inner if inner in (int, float, str) else float
-            kwargs["nargs"] = "+"
+            kwargs["action"] = _ListAction
+            kwargs["item_type"] = inner if inner in (int, float, str) else float
+        elif typ is str and text.startswith("comma-separated"):
+            kwargs["action"] = _ListAction
+            kwargs["join"] = True
         elif typ in (int, float, str):
             kwargs["type"] = typ
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
+        if "choices" in f.metadata and "action" not in kwargs:
+            kwargs["choices"] = f.metadata["choices"]     # a list's items are checked by validate_params
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
@@ -79,18 +119,18 @@ def _add_executor_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="shld",
+        prog="shld", allow_abbrev=False,
         description="Stochastic Harmonic Learning Dynamics: Langevin ensembles, Fokker-Planck "
                     "solvers, training diagnostics and the audit of the seed's claims.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run_p = sub.add_parser("run", help="run one experiment into a run folder",
+    run_p = sub.add_parser("run", help="run one experiment into a run folder", allow_abbrev=False,
                            description="Run one experiment. `shld run NAME --help` lists its options.")
-    run_sub = run_p.add_subparsers(dest="experiment", metavar="NAME")
+    run_sub = run_p.add_subparsers(dest="experiment", metavar="NAME", required=True)
     for name in available_studies():
         exp = get_study(name)
         first = exp.help.splitlines()[0] if exp.help else name
-        p = run_sub.add_parser(name, help=_literal(first), description=exp.help,
+        p = run_sub.add_parser(name, help=_literal(first), description=exp.help, allow_abbrev=False,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_param_options(p, exp.Params)
         p.add_argument("--out", default=None, help="run folder (default: runs/NAME)")
@@ -99,9 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         _add_executor_options(p)
 
-    sub.add_parser("list", help="list experiments and landscapes")
+    sub.add_parser("list", help="list experiments and landscapes", allow_abbrev=False)
 
-    rep = sub.add_parser("reproduce", help="run the claims audit and write report.md/report.html")
+    rep = sub.add_parser("reproduce", help="run the claims audit and write report.md/report.html",
+                         allow_abbrev=False)
     mode = rep.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes, minutes (default)")
     mode.add_argument("--full", action="store_true", help="full sizes")
@@ -110,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_options(rep)
     rep.add_argument("--seed", type=int, default=0, help="root seed")
 
-    report = sub.add_parser("report", help="rebuild the report from run folders alone")
+    report = sub.add_parser("report", help="rebuild the report from run folders alone", allow_abbrev=False)
     report.add_argument("run_dir", help="an audit folder or a single run folder")
     report.add_argument("--redraw", action="store_true",
                         help="draw every run's figures again from its member results first")
@@ -118,6 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``shld`` command; returns its exit code (0 ok, 1 a failure, 2 bad arguments or an unusable
+    folder, 130 interrupted, 141 stdout closed by its reader)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader of stdout went away (`shld list | head -1`): stop quietly, as a tool ended by SIGPIPE,
+        # and keep the interpreter's last flush from failing again on the closed pipe
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+    except KeyboardInterrupt:
+        print("\nshld: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -130,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         print("landscapes: ", ", ".join(available_landscapes()))
         return 0
     if args.command == "run":
-        if args.experiment is None:
-            parser.parse_args(["run", "--help"])
         return _run(args)
     if args.command == "reproduce":
         from shld.reporting.audit import reproduce

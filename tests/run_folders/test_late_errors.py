@@ -230,3 +230,23 @@ def test_error_line_starts_a_line_of_its_own_after_the_progress_bar(tmp_path, ca
     assert "member/s]" in err                                      # the bar was drawn
     pieces = [p for ln in err.split("\n") for p in ln.split("\r")]
     assert "shld run escape: error: `x` must be good, got bad" in pieces, err
+
+
+# --- D: a corrupt member file names its remedy ------------------------------------------------------------------
+
+def test_a_corrupt_member_file_names_the_remedy_and_the_remedy_works(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    undo = _fail_in(monkeypatch, "escape", "run_member", KeyboardInterrupt(), after=3)
+    assert main(["run", "escape", *ESC_ARGV, "--out", str(out), "--no-progress"]) == 130
+    undo()
+    bad = sorted((out / "members").glob("*.json"))[0]
+    bad.write_text('{"key": ')
+    capsys.readouterr()
+    assert main(["run", "escape", "--out", str(out), "--resume", "--no-progress"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(bad) in lines[0] and "is not valid JSON" in lines[0]
+    assert lines[0].endswith("; remove it to re-run that member")
+    bad.unlink()
+    assert main(["run", "escape", "--out", str(out), "--resume", "--no-progress"]) == 0
+    run_experiment("escape", tmp_path / "whole", progress=False, **ESC)
+    assert (out / "summary.json").read_bytes() == (tmp_path / "whole" / "summary.json").read_bytes()

@@ -263,12 +263,57 @@ def _track_member_folder(run: RunFolder, member: Member) -> None:
         run._track(missing, tree=True)
 
 
+def _list_items(value: Any) -> list | None:
+    """The items of a list-valued parameter (a list, or a comma-separated string), numbers as floats where
+    they parse; ``None`` for a parameter that is not a list."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, str) and "," in value:
+        items = [x.strip() for x in value.split(",")]
+    else:
+        return None
+    out = []
+    for x in items:
+        try:
+            out.append(float(x) if not isinstance(x, bool) else x)
+        except (TypeError, ValueError):
+            out.append(x)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return not isinstance(a, bool) and not isinstance(b, bool) and float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
+
+
 def _check_unique(members: list[Member], params: Any = None, study: str = "") -> None:
-    seen = set()
+    """Refuse two members with one key, naming the list parameter and the values behind them where one
+    can be found (two equal values, or two values that the key's formatting makes equal)."""
+    seen: dict[str, Member] = {}
     for m in members:
-        if m.key in seen:
-            raise ValueError(f"two members share the key {m.key!r}")
-        seen.add(m.key)
+        if m.key not in seen:
+            seen[m.key] = m
+            continue
+        first = seen[m.key]
+        where = f"study {study!r}: " if study else ""
+        why = f"tasks {first.task!r} and {m.task!r}"
+        for f in dataclasses.fields(params) if dataclasses.is_dataclass(params) else ():
+            items = _list_items(getattr(params, f.name))
+            if not items:
+                continue
+            for k in first.task:
+                a, b = first.task.get(k), m.task.get(k)
+                if (isinstance(a, (int, float, str)) and isinstance(b, (int, float, str))
+                        and any(_same(a, x) for x in items) and any(_same(b, x) for x in items)):
+                    why = f"from `{f.name}` = {getattr(params, f.name)!r}: the values {a!r} and {b!r}"
+                    break
+            else:
+                continue
+            break
+        raise ValueError(f"{where}two members share the key {m.key!r} ({why}); each member needs a key "
+                         "of its own: give distinct values")
 
 
 def _run_member_task(item) -> tuple[dict, float]:
@@ -370,7 +415,10 @@ def load_results(run_path: Path | str) -> dict[str, dict]:
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):
-        doc = read_json(path)
+        try:
+            doc = read_json(path)
+        except CorruptFileError as exc:
+            raise CorruptFileError(f"{exc}; remove it to re-run that member") from None
         if not isinstance(doc, dict) or doc.get("key") != path.stem or not isinstance(doc.get("result"), dict):
             raise CorruptFileError(f"{path}: not a member result of this run (expected {{\"key\": "
                                    f"{path.stem!r}, \"result\": {{...}}}}); remove it to re-run that member")
