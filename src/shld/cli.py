@@ -3,7 +3,7 @@
     shld run NAME [--param value ...] [--seed S] [--out DIR] [--resume] [--executor E] [--jobs N] [--address A]
     shld list                      experiments and landscapes
     shld reproduce [--quick|--full] [--out DIR] [--resume] [--executor E] [--jobs N] [--address A]
-    shld report RUN_DIR [--redraw]
+    shld report RUN_DIR [--redraw] [--out DIR]
 
 Options of ``shld run NAME`` come from the experiment's parameter dataclass;
 ``shld run NAME --help`` lists them with their defaults. A list parameter (a ``list`` field, or a
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="an audit folder or a single run folder")
     report.add_argument("--redraw", action="store_true",
                         help="draw every run's figures again from its member results first")
+    report.add_argument("--out", default=None, metavar="DIR",
+                        help="write report.md and report.html into DIR (default: RUN_DIR itself; use it for a "
+                             "read-only or shared RUN_DIR)")
     return parser
 
 
@@ -202,7 +205,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "report":
         from shld.reporting.audit import rebuild_report
 
-        return rebuild_report(args.run_dir, redraw=args.redraw)
+        return rebuild_report(args.run_dir, redraw=args.redraw, out=args.out)
     return 1
 
 

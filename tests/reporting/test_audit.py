@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from shld.cli import main as cli_main
 from shld.reporting.audit import rebuild_report, reproduce
@@ -97,3 +98,132 @@ def test_reproduce_refuses_a_used_folder_and_a_mismatched_resume(tmp_path, capsy
     assert reproduce("quick", tmp_path / "z", jobs=0, progress=False) == 2
     assert cli_main(["reproduce", "--quick", "--out", str(tmp_path / "x")]) == 2     # the CLI branch
     assert cli_main(["report", str(tmp_path / "nothing-here")]) == 2
+
+
+# --- review of the command line: B5 (resume bookkeeping) and C1 (a report of a read-only folder) ---------------
+
+SMALL_DW = {"n_steps": 400, "n_walkers": 5, "record_every": 20}
+SMALL_ESC = {"n_walkers": 6, "n_steps": 60, "short_steps": 20, "min_step": 5}
+
+
+def test_an_interrupted_audit_prints_a_resume_command_that_is_accepted(tmp_path, capsys, monkeypatch):
+    """The hint used to leave out --seed/--jobs/--executor and to quote no path: after an audit with seed 3
+    the printed command was refused ('--resume --seed 0, but ... was run with seed 3')."""
+    import shlex
+
+    from shld.cli import build_parser
+    from shld.reporting import audit as audit_mod
+
+    out = tmp_path / "my audit"
+    small = {"double-well": SMALL_DW}
+    real = audit_mod._run_child
+
+    def then_interrupted(*a, **kw):
+        real(*a, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_mod, "_run_child", then_interrupted)
+    assert reproduce("quick", out, seed=3, jobs=1, executor="serial", names=["double-well"], overrides=small,
+                     progress=False) == 130
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "continue with: " in ln]
+    assert len(lines) == 1 and lines[0].startswith("interrupted during double-well; continue with: ")
+    argv = shlex.split(lines[0].split("continue with: ", 1)[1])
+    assert argv == ["shld", "reproduce", "--quick", "--out", str(out), "--resume", "--seed", "3",
+                    "--executor", "serial", "--jobs", "1"]
+    monkeypatch.setattr(audit_mod, "_run_child", real)
+    args = build_parser().parse_args(argv[1:])
+    assert reproduce("full" if args.full else "quick", args.out, resume=args.resume, jobs=args.sweep_jobs,
+                     seed=args.seed, executor=args.sweep_executor, address=args.sweep_address, names=["double-well"],
+                     overrides=small, progress=False) == 0
+    rec = read_json(out / "audit.json")["experiments"]["double-well"]
+    assert rec["status"] == "done" and rec["wall_s"] > 0         # the time of the interrupted session is kept
+
+
+def test_resume_marks_only_continued_studies_and_keeps_the_time_before_an_interrupt(tmp_path, monkeypatch):
+    """`resumed` was decided after the child ran (a study first run in the resume session showed 'yes'), and
+    an interrupt that reached the parent while it waited dropped the time spent."""
+    import shld.experiments._langevin_run as lr
+    from shld.experiments.registry import audit_preset, run_experiment
+    from shld.reporting import audit as audit_mod
+
+    out = tmp_path / "audit"
+    small = {"double-well": SMALL_DW, "escape": SMALL_ESC}
+    names = ["double-well", "escape"]
+    real_ckpt = lr.RunFolder.save_checkpoint
+    calls = {"n": 0}
+
+    def flaky(self, **arrays):                 # a double-well left half way, as a killed audit child leaves it
+        real_ckpt(self, **arrays)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(lr.RunFolder, "save_checkpoint", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("double-well", out / "double-well", progress=False,
+                       **{**audit_preset("double-well", "quick"), **SMALL_DW, "seed": 0})
+    monkeypatch.setattr(lr.RunFolder, "save_checkpoint", real_ckpt)
+
+    real = audit_mod._run_child
+
+    def waits_then_interrupted(*a, **kw):
+        time.sleep(0.3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_mod, "_run_child", waits_then_interrupted)
+    assert reproduce("quick", out, resume=True, names=names, overrides=small, progress=False) == 130
+    rec = read_json(out / "audit.json")["experiments"]["double-well"]
+    assert rec["status"] == "interrupted" and rec["wall_s"] >= 0.3 and rec["resumed"] is True
+
+    monkeypatch.setattr(audit_mod, "_run_child", real)
+    assert reproduce("quick", out, resume=True, names=names, overrides=small, progress=False) == 0
+    recs = read_json(out / "audit.json")["experiments"]
+    assert recs["double-well"]["status"] == "done" and recs["double-well"]["resumed"] is True
+    assert recs["double-well"]["wall_s_before_resume"] >= 0.3
+    assert recs["escape"]["status"] == "done" and recs["escape"]["resumed"] is False     # first run in this session
+
+
+def _one_run(folder: Path) -> Path:
+    from shld.claims import claim_row
+    from shld.runs import RunFolder, write_json
+
+    run = RunFolder.create(folder, {"experiment": "exp-a", "seed": 0})
+    write_json(run.path / "summary.json",
+               {"claims": [claim_row("g-1", "claim", "90%", "91%", "holds", "rule A", value=0.91, figure="figures/f.png")]})
+    (run.path / "figures" / "f.png").write_bytes(b"not drawn")
+    return run.path
+
+
+def test_report_of_a_read_only_folder_is_one_line_and_out_writes_it_elsewhere(tmp_path, capsys, monkeypatch):
+    import errno
+    import re
+
+    from shld.reporting import audit as audit_mod
+
+    run = _one_run(tmp_path / "ro run")
+    real = audit_mod.write_text
+
+    def read_only(path, text):
+        if Path(path).parent == run:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(audit_mod, "write_text", read_only)
+    for extra in ([], ["--redraw"]):
+        assert cli_main(["report", str(run), *extra]) == 2
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip() and "could not read" not in ln]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0] == (f"shld report: error: the report cannot be written into {str(run)!r} (Read-only file "
+                            "system); pass --out DIR to write the report elsewhere")
+    rep = tmp_path / "reports" / "one"
+    assert cli_main(["report", str(run), "--out", str(rep)]) == 0
+    assert sorted(p.name for p in rep.iterdir()) == ["report.html", "report.md"]
+    assert not (run / "report.md").exists()
+    md = (rep / "report.md").read_text()
+    links = [t for t in re.findall(r"\]\(([^)#]+)\)", md) if "://" not in t]
+    assert links and all((rep / t).exists() for t in links), links     # the links lead back into the run folder
+    assert "../../ro run/figures/f.png" in links
+    (tmp_path / "file").write_text("")
+    assert cli_main(["report", str(run), "--out", str(tmp_path / "file")]) == 2
+    assert "an existing file" in capsys.readouterr().err

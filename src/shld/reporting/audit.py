@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -87,6 +88,8 @@ def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int | None, res
     cmd = [sys.executable, "-m", "shld.reporting._child", "--name", name, "--out", str(run_dir), "--mode", mode,
            "--seed", str(seed), "--status", str(status_path), "--overrides", json.dumps(overrides),
            "--parent", str(os.getpid())]
+    # whether this session continues work of an earlier one (decided before the child writes anything)
+    resumed = bool(resume and (run_dir / "config.json").exists())
     if resume and run_dir.exists():
         cmd.append("--resume")
     if not progress:
@@ -119,7 +122,7 @@ def _run_child(name: str, out: Path, mode: str, seed: int, jobs: int | None, res
         st = {"status": "failed", "reason": str(exc)}
     return {"status": st["status"], "reason": st.get("reason", ""), "exit_code": proc.returncode,
             "wall_s": round(wall, 2), "user_s": round(ru.ru_utime, 2), "sys_s": round(ru.ru_stime, 2),
-            "peak_rss_mb": round(ru.ru_maxrss / 1024.0, 1), "resumed": bool(resume and run_dir.exists())}
+            "peak_rss_mb": round(ru.ru_maxrss / 1024.0, 1), "resumed": resumed}
 
 
 def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resume: bool = False,
@@ -136,6 +139,7 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
     from shld._validation import check_choice, check_int
     from shld.experiments.executor import SharedExecutor
 
+    asked = (("--executor", executor), ("--jobs", jobs), ("--address", address))    # as given, for the resume hint
     try:
         check_choice("mode", mode, ["quick", "full"])
         shared = SharedExecutor(executor, jobs, address)
@@ -156,8 +160,10 @@ def reproduce(mode: str = "quick", out: str | Path = "shld-runs/reproduce", resu
         except OSError as exc:
             raise RunFolderError(f"`out` folder {str(out)!r} cannot be created ({type(exc).__name__}: "
                                  f"{exc.strerror or exc})") from None
+        hint = shlex.join(["shld", "reproduce", f"--{mode}", "--out", str(out), "--resume", "--seed", str(seed),
+                           *[str(x) for flag, value in asked if value is not None for x in (flag, value)]])
         with lock_folder(out), shared:
-            return _reproduce(mode, out, resume, jobs, seed, names, overrides, progress, shared)
+            return _reproduce(mode, out, resume, jobs, seed, names, overrides, progress, shared, hint)
     except RunFolderError as exc:
         print(f"shld reproduce: error: {exc}", file=sys.stderr)
         return 2
@@ -204,7 +210,7 @@ def _finished(run_dir: Path) -> bool:
 
 
 def _reproduce(mode: str, out: Path, resume: bool, jobs: int | None, seed: int, names: list[str], overrides: dict,
-               progress: bool, shared=None) -> int:
+               progress: bool, shared=None, hint: str = "") -> int:
     audit_path = out / "audit.json"
     if resume:
         _check_resumed_folders(out, names, seed, mode, overrides)
@@ -235,26 +241,38 @@ def _reproduce(mode: str, out: Path, resume: bool, jobs: int | None, seed: int, 
             print(f"[{i}/{n}] {name}: done earlier, skipped", file=sys.stderr, flush=True)
             if not prev:
                 audit["experiments"][name] = {"status": "done", "reason": "", "wall_s": None}
+            elif prev.get("status") != "done":     # interrupted after it finished: its time is kept
+                audit["experiments"][name] = {**prev, "status": "done", "reason": "", "exit_code": 0}
             continue
         if resume and prev.get("status") == "not run":
             # an optional dependency may have appeared since: try again
             pass
         print(f"[{i}/{n}] {name}: running ({mode}) ...", file=sys.stderr, flush=True)
+        # time spent on this experiment in earlier sessions, when this one continues their work
+        continues = bool(resume and (run_dir / "config.json").exists())
+        before = (float(prev.get("wall_s") or 0.0) + float(prev.get("wall_s_before_resume") or 0.0)
+                  if continues else 0.0)
+        t_child = time.perf_counter()
         try:
             rec = _run_child(name, out, mode, seed, jobs, resume, overrides.get(name, {}), progress,
                              shared.env() if shared is not None else None)
         except KeyboardInterrupt:
+            # the interrupt reached this process while it waited: keep the time spent so far for the resume
+            rec = {"status": "interrupted", "reason": "interrupted", "exit_code": 130,
+                   "wall_s": round(time.perf_counter() - t_child, 2),
+                   "resumed": continues}
+            if before:
+                rec["wall_s_before_resume"] = round(before, 2)
+            audit["experiments"][name] = rec
             write_json(audit_path, audit)
-            print(f"\ninterrupted during {name}; continue with: shld reproduce --{mode} --out {out} --resume",
-                  file=sys.stderr)
+            print(f"\ninterrupted during {name}; continue with: {hint}", file=sys.stderr)
             return 130
-        if prev.get("wall_s") and rec["resumed"]:
-            rec["wall_s_before_resume"] = prev.get("wall_s")
+        if before and rec["resumed"]:
+            rec["wall_s_before_resume"] = round(before, 2)
         audit["experiments"][name] = rec
         write_json(audit_path, audit)
         if rec["status"] == "interrupted" or rec["exit_code"] in (-2, 130):
-            print(f"\ninterrupted during {name}; continue with: shld reproduce --{mode} --out {out} --resume",
-                  file=sys.stderr)
+            print(f"\ninterrupted during {name}; continue with: {hint}", file=sys.stderr)
             return 130
         what = {"done": "done", "not run": f"not run: {rec['reason']}", "failed": f"FAILED: {rec['reason']}"}
         print(f"[{i}/{n}] {name}: {what.get(rec['status'], rec['status'])} in {rec['wall_s']:.1f} s, "
@@ -270,20 +288,37 @@ def _reproduce(mode: str, out: Path, resume: bool, jobs: int | None, seed: int, 
     return code
 
 
-def rebuild_report(run_dir: str | Path, *, quiet: bool = False, redraw: bool = False) -> int:
-    """Rebuild ``report.md`` and ``report.html`` in ``run_dir`` from the folders alone (an audit
-    folder, or a single run folder); with ``redraw``, first draw every finished run's figures again from
-    its member results (:func:`shld.experiments.study.redraw_figures`). Returns 0; 1 when some file could
-    not be read (the report is written with what could, and each unreadable one is listed, in it and on
-    stderr); 2 when ``run_dir`` holds no runs."""
+def rebuild_report(run_dir: str | Path, *, quiet: bool = False, redraw: bool = False,
+                   out: str | Path | None = None) -> int:
+    """Rebuild ``report.md`` and ``report.html`` from the folders alone (an audit folder, or a single
+    run folder) and write them into ``out`` (default ``run_dir`` itself; another folder for a read-only
+    or shared ``run_dir``: its links then point back into ``run_dir``); with ``redraw``, first draw every
+    finished run's figures again from its member results (:func:`shld.experiments.study.redraw_figures`).
+    Returns 0; 1 when some file could not be read (the report is written with what could, and each
+    unreadable one is listed, in it and on stderr); 2 when ``run_dir`` holds no runs or the report cannot
+    be written (one line)."""
     from shld.reporting.render import collect, render_html, render_markdown
+    from shld.runs import _why
 
     run_dir = Path(run_dir)
+    dest = run_dir if out is None else Path(out)
+    if out is not None and (not str(out).strip() or (dest.exists() and not dest.is_dir())):
+        print(f"shld report: error: `out` must name a folder for report.md and report.html, got {str(out)!r}"
+              f"{' (an existing file)' if str(out).strip() else ''}", file=sys.stderr)
+        return 2
     try:
         data = collect(run_dir)
     except (FileNotFoundError, ValueError) as exc:
         print(f"shld report: error: {exc}", file=sys.stderr)
         return 2
+    if out is not None:
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"shld report: error: `out` folder {str(dest)!r} cannot be created ({_why(exc)})", file=sys.stderr)
+            return 2
+        for item in data["experiments"]:       # the report's links lead from `dest` back to the run folders
+            item["rel"] = Path(os.path.relpath(item["folder"].resolve(), dest.resolve())).as_posix()
     if redraw:
         from shld.experiments.study import redraw_figures
 
@@ -296,10 +331,17 @@ def rebuild_report(run_dir: str | Path, *, quiet: bool = False, redraw: bool = F
                     continue
                 if not quiet:
                     print(f"{item['name']}: redrew {len(names)} figure(s)")
-    write_text(run_dir / "report.md", render_markdown(data))
-    write_text(run_dir / "report.html", render_html(data))
+    try:
+        write_text(dest / "report.md", render_markdown(data))
+        write_text(dest / "report.html", render_html(data))
+    except OSError as exc:
+        hint = "; pass --out DIR to write the report elsewhere" if out is None else ""
+        why = exc.strerror or _why(exc)
+        print(f"shld report: error: the report cannot be written into {str(dest)!r} ({why}){hint}",
+              file=sys.stderr)
+        return 2
     for where, why in data.get("unreadable", []):
         print(f"shld report: could not read {where}: {why}", file=sys.stderr)
     if not quiet:
-        print(f"wrote {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+        print(f"wrote {dest / 'report.md'} and {dest / 'report.html'}")
     return 1 if data.get("unreadable") else 0
