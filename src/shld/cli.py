@@ -229,7 +229,7 @@ def _resume_command(args, out: Path) -> str:
 def _run(args) -> int:
     import contextlib
 
-    from shld.experiments.executor import executor_from_args, use_executor
+    from shld.experiments.executor import MemberFailedError, executor_from_args, use_executor
 
     opts = {k: v for k, v in vars(args).items()
             if k not in ("command", "experiment", "out", "resume", "no_progress", "sweep_executor",
@@ -260,6 +260,13 @@ def _run(args) -> int:
                   f"cause is fixed, continue with: {_resume_command(args, out)} (the parameters of a run "
                   "cannot change on resume: for other parameters choose another --out)", file=sys.stderr)
         return 2
+    except MemberFailedError as exc:
+        # a member failed on every attempt in a worker: one line; the members before it are kept
+        print(f"shld run {args.experiment}: error: {exc}", file=sys.stderr)
+        if out is not None and (out / "config.json").exists():
+            print(f"shld run {args.experiment}: once the cause is fixed, continue with: {_resume_command(args, out)}",
+                  file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if out is not None and (out / "config.json").exists():
             print(f"\nshld run {args.experiment}: interrupted; continue with: {_resume_command(args, out)}",

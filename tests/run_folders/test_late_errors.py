@@ -221,6 +221,28 @@ def test_sigint_of_a_real_run_gives_one_line_and_130(tmp_path):
         f"shld run double-well: interrupted; continue with: shld run double-well --out {out} --resume"]
 
 
+def test_a_member_failing_in_a_worker_gives_its_error_and_the_way_on(tmp_path, capsys, monkeypatch):
+    """With --jobs, a member that fails on every attempt arrives as MemberFailedError (a RuntimeError): it
+    used to end in a traceback. Now: its message and the resume command, exit 1, the finished members kept."""
+    from shld.experiments import executor
+
+    def two_then_failed(fn, items, engine=None):
+        items = list(items)
+        for item in items[:2]:
+            yield fn(item)
+        raise executor.MemberFailedError(2, items[2], ValueError("`x` must be good, got bad"), 3, "process")
+
+    monkeypatch.setattr(executor, "sweep_map", two_then_failed)
+    out = tmp_path / "r"
+    assert main(["run", "escape", *ESC_ARGV, "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err and len(lines) == 2, err
+    assert lines[0].startswith("shld run escape: error: sweep member 2 (item ") and "`x` must be good" in lines[0]
+    assert _hint(err) == ["shld", "run", "escape", "--out", str(out), "--resume"]
+    assert len(list((out / "members").glob("*.json"))) == 2 and (out / "config.json").is_file()
+
+
 # --- C3: the progress bar is closed before the error line ----------------------------------------------------
 
 def test_error_line_starts_a_line_of_its_own_after_the_progress_bar(tmp_path, capsys, monkeypatch):
