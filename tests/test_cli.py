@@ -129,3 +129,14 @@ def test_a_closed_stdout_ends_quietly(tmp_path):
     proc.stdout.close()                   # before the command prints (it is still importing)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+def test_python_dash_m_shld_is_the_shld_command():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run([sys.executable, "-m", "shld", "list"], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": src})
+    assert out.returncode == 0 and out.stdout.startswith("experiments: ") and "double-well" in out.stdout

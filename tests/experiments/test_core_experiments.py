@@ -174,3 +174,14 @@ def test_examples_run(script, tmp_path):
                                                                           "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "ex" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("n_walkers", [1, 4])
+def test_double_well_with_fewer_walkers_than_it_tracks_finishes(tmp_path, n_walkers):
+    """Five walkers' paths are kept for the trajectory figure; with fewer walkers the run raised
+    KeyError 'w4_0' after it had finished stepping."""
+    from shld.experiments.double_well import TRACKED
+
+    run, s = run_experiment("double-well", tmp_path / "dw", progress=False, n_walkers=n_walkers, n_steps=200)
+    assert n_walkers < TRACKED and (run.path / "figures" / "trajectories.png").is_file()
+    assert [c["id"] for c in s["claims"]] == ["kramers-seed-form", "gibbs-double-well"]

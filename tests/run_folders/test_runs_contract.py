@@ -492,6 +492,34 @@ def test_pool_workers_exit_with_their_parent(tmp_path):
     assert _wait(lambda: not any(_alive(w) for w in workers), 15), "pool workers outlived their parent"
 
 
+def test_pool_workers_that_start_after_their_parent_was_killed_exit(tmp_path):
+    """The race behind a flaky run of the test above: a spawned worker still importing when its parent is
+    SIGKILLed ran its initializer later, read its *new* parent (init) as the one to die with, and then ran
+    the queued member (a 600 s sleep) as an orphan. Here every worker's start is held back 3 s (a
+    sitecustomize that sleeps in multiprocessing children), so the parent is always killed first."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(3.0)\n")
+    code = textwrap.dedent("""
+        import time
+        from shld.experiments.executor import ProcessExecutor
+        list(ProcessExecutor(2).map(time.sleep, [600, 600]))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), SRC])}
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        def workers():
+            return [k for k in _children(parent.pid) if _alive(k)
+                    and b"--multiprocessing-fork" in Path(f"/proc/{k}/cmdline").read_bytes()]
+        assert _wait(lambda: len(workers()) >= 2, 60)
+        started = workers()                   # still inside the 3 s delay: no initializer has run
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    assert _wait(lambda: not any(_alive(w) for w in started), 30), "late-starting workers outlived their parent"
+
+
 def test_pool_workers_stop_when_the_caller_leaves_early():
     from shld.experiments.executor import ProcessExecutor
 

@@ -31,6 +31,9 @@ RULE_KRAMERS_SEED = ("holds if the seed's rate (ω₀/2π)·e^{−ΔE/D} is with
 RULE_GIBBS = ("holds if the final ensemble passes a KS test against exp(−U/D)/Z at p ≥ 0.01 after at least 5 "
               "relaxation times 1/(Γ_LR + Γ_RL); fails if p < 0.01 then; not testable if the run is shorter")
 
+#: walkers whose paths are recorded for the trajectory figure
+TRACKED = 5
+
 AUDIT = {"quick": {"n_walkers": 1000, "n_steps": 60_000}, "full": {"n_walkers": 10_000, "n_steps": 200_000}}
 
 
@@ -76,13 +79,13 @@ class DoubleWellStudy(Study):
         controller = AdaptiveNoise(threshold=p.threshold, factor=p.factor) if p.adaptive else None
         sim = Simulation(L, D=p.D, dt=p.dt, integrator=p.integrator, record_every=p.record_every,
                          observables=("loss", "C", "mean", "var"), controller=controller,
-                         target=HalfSpace(axis=0, threshold=x_right), track_walkers=5, **engine_options(p))
+                         target=HalfSpace(axis=0, threshold=x_right), track_walkers=TRACKED, **engine_options(p))
         theta0 = np.tile(left.location, (p.n_walkers, 1))
         run = ctx.run_folder()
         state, _ = run_chunked(sim, run, theta0, p.n_steps, seed=p.seed, resume=ctx.resume, progress=ctx.progress)
         m = read_metrics(run.path / "metrics.csv")
         keep = ["t", "C_ensemble", "C_median", "loss_mean", "loss_std"]
-        keep += [f"w{i}_{j}" for i in range(5) for j in range(min(p.dim, 2))]
+        keep += [f"w{i}_{j}" for i in range(min(TRACKED, p.n_walkers)) for j in range(min(p.dim, 2))]
         final = state.to_arrays()                  # numpy on the host, whatever the backend
         return {"first_passage_time": final["first_passage_time"], "hit": final["hit"], "status": final["status"],
                 "x_final": final["theta"][:, 0], "metrics": {k: m[k] for k in keep}}
@@ -164,10 +167,11 @@ class DoubleWellStudy(Study):
             x, xs, gib, path=figs / "histogram_vs_gibbs.png",
             title=f"t = {p.n_steps * p.dt:g}, D = {p.D:g}, KS p = {summary['ks_pvalue_vs_gibbs']:.3g}"))
         if p.dim >= 2:
-            paths = np.stack([np.stack([m[f"w{i}_0"], m[f"w{i}_1"]], -1) for i in range(5)], axis=1)
+            paths = np.stack([np.stack([m[f"w{i}_0"], m[f"w{i}_1"]], -1) for i in range(min(TRACKED, p.n_walkers))],
+                             axis=1)
             plotting.close(plotting.plot_trajectories_2d(L, paths, path=figs / "trajectories.png"))
         else:
-            paths = np.stack([m[f"w{i}_0"] for i in range(5)], axis=1)
+            paths = np.stack([m[f"w{i}_0"] for i in range(min(TRACKED, p.n_walkers))], axis=1)
             plotting.close(plotting.plot_paths_1d(t, paths, path=figs / "trajectories.png", barrier_x=0.0))
 
     def report(self, summary: dict) -> None:

@@ -70,11 +70,13 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=max(1, int(threads)))
 
 
-def _init_worker(threads: int) -> None:
-    """Pool worker start-up: die with the parent, and use ``threads`` BLAS threads."""
+def _init_worker(threads: int, parent: int) -> None:
+    """Pool worker start-up: die with the parent (its pid ``parent`` is passed in, not read here: a worker
+    that starts after its parent was killed would read its new parent, init, and live on), and use
+    ``threads`` BLAS threads."""
     from shld._process import die_with_parent
 
-    die_with_parent()
+    die_with_parent(parent)
     limit_blas_threads(threads)
 
 
@@ -120,7 +122,8 @@ class ProcessExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(max(1, (os.cpu_count() or 1) // workers),))
+                                   initializer=_init_worker,
+                                   initargs=(max(1, (os.cpu_count() or 1) // workers), os.getpid()))
 
     def map(self, fn, items):
         from concurrent.futures.process import BrokenProcessPool

@@ -1,0 +1,3 @@
+from shld.cli import main
+
+raise SystemExit(main())
