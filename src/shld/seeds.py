@@ -36,6 +36,14 @@ def member_seed(root: int, *key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(root, spawn_key=key)
 
 
+def child_seed(seq: np.random.SeedSequence, j: int) -> np.random.SeedSequence:
+    """Child ``j`` of ``seq``: ``SeedSequence(seq.entropy, spawn_key=seq.spawn_key + (j,))``, what a fresh
+    ``seq.spawn`` hands out at position j, without advancing ``seq`` (``spawn`` counts its children, so
+    calling it twice on one sequence gives different streams)."""
+    j = check_int("j", j, minimum=0)
+    return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (j,), pool_size=seq.pool_size)
+
+
 def as_seed_sequence(seed: int | np.random.SeedSequence | None) -> np.random.SeedSequence:
     """A ``SeedSequence`` from a root seed, a sequence (returned as is) or ``None`` (fresh entropy)."""
     if isinstance(seed, np.random.SeedSequence):
@@ -62,4 +70,5 @@ def torch_generator(seq: int | np.random.SeedSequence, device: Any = "cpu"):
     return torch.Generator(device=device).manual_seed(torch_seed(seq))
 
 
-__all__ = ["resolve_seed", "member_seed", "as_seed_sequence", "numpy_rng", "torch_seed", "torch_generator"]
+__all__ = ["resolve_seed", "member_seed", "child_seed", "as_seed_sequence", "numpy_rng", "torch_seed",
+           "torch_generator"]

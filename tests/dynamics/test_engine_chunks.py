@@ -161,3 +161,22 @@ def test_a_simulation_pickles_on_every_backend(backend):
     a = sim.advance(sim.init_state(np.zeros(1), n_walkers=5, seed=1), 10).final_theta
     b = again.advance(again.init_state(np.zeros(1), n_walkers=5, seed=1), 10).final_theta
     assert np.array_equal(a, b) and repr(again.backend) == repr(sim.backend)
+
+
+def test_a_seed_sequence_reused_gives_the_same_chunks_and_is_not_advanced():
+    """Chunk seeds are children by spawn key, not ``spawn()`` (which counts children on the caller's
+    sequence: the second call with the same SeedSequence gave other bits, and the user's own later
+    ``spawn()`` shifted)."""
+    from shld.seeds import member_seed
+
+    kw = dict(D=0.3, dt=1e-2, n_steps=50, n_walkers=10, chunks=2)
+    ss = member_seed(0, 1)
+    a = simulate(DoubleWell(), np.full(1, -1.0), seed=ss, **kw).final_theta
+    b = simulate(DoubleWell(), np.full(1, -1.0), seed=ss, **kw).final_theta
+    assert np.array_equal(a, b) and ss.n_children_spawned == 0
+    g = np.random.default_rng(member_seed(0, 1))
+    c = simulate(DoubleWell(), np.full(1, -1.0), rng=g, **kw).final_theta
+    assert np.array_equal(a, c) and g.bit_generator.seed_seq.n_children_spawned == 0
+    # chunk j is the stream of key (…, j): the first chunk alone, seeded with member_seed(0, 1, 0)
+    first = simulate(DoubleWell(), np.full(1, -1.0), seed=member_seed(0, 1, 0), **{**kw, "n_walkers": 5, "chunks": 1})
+    assert np.array_equal(a[:5], first.final_theta)

@@ -11,6 +11,7 @@ import numpy as np
 
 from shld._validation import check_finite_array, check_int, check_positive
 from shld.dynamics.state import EnsembleState, SimulationResult, _host
+from shld.seeds import child_seed
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -35,13 +36,18 @@ def parse_bytes(name: str, value) -> float:
 
 
 def _root_seeds(rng, seed, n_chunks: int) -> list:
-    """The chunks' seeds: children of the run's SeedSequence (the package's one spawn rule)."""
+    """The chunks' seeds: children 0 … n−1 of the run's SeedSequence by spawn key (the package's one rule,
+    :func:`shld.seeds.child_seed`), never ``spawn()``, which advances the caller's sequence: the same
+    seed object always gives the same chunks."""
     src = rng if rng is not None else seed
     if isinstance(src, np.random.Generator):
-        return src.bit_generator.seed_seq.spawn(n_chunks)
-    if src is None or isinstance(src, (int, np.integer, np.random.SeedSequence)) and not isinstance(src, bool):
+        ss = src.bit_generator.seed_seq
+    elif src is None or isinstance(src, (int, np.integer, np.random.SeedSequence)) and not isinstance(src, bool):
         ss = src if isinstance(src, np.random.SeedSequence) else np.random.SeedSequence(src)
-        return ss.spawn(n_chunks)
+    else:
+        ss = None
+    if ss is not None:
+        return [child_seed(ss, j) for j in range(n_chunks)]
     raise TypeError(f"`rng`/`seed` of a chunked run must be an int, a SeedSequence or a numpy Generator (its "
                     f"seed sequence is spawned per chunk), got {type(src).__name__}")
 

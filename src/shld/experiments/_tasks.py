@@ -29,7 +29,7 @@ from torch import nn
 
 from shld._validation import check_choice
 from shld.experiments._torch_train import Data
-from shld.seeds import torch_generator
+from shld.seeds import child_seed, torch_generator
 
 TASKS = ("digits-mlp", "digits-cnn", "modular")
 MODULAR_P = 23
@@ -69,11 +69,6 @@ def _split3(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Ten
     perm = torch.randperm(n, generator=generator)
     a, b = int(round(0.6 * n)), int(round(0.8 * n))
     return perm[:a], perm[a:b], perm[b:]
-
-
-def child_seed(seq: np.random.SeedSequence, j: int) -> np.random.SeedSequence:
-    """Child ``j`` of ``seq`` by spawn key (what ``seq.spawn`` hands out at position j), stateless."""
-    return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (j,))
 
 
 def make_task(name: str, seq: np.random.SeedSequence) -> Task:
@@ -154,4 +149,4 @@ def train_sgd(task_name: str, seq: np.random.SeedSequence, *, lr: float, batch_s
             **({"C_curve": np.asarray(cols["C_unbiased"], float)} if monitor else {})}
 
 
-__all__ = ["TASKS", "Task", "make_task", "child_seed", "train_sgd", "DIVERGE_FACTOR"]
+__all__ = ["TASKS", "Task", "make_task", "train_sgd", "DIVERGE_FACTOR"]

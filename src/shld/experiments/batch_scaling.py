@@ -212,9 +212,9 @@ def _run_noise(job: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from shld.experiments._tasks import child_seed, make_task
+    from shld.experiments._tasks import make_task
     from shld.experiments._torch_monitor import ce_loss
-    from shld.seeds import torch_generator
+    from shld.seeds import child_seed, torch_generator
     from shld.torch import Monitor
 
     seq = job["seq"]

@@ -137,9 +137,9 @@ def _run_probe(task_name, seq, batch_size, lanczos_steps, range_steps) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from shld.experiments._tasks import child_seed, make_task
+    from shld.experiments._tasks import make_task
     from shld.experiments._torch_monitor import ce_loss
-    from shld.seeds import torch_generator
+    from shld.seeds import child_seed, torch_generator
     from shld.torch import Monitor
 
     task = make_task(task_name, seq)
