@@ -592,3 +592,28 @@ def test_local_cluster_dies_with_its_process(engine, tmp_path):
         time.sleep(0.5)
     left = [(p, Path(f"/proc/{p}/comm").read_text().strip()) for p in below if os.path.exists(f"/proc/{p}")]
     assert not left, f"outlived their parent: {left}"
+
+
+_REUSE = """
+from shld.experiments.executor import RayExecutor
+if __name__ == "__main__":
+    ex = RayExecutor(num_cpus=1)
+    with ex:
+        first = list(ex.map(abs, [-1, -2]))
+    with ex:                                  # a second local instance, not the ended one's address
+        second = list(ex.map(abs, [-3]))
+    print(first, second, ex.address)
+"""
+
+
+@pytest.mark.slow
+def test_a_ray_executor_starts_a_new_local_instance_after_close(tmp_path):
+    """close() ended the local instance but kept its address, so the next start() probed a dead port as if
+    the user had given it ("nothing answers at `address`"); docs/scale.md says executors are reusable."""
+    pytest.importorskip("ray")
+    script = tmp_path / "reuse.py"
+    script.write_text(_REUSE)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[1, 2] [3] None"

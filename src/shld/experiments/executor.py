@@ -475,6 +475,7 @@ class RayExecutor(_ClusterExecutor):
                 raise ValueError(f"`num_cpus` ({num_cpus!r}) sizes a local Ray instance; with `address` "
                                  f"{address!r} the cluster's own CPUs run the members")
         self.address = address
+        self._given_address = address            # None: a local instance, started (and ended) by this executor
         self.num_cpus = None if num_cpus is None else check_int("num_cpus", num_cpus, minimum=1)
         self._owns = False
         self._remote = None
@@ -549,6 +550,8 @@ class RayExecutor(_ClusterExecutor):
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
             self._owns = False
+        # the next start() starts a new local instance instead of probing the ended one's address
+        self.address = self._given_address
         self._remote = None
         if self._reaper is not None:
             self._reaper.kill()
