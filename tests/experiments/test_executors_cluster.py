@@ -617,3 +617,44 @@ def test_a_ray_executor_starts_a_new_local_instance_after_close(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[1, 2] [3] None"
+
+
+# ---- a study registered by the caller's code (not in a worker's registry) ----
+
+from dataclasses import dataclass, field  # noqa: E402
+
+from shld.experiments.study import Member, Study, Summary  # noqa: E402
+
+
+@dataclass
+class _SquaresParams:
+    n: int = field(default=4, metadata={"min": 1})
+    seed: int = 0
+
+
+class _Squares(Study):
+    name = "user-squares"
+    Params = _SquaresParams
+
+    def members(self, p, done):
+        return [Member(f"m{i}", {"i": i}) for i in range(p.n)]
+
+    def run_member(self, p, member, ctx):
+        return {"sq": member.task["i"] ** 2, "pid": os.getpid()}
+
+    def analyse(self, p, results):
+        return Summary([], {"squares": [results[f"m{i}"]["sq"] for i in range(p.n)],
+                            "pids": sorted({int(results[f"m{i}"]["pid"]) for i in range(p.n)})})
+
+
+def test_a_study_registered_by_the_caller_runs_on_every_executor(engine, tmp_path):
+    """Workers looked a study up by name in their own registry, where a study registered by the caller is
+    not: every member failed 3 times with "`name` must be one of [...]". Such a study now travels to the
+    workers itself."""
+    from shld.experiments.registry import registered
+
+    _by_value()
+    with registered(_Squares()), use_executor(engine):
+        run, summary = run_experiment("user-squares", tmp_path / "run", progress=False, n=4)
+    assert summary["squares"] == [0, 1, 4, 9]
+    assert os.getpid() not in summary["pids"]               # the members ran in the workers

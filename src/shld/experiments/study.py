@@ -219,7 +219,12 @@ class Study:
                     _track_member_folder(run, m)
                 # an absolute path: a worker on another machine (or in another working directory) writes a
                 # member's checkpoints into this run folder, on a shared filesystem
-                items = [(self.name, dataclasses.asdict(params), m, str(run.path.resolve()), resume,
+                # a built-in study is looked up by name in the worker; one registered by the caller's code is
+                # not in a worker's registry, so it travels itself (pickled with each member)
+                from shld.experiments.registry import STUDY_MODULES
+
+                who = self.name if self.name in STUDY_MODULES else self
+                items = [(who, dataclasses.asdict(params), m, str(run.path.resolve()), resume,
                           progress and serial, run.identity) for m in todo]
                 for m, (res, wall) in zip(todo, sweep_map(_run_member_task, items)):
                     if not isinstance(res, dict):
@@ -317,15 +322,17 @@ def _check_unique(members: list[Member], params: Any = None, study: str = "") ->
 
 
 def _run_member_task(item) -> tuple[dict, float]:
-    """Executor task: one member of study ``name`` (module level, so worker processes can run it);
+    """Executor task: one member of a study, given by name (a built-in one) or as the Study itself (one
+    registered by the caller's code, which a worker's registry does not hold) (module level, so worker
+    processes can run it);
     returns its result and its wall time in seconds (kept beside the result, never in it, so results
     and summaries do not depend on timing)."""
     import time
 
     from shld.experiments.registry import get_study
 
-    name, params, member, run_path, resume, progress, identity = item
-    study = get_study(name)
+    who, params, member, run_path, resume, progress, identity = item
+    study = who if isinstance(who, Study) else get_study(who)
     p = study.Params(**params)
     folder = Path(run_path) if member.folder in (None, ".") else Path(run_path) / member.folder
     ctx = MemberContext(folder, resume=resume, progress=progress, identity=identity)
