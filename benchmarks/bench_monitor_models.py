@@ -276,7 +276,10 @@ def main(argv=None):
           f"{rounds} rounds of {BLOCK} steps, batch {B}\n")
     print("| model | variant | s / step | × plain (quartiles) | peak memory MB | × plain | note |")
     print("|---|---|---|---|---|---|---|")
-    wanted = args.models.split(",")
+    wanted = [m.strip() for m in args.models.split(",")]
+    unknown = sorted(set(wanted) - {"resnet", "vit", "gpt2"})
+    if unknown:
+        ap.error(f"--models: unknown {unknown}; choose from resnet, vit, gpt2")
     if args.variants:
         keep = {"plain", *(v.strip() for v in args.variants.split(","))}
         unknown = keep - set(VARIANTS)

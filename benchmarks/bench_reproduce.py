@@ -94,6 +94,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.from_audit:
         audit_dir = Path(args.from_audit)
+        if not (audit_dir / "audit.json").is_file():
+            ap.error(f"--from-audit: {audit_dir} holds no audit.json (a folder written by shld reproduce)")
         elapsed = None
     else:
         from shld.reporting.audit import reproduce

@@ -29,7 +29,10 @@ def timed(fn, steps, rounds=5):
     return sorted(out)[len(out) // 2]
 
 
-def main():
+def main(argv=None):
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False).parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to probe")
         return 0
