@@ -126,6 +126,13 @@ def _die_once(arg):
     return x
 
 
+def _die_always_at_1(x):
+    """Kills its worker on every attempt at member 1."""
+    if x == 1:
+        os._exit(1)
+    return x
+
+
 def _fail_at_3(arg):
     """Member 3 raises on every attempt; each attempt appends a line to a log."""
     x, log = arg
@@ -658,3 +665,15 @@ def test_a_study_registered_by_the_caller_runs_on_every_executor(engine, tmp_pat
         run, summary = run_experiment("user-squares", tmp_path / "run", progress=False, n=4)
     assert summary["squares"] == [0, 1, 4, 9]
     assert os.getpid() not in summary["pids"]               # the members ran in the workers
+
+
+def test_a_member_that_always_kills_its_worker_reports_every_attempt():
+    """The process pool restarts after a worker dies and resubmits the unfinished members; the error said
+    "failed after 1 attempt(s)" after 2 pools had run member 1 twice."""
+    ex = ProcessExecutor(2, max_restarts=1)
+    got = []
+    with pytest.raises(MemberFailedError) as info:
+        for r in ex.map(_die_always_at_1, [0, 1, 2]):
+            got.append(r)
+    assert got == [0] and (info.value.index, info.value.attempts) == (1, 2)
+    assert "after 2 attempt(s) on process" in str(info.value)

@@ -135,6 +135,7 @@ class ProcessExecutor:
         workers = min(self.jobs, len(items))
         pool = self._pool(workers)
         futures = [pool.submit(fn, item) for item in items]
+        tries = [1] * len(items)              # submissions of each member (retries and pool restarts)
         restarts = 0
         try:
             for i in range(len(items)):
@@ -146,18 +147,20 @@ class ProcessExecutor:
                     except BrokenProcessPool as exc:         # a worker died: every pending member is lost
                         restarts += 1
                         if restarts > self.max_restarts:
-                            raise MemberFailedError(i, items[i], exc, attempt, "process") from exc
+                            raise MemberFailedError(i, items[i], exc, tries[i], "process") from exc
                         _terminate(pool)
                         pool = self._pool(workers)
                         for j in range(i, len(items)):
                             f = futures[j]
                             if not (f.done() and not f.cancelled() and f.exception() is None):
                                 futures[j] = pool.submit(fn, items[j])
+                                tries[j] += 1
                     except Exception as exc:                  # the member raised
                         if attempt > self.retries:
-                            raise MemberFailedError(i, items[i], exc, attempt, "process") from exc
+                            raise MemberFailedError(i, items[i], exc, tries[i], "process") from exc
                         attempt += 1
                         futures[i] = pool.submit(fn, items[i])
+                        tries[i] += 1
                 futures[i] = None
                 yield res
         except BaseException:
