@@ -180,3 +180,16 @@ def test_a_seed_sequence_reused_gives_the_same_chunks_and_is_not_advanced():
     # chunk j is the stream of key (…, j): the first chunk alone, seeded with member_seed(0, 1, 0)
     first = simulate(DoubleWell(), np.full(1, -1.0), seed=member_seed(0, 1, 0), **{**kw, "n_walkers": 5, "chunks": 1})
     assert np.array_equal(a[:5], first.final_theta)
+
+
+def test_chunks_on_an_executor_show_one_bar_of_finished_chunks(capsys):
+    """With an executor the chunks' own bars would print in the workers; `progress=True` showed nothing."""
+    from shld.experiments.executor import SerialExecutor
+
+    res = simulate(DoubleWell(), np.full(1, -1.0), n_walkers=9, D=0.3, dt=1e-2, n_steps=20, seed=0, chunks=3,
+                   executor=SerialExecutor(), progress=True)
+    err = capsys.readouterr().err
+    assert res.final_theta.shape == (9, 1) and "chunks:" in err and "/3 " in err      # a bar of 3 chunks
+    simulate(DoubleWell(), np.full(1, -1.0), n_walkers=9, D=0.3, dt=1e-2, n_steps=20, seed=0, chunks=3,
+             executor=SerialExecutor(), progress=False)
+    assert "chunks" not in capsys.readouterr().err

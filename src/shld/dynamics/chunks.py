@@ -122,7 +122,17 @@ def _simulate_chunked(sim, landscape, theta0, D, dt, n_steps, *, n_walkers, rng,
                   theta0=parts[i], seed=seeds[i], state=specs_state[i], n_steps=n_steps,
                   progress=bool(progress) and not portable, portable=portable)
              for i in range(len(specs_state))]
-    results = list(executor.map(_run_chunk, specs)) if portable else [_run_chunk(sp) for sp in specs]
+    if portable:
+        # the chunks' own bars would print in the workers: one bar of finished chunks here instead
+        from shld.progress import progress_bar
+
+        results = []
+        with progress_bar(len(specs), "chunks", "chunk", enabled=bool(progress)) as bar:
+            for r in executor.map(_run_chunk, specs):
+                results.append(r)
+                bar.update(1)
+    else:
+        results = [_run_chunk(sp) for sp in specs]
     if len(results) != len(specs) or not all(isinstance(r, SimulationResult) for r in results):
         got = [type(r).__name__ for r in results]
         raise RuntimeError(f"`executor`.map(fn, chunks) must yield one SimulationResult per chunk, in order "
