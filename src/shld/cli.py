@@ -7,8 +7,9 @@
 
 Options of ``shld run NAME`` come from the experiment's parameter dataclass;
 ``shld run NAME --help`` lists them with their defaults. A list parameter (a ``list`` field, or a
-``str`` field whose help starts with "comma-separated") takes its items separated by spaces, by commas
-or both (``--dims 10 100``, ``--dims 10,100``); an empty item (``2,,3``) is refused. Options must be
+``str`` field declared with ``metadata={"items": True}``, a comma-separated list its study splits) takes
+its items separated by spaces, by commas or both (``--dims 10 100``, ``--dims 10,100``); an empty item
+(``2,,3``) is refused. Options must be
 spelled out in full (no abbreviations). ``--executor serial|process|dask|ray``, ``--jobs`` and
 ``--address`` choose where sweep members run (:mod:`shld.experiments.executor`).
 """
@@ -93,7 +94,7 @@ def _add_param_options(parser: argparse.ArgumentParser, params_cls: type) -> Non
             inner = (typing.get_args(typ) or (float,))[0]
             kwargs["action"] = _ListAction
             kwargs["item_type"] = inner if inner in (int, float, str) else float
-        elif typ is str and text.startswith("comma-separated"):
+        elif typ is str and f.metadata.get("items"):
             kwargs["action"] = _ListAction
             kwargs["join"] = True
         elif typ in (int, float, str):

@@ -74,9 +74,10 @@ class BatchScalingParams:
     base_batch: int = field(default=32, metadata={"help": "base batch size B₀"})
     base_lr: float = field(default=0.1, metadata={"help": "base learning rate α₀ (SGD)"})
     train_batches: str = field(default="8,16,32,64,128,256",
-                               metadata={"help": "comma-separated batch sizes to train"})
+                               metadata={"help": "comma-separated batch sizes to train", "items": True})
     noise_batches: str = field(default="4,8,16,32,64,128,256",
-                               metadata={"help": "comma-separated batch sizes for the noise measurement"})
+                               metadata={"help": "comma-separated batch sizes for the noise measurement",
+                                         "items": True})
     n_batches: int = field(default=60, metadata={"help": "mini-batches per batch size (noise)"})
     warmup_epochs: int = field(default=2, metadata={"help": "base-pair epochs before measuring noise"})
     epochs: int = field(default=15, metadata={"help": "training epochs per run"})

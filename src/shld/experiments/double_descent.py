@@ -96,7 +96,7 @@ AUDIT = {
 class DoubleDescentParams:
     seed: int = field(default=0, metadata={"help": "root seed"})
     datasets: str = field(default="synthetic,digits",
-                          metadata={"help": "comma-separated subset of synthetic,digits"})
+                          metadata={"help": "comma-separated subset of synthetic,digits", "items": True})
     n_train: int = field(default=100, metadata={"help": "training samples n (synthetic task)"})
     n_test: int = field(default=1000, metadata={"help": "test samples (synthetic task)"})
     d_in: int = field(default=20, metadata={"help": "input dimension (synthetic task)"})

@@ -86,7 +86,8 @@ class KramersParams(EngineParams):
                            metadata={"help": "double-well or tilted-double-well (escape from the left well)"})
     dim: int = field(default=1, metadata={"help": "1, or 2 (adds a harmonic axis, stiffness k_perp=1)"})
     barrier: float = field(default=1.0, metadata={"help": "barrier parameter h of the landscape"})
-    ratios: str = field(default="2,3,4,5,6", metadata={"help": "comma-separated ΔE/D values of the sweep"})
+    ratios: str = field(default="2,3,4,5,6",
+                        metadata={"help": "comma-separated ΔE/D values of the sweep", "items": True})
     n_walkers: int = field(default=1000, metadata={"help": "Langevin walkers per ΔE/D"})
     dt: float = field(default=0.01, metadata={"help": "Euler–Maruyama step (dynamics time)"})
     horizon: float = field(default=5.0, metadata={"help": "Langevin run length in units of the exact MFPT"})

@@ -88,7 +88,7 @@ RULE_READINGS = ("The seed's D is read both ways — per coordinate, D = tr Σ/(
 @dataclass
 class LRSelectionParams:
     tasks: str = field(default="digits-mlp,digits-cnn,modular",
-                       metadata={"help": "comma-separated tasks (digits-mlp, digits-cnn, modular)"})
+                       metadata={"help": "comma-separated tasks (digits-mlp, digits-cnn, modular)", "items": True})
     batch_size: int = field(default=32, metadata={"help": "training batch size B"})
     epochs: int = field(default=20, metadata={"help": "training epochs per learning rate"})
     grid_min: float = field(default=0.004, metadata={"help": "smallest grid learning rate"})

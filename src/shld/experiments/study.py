@@ -3,7 +3,8 @@
 A study holds science only. It declares
 
 * ``Params`` — a dataclass whose fields (defaults, ``metadata={"help", "min", "gt", "max",
-  "choices"}``) become ``shld run NAME`` options; :func:`validate_params` checks them in full, plus the
+  "choices", "items"}``; ``items`` marks a ``str`` field as a comma-separated list) become ``shld run NAME``
+  options; :func:`validate_params` checks them in full, plus the
   study's :meth:`Study.validate`, **before anything touches the disk**;
 * :meth:`Study.members` — the sweep: a list of :class:`Member` s. It is called with the results finished
   so far, so a member may depend on others (a control arm sized by the rule arm's budget): the driver
