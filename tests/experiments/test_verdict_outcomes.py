@@ -78,7 +78,9 @@ def _kr(rows):
 
 @pytest.mark.parametrize("kw,expect", [
     (dict(seed_over_exact=1.05), {"kramers-prefactor": "holds", "kramers-exponent": "holds"}),
-    (dict(seed_over_exact=1.6), {"kramers-prefactor": "partly", "kramers-exponent": "holds"}),
+    (dict(seed_over_exact=1.2), {"kramers-prefactor": "partly", "kramers-exponent": "holds"}),
+    # the exponent is its own row: a prefactor 60 % off fails even when the exponent holds (it was "partly")
+    (dict(seed_over_exact=1.6), {"kramers-prefactor": "fails", "kramers-exponent": "holds"}),
     (dict(seed_over_exact=1.6, exponent_scale=1.3), {"kramers-prefactor": "fails", "kramers-exponent": "fails"}),
     (dict(kl_over_exact=1.05), {"kramers-langer": "holds"}),             # ≤ D/ΔE at ratios 2..5
     (dict(kl_over_exact=1.3), {"kramers-langer": "fails"}),              # 0.3 > 1/5 at ΔE/D = 5
@@ -156,6 +158,8 @@ PARAMS = dict(datasets="synthetic", n_train=20, n_p=9, n_draws=2, gd_steps=60, g
     (lambda p: 0.1 if p == 20 else 10.0, "holds"),                     # collapses at p = n, recovers
     (lambda p: 0.1 if p >= 20 else 10.0, "partly"),                    # collapses, no recovery
     (lambda p: 10.0, "fails"),
+    # C rising with p everywhere (no dip at p = n): "recovery" without a collapse was "partly"
+    (lambda p: 1e-6 * p ** 3, "fails"),
 ])
 def test_double_descent_rules_reach_every_outcome(C_at, verdict):
     peak_at_n = _dd(lambda p: 10.0 if p == 20 else 1.0, C_at)

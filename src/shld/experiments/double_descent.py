@@ -80,7 +80,8 @@ RULE_NUMBERS = ("not testable: the seed's feature counts come without n, input d
                 "only p relative to n is meaningful, and that is tested by the peak rows.")
 RULE_C = ("C_T = C after T GD steps (median over draws), synthetic task. Collapse: C_T at p = n "
           "is <= 0.5 x C_T at the largest grid p <= n/2. Recovery: C_T at the largest p is >= 2 x C_T at "
-          "p = n. holds if both, partly if exactly one, fails if neither. Judged at T = a tenth, a third and "
+          "p = n. holds if both, partly if C collapses but does not recover, fails if it does not collapse (a "
+          "recovery without a collapse is only a curve rising with p). Judged at T = a tenth, a third and "
           "all of the GD budget (descent is slowest at p = n, so a fixed budget can decide the outcome): the "
           "common verdict, or 'depends on reading' when the budgets disagree.")
 
@@ -357,12 +358,12 @@ def C_at_budget(rows, ps, n_draws, T, trajectories) -> np.ndarray:
 
 def collapse_verdict(ps: np.ndarray, n: int, C: np.ndarray) -> str:
     """:data:`RULE_C` on the median C over p: collapse at p = n (≤ ½ of C at the largest p ≤ n/2) and
-    recovery beyond it (C at the largest p ≥ 2× C at p = n)."""
+    recovery beyond it (C at the largest p ≥ 2× C at p = n); a recovery counts only after a collapse."""
     i_n = int(np.searchsorted(ps, n))
     below = np.nonzero(ps <= n / 2)[0]
     collapse = bool(below.size) and C[i_n] <= 0.5 * C[below[-1]]
     recover = C[-1] >= 2.0 * C[i_n]
-    return (HOLDS if (collapse and recover) else PARTLY if (collapse or recover) else FAILS).value
+    return (HOLDS if (collapse and recover) else PARTLY if collapse else FAILS).value
 
 
 def summarize(rows: list[dict], params: DoubleDescentParams, grids: dict, datasets: list[str],

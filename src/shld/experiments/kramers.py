@@ -38,8 +38,8 @@ SEED_THEOREM2 = "Γ = (ω₀/2π)·exp(−ΔE/D), ω₀ = curvature at the minim
 SEED_MASTER = "∂ρ/∂t = ∇·(∇ℒ·ρ) + D∇²ρ, exact for SGD with Gaussian noise (continuous time)"
 
 RULE_PREFACTOR = ("Reference rate Γ_ref = 1/T_exact (exact quadrature MFPT to the other minimum). At the "
-                  "largest ΔE/D of the sweep: holds if |Γ_seed/Γ_ref − 1| ≤ 0.10; partly if not, but the "
-                  "seed's exponent holds (see kramers-exponent); fails otherwise.")
+                  "largest ΔE/D of the sweep: holds if |Γ_seed/Γ_ref − 1| ≤ 0.10; partly if ≤ 0.25; fails "
+                  "otherwise. The prefactor alone is judged: the exponent is its own row (kramers-exponent).")
 RULE_EXPONENT = ("Least-squares slope s of ln Γ_ref against 1/D over the three largest ΔE/D of the sweep: "
                  "holds if |s/(−ΔE) − 1| ≤ 0.10; fails otherwise.")
 RULE_LANGER = ("Not a seed claim (the corrected form, for comparison). Kramers–Langer is the leading term of "
@@ -253,10 +253,11 @@ def _kramers_claims(table, fig):
     else:
         slope, exp_ok, slope_txt = float("nan"), False, "needs ≥ 2 values of ΔE/D"
     pref_ok = abs(seed_ratio - 1) <= 0.10
+    pref_near = abs(seed_ratio - 1) <= 0.25
     rows = [
         claim_row("kramers-prefactor", "Theorem 2: Kramers rate with prefactor ω₀/2π", SEED_THEOREM2,
                   f"Γ_seed/Γ_exact = {seed_ratio:.4f} at ΔE/D = {last['ratio']:g}",
-                  HOLDS if pref_ok else (PARTLY if exp_ok else FAILS), RULE_PREFACTOR,
+                  HOLDS if pref_ok else (PARTLY if pref_near else FAILS), RULE_PREFACTOR,
                   value=seed_ratio, uncertainty=None, figure=fig),
         claim_row("kramers-exponent", "Theorem 2: Arrhenius exponent −ΔE/D", "Γ ∝ exp(−ΔE/D)",
                   slope_txt, HOLDS if exp_ok else FAILS, RULE_EXPONENT, value=slope, figure=fig),
