@@ -163,3 +163,39 @@ def test_observables_refuse_what_is_not_a_density(op, bad, match):
     tiny = np.r_[np.ones(99), -1e-14]                                   # a stepper's round-off passes
     assert probability(op.grid, tiny, right) == pytest.approx(probability(op.grid, np.r_[np.ones(99), 0.0], right),
                                                               abs=1e-12)
+
+
+def test_a_non_periodic_potential_on_a_periodic_axis_is_refused():
+    """cos x − 0.5x on a ring built a cliff of 2π·0.5 at the seam (an equilibrium with max/min 2e5) and only
+    warned about the grid; the tilted ring is a drift. A periodic potential still builds."""
+    g = Grid([[0.0, 2 * np.pi]], 200)
+    with pytest.raises(ValueError, match=r"`potential` is not periodic along axis 0: U\(hi\) − U\(lo\) = 3.14.*drift="):
+        fokker_planck_operator(g, potential=lambda x: np.cos(x[..., 0]) - 0.5 * x[..., 0], D=0.3,
+                               boundary="periodic")
+    fokker_planck_operator(g, potential=lambda x: np.cos(x[..., 0]), D=0.3, boundary="periodic")
+    ring = fokker_planck_operator(g, drift=lambda x: np.sin(x) + 0.5, D=0.3, boundary="periodic")
+    assert stationary_state(ring).max() / stationary_state(ring).min() < 1e3
+
+
+def test_survival_method_and_escape_rate_k_are_checked():
+    g = Grid([[0.0, 2.0]], 40)
+    op = fokker_planck_operator(g, potential=np.zeros(40), D=0.7, boundary="absorbing")
+    from shld.fokker_planck import survival
+
+    with pytest.raises(ValueError, match=r"`method` must be one of \['tr-bdf2'"):
+        survival(op, g.gaussian([1.0], [[0.01]]), None, 1.0, 0.01, method="bogus")   # ran TR-BDF2 silently
+    for k, exc in [(0, ValueError), (-1, ValueError), (39, ValueError), (1.5, TypeError)]:
+        with pytest.raises(exc, match="`k`"):
+            escape_rate(op, k=k)                 # 0: IndexError; −1: 39 rates; 100: all 40
+    assert escape_rate(op, k=2).rates.shape == (2,)
+
+
+def test_evolve_runs_to_t_final_even_when_the_record_times_stop_before():
+    """record_times [0.5, 1] with t_final 5 stopped at t = 1 without a word."""
+    L = make_landscape("quadratic", eigenvalues=[1.0], center=[0.0])
+    g = Grid([[-4.0, 4.0]], 80)
+    op = fokker_planck_operator(g, L, D=0.5)
+    ev = evolve(op, g.gaussian([1.0], [[0.1]]), 5.0, 0.1, record_times=[0.5, 1.0])
+    np.testing.assert_allclose(ev.times, [0.0, 0.5, 1.0, 5.0])
+    from shld.fokker_planck import mean
+    assert abs(mean(g, ev.densities[-1])[0] - np.exp(-5.0)) < 1e-3      # OU mean e^{−t}, midpoint O(h²)

@@ -84,3 +84,18 @@ def test_moments_with_stderr():
     assert np.allclose(m.var_stderr, 9.0 * math.sqrt(2 / 20_000), rtol=0.05)
     with pytest.raises(ValueError, match="`x`"):
         moments_with_stderr(np.array([1.0]))
+
+
+def test_negative_run_lengths_and_fractional_counts_are_refused():
+    """A censored walker's time is its run length: −5 gave a negative MFPT (mean −4, stderr −4)."""
+    import numpy as np
+    import pytest
+
+    from shld.observables import mfpt_estimate, survival_curve
+    from shld.observables.stats import binomial_ci
+
+    for f in (mfpt_estimate, survival_curve):
+        with pytest.raises(ValueError, match="censored walkers .* must be >= 0, got -5.0"):
+            f(np.array([1.0, -5.0]), np.array([True, False]))
+    with pytest.raises(ValueError, match="`n` must be whole numbers"):
+        binomial_ci(np.array([3]), np.array([10.5]))

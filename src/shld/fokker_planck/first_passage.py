@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 
-from shld._validation import check_finite_array, check_int, check_positive
+from shld._validation import check_choice, check_finite_array, check_int, check_positive
 from shld.fokker_planck.elimination import Elimination, SingularGeneratorError, nested_dissection_rank
 
 
@@ -160,6 +160,10 @@ def escape_rate(op, target=None, *, k: int = 1, return_modes: bool = False):
     from shld.fokker_planck.spectrum import _embed, _rates_of, check_resolved, resolution
 
     mask, keep = _keep(op, target)
+    k = check_int("k", k, minimum=1)
+    n_kept = int(np.count_nonzero(keep))
+    if k >= n_kept - 1:
+        raise ValueError(f"`k` must be < the cells outside the target − 1 = {n_kept - 1}, got {k}")
     A = op.matrix.tocsr()[keep][:, keep]
     S = op.symmetric_matrix().tocsr()[keep][:, keep] if op.is_gradient else None
     spec = _rates_of(op, A, S, k, None, return_modes, keep)
@@ -176,8 +180,9 @@ def survival(op, rho0, target, t_final: float, dt: float, *, n_records: int = 51
     """S(t) = mass not yet absorbed, for ρ(0) = ``rho0`` (normalised), at ``n_records`` times.
 
     Returns ``(times, S)``."""
-    from shld.fokker_planck.solvers import _Stepper
+    from shld.fokker_planck.solvers import METHODS, _Stepper
 
+    method = check_choice("method", method, METHODS)
     mask, keep = _keep(op, target)
     t_final = check_positive("t_final", t_final)
     dt = check_positive("dt", dt)

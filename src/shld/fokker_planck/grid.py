@@ -48,6 +48,7 @@ class Grid:
         self.dim = d
         self.spacing = (b[:, 1] - b[:, 0]) / np.asarray(shape, dtype=float)
         self._size = int(np.prod(shape))
+        self._anchor = None     # (cell index k, its centre p) per axis: set by centred_on, so that p is exact
 
     # -- constructors ------------------------------------------------------------
     @classmethod
@@ -71,7 +72,11 @@ class Grid:
         h = base.spacing
         k = np.round((p - base.bounds[:, 0]) / h - 0.5)
         lo = p - (k + 0.5) * h
-        return cls(np.stack([lo, lo + h * np.asarray(base.shape)], axis=1), base.shape)
+        grid = cls(np.stack([lo, lo + h * np.asarray(base.shape)], axis=1), base.shape)
+        # centres are built from the anchor, p + (i − k)·h: lo + (k + ½)·h can round to a few ulp below p,
+        # and a target "θ ≥ p" would then miss that cell (an O(h) error in a first passage)
+        grid._anchor = (k.astype(np.int64), p.copy())
+        return grid
 
     # -- geometry ----------------------------------------------------------------
     @property
@@ -86,6 +91,9 @@ class Grid:
     @property
     def axes(self) -> list[np.ndarray]:
         """Cell centres along each axis."""
+        if self._anchor is not None:
+            k, p = self._anchor
+            return [p[i] + (np.arange(n) - k[i]) * h for i, (n, h) in enumerate(zip(self.shape, self.spacing))]
         return [lo + (np.arange(n) + 0.5) * h for (lo, _), n, h in zip(self.bounds, self.shape, self.spacing)]
 
     @property

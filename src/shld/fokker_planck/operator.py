@@ -83,6 +83,27 @@ def _sym_bernoulli(z) -> np.ndarray:
     return np.where(x > 700.0, 0.0, out)
 
 
+def _check_periodic_potential(grid: Grid, spec, potential, U) -> None:
+    """On a periodic axis U must take the same value on the two faces of the box: otherwise the face
+    across the seam carries a jump U(hi) − U(lo) (a cliff, not a tilted ring), and the operator's
+    equilibrium has no current where a tilted periodic potential has one."""
+    pts = grid.points()
+    for k, (lo, _) in enumerate(spec):
+        if lo != "periodic":
+            continue
+        a = np.take(pts, 0, axis=k).reshape(-1, grid.dim).copy()
+        b = a.copy()
+        a[:, k], b[:, k] = grid.bounds[k]
+        ua = _eval_scalar_field("potential", potential, a, (a.shape[0],))
+        ub = _eval_scalar_field("potential", potential, b, (b.shape[0],))
+        jump = float(np.max(np.abs(ub - ua)))
+        if not jump <= 1e-6 * (1.0 + float(np.max(np.abs(U)))):
+            raise ValueError(f"`potential` is not periodic along axis {k}: U(hi) − U(lo) = {jump:.3g} across "
+                             f"the box {grid.bounds[k].tolist()}, which boundary='periodic' would turn into a "
+                             "cliff at the seam. For a tilted periodic landscape (a constant force on a ring) "
+                             "pass the force as drift= instead of a potential")
+
+
 def _face_lists(grid: Grid, spec, pts, need_face_points: bool):
     """Vectorised face lists: for every axis, the (i, j) cell pairs with j = i + e_k (periodic
     faces included), the face points (only when ``need_face_points``; else an empty array),
@@ -398,6 +419,8 @@ def fokker_planck_operator(grid: Grid, landscape=None, *, D, potential=None, dri
             k = int(np.argmax(~np.isfinite(U)))
             raise ValueError(f"`potential` must be finite on the grid, got {U[k]!r} at "
                              f"θ = {centres[k].tolist()}")
+        if callable(potential):
+            _check_periodic_potential(grid, spec, potential, U)
         dU = U[j] - U[i]
         # U at absorbing walls: exact when callable, else extrapolated from the two last cells
         if wc.size:

@@ -147,7 +147,8 @@ def evolve(op, rho0, t_final: float, dt: float, *, method: str = "tr-bdf2", reco
     """Integrate dρ/dt = A ρ from ρ(0) = ``rho0`` to ``t_final``.
 
     ``rho0`` is validated against the grid (shape, finite, ≥ 0, positive mass) and scaled to
-    mass 1 when ``normalise``. Records at ``record_times`` (sorted, in [0, t_final]) or at
+    mass 1 when ``normalise``. Records at ``record_times`` (sorted, in [0, t_final]; 0 and ``t_final``
+    are added when missing, so the evolution always ends at ``t_final``) or at
     ``n_records`` evenly spaced times including 0 and ``t_final``. Each interval between
     records is split into equal steps no longer than ``dt``. ``D_schedule(t) -> D`` makes the
     temperature time dependent (needs a constant-D operator). See the module docstring for
@@ -168,6 +169,8 @@ def evolve(op, rho0, t_final: float, dt: float, *, method: str = "tr-bdf2", reco
                              f"{record_times[:5]}...")
         if record_times[0] > 0:
             record_times = np.concatenate([[0.0], record_times])
+        if record_times[-1] < t_final * (1 - 1e-12):    # the evolution runs to t_final, as asked, and ends there
+            record_times = np.concatenate([record_times, [t_final]])
     if D_schedule is not None:
         if not callable(D_schedule):
             raise TypeError(f"`D_schedule` must be callable t -> D, got {D_schedule!r}")

@@ -117,7 +117,10 @@ def _sym_eigs(S: sp.spmatrix, k: int, sigma: float | None, want_vectors: bool, v
 
 
 def relaxation_rates(op, k: int = 4, *, sigma: float | None = None, return_modes: bool = False) -> Spectrum:
-    """The ``k`` slowest relaxation rates of ``op`` (eigenvalues of −A, ascending)."""
+    """The ``k`` slowest relaxation rates of ``op`` (eigenvalues of −A, ascending). ``sigma`` moves the
+    shift-invert target: the ``k`` rates nearest ``sigma`` are returned, and the stationary rate λ₀ = 0
+    of a conservative operator is set to exactly 0 only when the computed one is that mode (within the
+    solver's resolution)."""
     n = op.grid.size
     k = check_int("k", k, minimum=1)
     if k >= n - 1:
@@ -125,7 +128,9 @@ def relaxation_rates(op, k: int = 4, *, sigma: float | None = None, return_modes
     spec = _rates_of(op, op.matrix, op.symmetric_matrix() if op.is_gradient else None, k, sigma,
                      return_modes, None)
     first = 0
-    if op.conservative:      # probability is conserved: λ₀ = 0 exactly (the computed one is noise)
+    if op.conservative and abs(spec.rates[0]) <= resolution(op.matrix):
+        # probability is conserved: λ₀ = 0 exactly (the computed one is noise). Not with a `sigma` far from 0,
+        # whose window need not hold λ₀ (its first rate is then a real one)
         spec.rates[0], spec.imag[0], first = 0.0, 0.0, 1
     check_resolved(spec.rates, op.matrix, first=first)
     return spec

@@ -53,6 +53,9 @@ def _times_hit(times, hit, t_max):
             raise ValueError(f"a hit time exceeds `t_max`={t_max}: {float(np.max(t[h]))}")
     elif np.any(~np.isfinite(t[~h])):
         raise ValueError("censored walkers have no finite time: give `t_max` (the run length)")
+    elif np.any(t[~h] < 0):
+        raise ValueError(f"`times` of censored walkers (their run lengths) must be >= 0, got "
+                         f"{float(np.min(t[~h]))}")
     return c, h
 
 

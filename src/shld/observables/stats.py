@@ -51,6 +51,8 @@ def binomial_ci(k, n, level=0.95):
         raise ValueError(f"`k` must be whole numbers, got {k!r}")
     if np.ndim(n) == 0:
         check_int("n", int(n) if float(n).is_integer() else n, minimum=1)
+    elif not (np.issubdtype(nn.dtype, np.integer) or np.all(np.mod(nn, 1) == 0)):
+        raise ValueError(f"`n` must be whole numbers, got {n!r}")
     if np.any(nn < 1) or np.any(kk < 0) or np.any(kk > nn):
         raise ValueError(f"need 0 <= `k` <= `n` and n >= 1, got k={k!r}, n={n!r}")
     level = check_real("level", level)
