@@ -159,3 +159,16 @@ def test_a_shifted_spectrum_keeps_its_first_rate():
     op = fokker_planck_operator(g, potential=lambda x: 0.5 * x[..., 0] ** 2, D=0.5)
     np.testing.assert_allclose(relaxation_rates(op, k=3, sigma=5.2).rates, [4.0, 5.0, 6.0], rtol=5e-3)  # O(h²)
     assert relaxation_rates(op, k=3).rates[0] == 0.0
+
+
+def test_a_slow_mode_with_a_large_imaginary_part_is_not_skipped():
+    """f = −θ + 3Jθ: the FP eigenvalues are n(1 − 3i) + m(1 + 3i), so by real part 0, 1 ± 3i, 2, … . Shift-
+    invert fetched the k nearest 0 in modulus, where 2 (|2| < |1 ± 3i| = 3.16) comes first: the gap was
+    1.97, not 1."""
+    J = np.array([[0.0, -1.0], [1.0, 0.0]])
+    g = Grid([[-3.0, 3.0], [-3.0, 3.0]], 60)
+    op = fokker_planck_operator(g, drift=lambda x: -x + 3.0 * x @ J.T, D=0.5)
+    sp = relaxation_rates(op, k=4)
+    np.testing.assert_allclose(sp.rates, [0.0, 1.0, 1.0, 2.0], atol=0.03)        # O(h²) at h = 0.1
+    np.testing.assert_allclose(np.abs(sp.imag), [0.0, 3.0, 3.0, 0.0], atol=0.03)
+    assert relaxation_rates(op, k=2).gap == pytest.approx(1.0, abs=0.03)
