@@ -132,6 +132,17 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(ci.low), float(ci.high)
 
 
+def _pct(x: float) -> str:
+    """A fraction as a percentage with one decimal, or more when one would round it to 0 % or 100 % (1999/2000
+    is 99.95 %, not 100.0 %)."""
+    for digits in range(1, 6):
+        text = f"{x:.{digits}%}"
+        if (0.0 < x and float(text[:-1]) == 0.0) or (x < 1.0 and float(text[:-1]) == 100.0):
+            continue
+        return text
+    return text
+
+
 @dataclass(frozen=True)
 class FractionTest:
     """A fraction k/n, its Wilson interval, the level it was compared with and the verdict."""
@@ -146,7 +157,7 @@ class FractionTest:
 
     @property
     def measured(self) -> str:
-        return f"{self.p:.1%} ({self.k}/{self.n}; 95% CI {self.low:.1%}-{self.high:.1%})"
+        return f"{_pct(self.p)} ({self.k}/{self.n}; 95% CI {_pct(self.low)}-{_pct(self.high)})"
 
     @property
     def halfwidth(self) -> float:

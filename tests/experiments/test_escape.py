@@ -158,3 +158,21 @@ def test_row_says_when_the_setting_decides_the_short_horizon_outcome():
     assert "follows from the setting" in text
     roomy = esc.EscapeParams(dt=1.0)            # 50 time units of boost: no longer decided by the setting
     assert "follows from the setting" not in esc.boost_budget(roomy, "double-well", p.factor)
+
+
+def test_the_stuck_row_says_when_the_barrier_decides_it():
+    """At D = 0.1 the exact mean passage time (2.55e4 symmetric, 2.52e3 tilted) dwarfs the 50 time units of
+    the horizon: 99.8 % and 98.0 % stay stuck whatever the claim, and the row now says so; at D = 0.3
+    (36.6 and 17.9) the same horizon leaves 25.5 % and 6.1 %, and the row makes no such remark."""
+    import re
+
+    from shld.experiments.escape import EscapeParams, stuck_setting
+
+    for ln, expect in (("double-well", 99.8), ("tilted-double-well", 98.0)):
+        text = stuck_setting(EscapeParams(), ln)
+        assert float(re.search(r"leaves ([\d.]+)% stuck", text).group(1)) == expect
+        assert text.endswith("this outcome follows from the setting (ΔE/D), not from the claim")
+    for ln, expect in (("double-well", 25.5), ("tilted-double-well", 6.1)):
+        text = stuck_setting(EscapeParams(D=0.3), ln)
+        assert float(re.search(r"leaves ([\d.]+)% stuck", text).group(1)) == expect
+        assert "follows from the setting" not in text

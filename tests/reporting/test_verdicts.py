@@ -107,3 +107,13 @@ def test_agreement_verdict_needs_the_power_to_see_a_25_percent_difference():
     assert agreement_verdict(1.00, 0.05, 1.00, allowance=0.11) == "not testable here"
     assert agreement_verdict(float("nan"), 0.05, 1.0) == "not testable here"
     assert agreement_verdict(1.0, float("inf"), 1.0) == "not testable here"
+
+
+def test_a_fraction_is_never_rounded_to_0_or_100_percent():
+    """1999/2000 printed as "100.0%" beside its own count."""
+    from shld.claims import fraction_at_least
+
+    assert fraction_at_least(1999, 2000, 0.9).measured.startswith("99.95% (1999/2000; 95% CI 99.7%-99.99%)")
+    assert fraction_at_least(2000, 2000, 0.9).measured.startswith("100.0% (2000/2000")
+    assert fraction_at_least(900, 1000, 0.9).measured.startswith("90.0% (900/1000")
+    assert fraction_at_least(1, 100_000, 0.9).measured.startswith("0.001% (1/100000")
