@@ -464,3 +464,17 @@ def test_monitor_stays_on_the_exact_path_on_the_transformer():
     centred = flat - flat.mean(0)
     trace = float((centred ** 2).sum() / (len(x) - 1))
     assert rec["trace_sigma"] == pytest.approx(trace, rel=1e-8)
+
+
+def test_control_specificity_is_judged_only_on_rules_that_warn():
+    """A C rule that fires before grokking in no seed has no specificity to test: in the quick audit no C rule
+    warned in ⌈2n/3⌉ seeds and two fired in the control, and the row said "partly". With no warning rule the
+    row is not testable; with warning rules it counts only those (all of them firing in the control fails)."""
+    never = [_member(1000, None, n_epochs=1100) for _ in range(3)]           # C never drops: no rule warns
+    rows, _ = _analyse(never, _member(None, 900, n_epochs=3000, control=True))
+    row = rows["grok-control"]
+    assert row["verdict"] == "not testable here" and "no C rule fires before grokking in 2/3 seeds" in row["measured"]
+    warns = [_member(1000, 850, n_epochs=1100) for _ in range(3)]
+    rows, _ = _analyse(warns, _member(None, 900, n_epochs=3000, control=True))
+    assert rows["grok-control"]["verdict"] == "fails"
+    assert "3/3 warning C rules (" in rows["grok-control"]["measured"]
