@@ -407,7 +407,8 @@ def summarize(rows: list[dict], params: DoubleDescentParams, grids: dict, datase
         claims.append(claim_row(
             f"dd-peak-{ds}", f"test-error peak at the interpolation threshold ({ds})",
             "first peak at n ≈ d (interpolation threshold)",
-            f"p_peak/n = {format_pm(peak_ratio, sd)} (5-95% bootstrap {lo5:.2g}-{hi95:.2g}; n = {n})",
+            f"p_peak/n = {format_pm(peak_ratio, sd)} (5-95% bootstrap {lo5:.2g}-{hi95:.2g}; n = {n}) of the "
+            "min-norm (unregularised) interpolant's test MSE; the ridge and GD fits are in the table",
             verdict, RULE_PEAK, value=peak_ratio, uncertainty=sd, figure="figures/double_descent.png"))
         if ds == "synthetic":
             # the GD budget T is the study's choice and descent is slowest at p = n: judge C_T at every budget

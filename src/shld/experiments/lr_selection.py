@@ -429,7 +429,9 @@ def _claims(per_task: dict, params, fig: str) -> list[dict]:
         + f" → {speedup_verdict(readings['audit'])} | a practitioner's grid ({PRACTITIONER_GRID[0]} lrs × "
         f"{PRACTITIONER_GRID[1]} epochs): "
         + "; ".join(f"{t}: {b:.3g}×" for t, b in zip(tasks, readings["practitioner"]))
-        + f" → {speedup_verdict(readings['practitioner'])} (gradient evaluations of the grid over the probe's)",
+        + f" → {speedup_verdict(readings['practitioner'])} (gradient evaluations of the grid over the probe's; the "
+        "probe's Lanczos runs on the whole training set, so the ratio is about lrs × epochs / (1 + 2·HVPs) at any "
+        "data size: this outcome follows from that cost model)",
         by_reading({k: speedup_verdict(v) for k, v in readings.items()}), RULE_SPEEDUP + " " + RULE_GRID_READINGS,
         value=float(np.exp(np.mean(np.log(ss)))) if all(np.isfinite(ss)) and all(x > 0 for x in ss) else None,
         figure=fig))
