@@ -478,3 +478,9 @@ def test_control_specificity_is_judged_only_on_rules_that_warn():
     rows, _ = _analyse(warns, _member(None, 900, n_epochs=3000, control=True))
     assert rows["grok-control"]["verdict"] == "fails"
     assert "3/3 warning C rules (" in rows["grok-control"]["measured"]
+
+
+def test_the_summary_says_which_D_its_C_uses():
+    """The rows apply the seed's absolute cut-offs to C: which D (D_seed, not D_sde = η·D_seed) must be said."""
+    _, numbers = _analyse([_member(1000, 850) for _ in range(3)], lr=2e-3)
+    assert "D = D_seed" in numbers["notes"][0] and "1/η = 500 times larger" in numbers["notes"][0]

@@ -677,7 +677,11 @@ def _analyse(params: GrokkingParams, results: dict, prefix: str = "grok") -> tup
                "control": ctrl, "lead_fraction": fractions,
                "lead_times": {k: {"mean": m, "se": s, "bootstrap95": list(lead_boot[k])}
                               for k, (m, s) in lead_stats.items()},
-               "figures": [fo, fl]}
+               "figures": [fo, fl],
+               "notes": [f"C in these rows is the monitor's C = 2B‖G‖²/tr Σ, i.e. D = D_seed (the seed's "
+                         f"monitoring convention, without the learning rate); the seed's regime cuts 0.5, 1, 2 "
+                         f"and 10 are applied to it. With the SDE's D_sde = η·D_seed every C would be 1/η = "
+                         f"{1 / params.lr:.3g} times larger (docs/torch.md, 'D_sde versus the seed's D')."]}
     return claims, numbers
 
 
