@@ -42,14 +42,14 @@ def _root_seeds(rng, seed, n_chunks: int) -> list:
     src = rng if rng is not None else seed
     if isinstance(src, np.random.Generator):
         ss = src.bit_generator.seed_seq
-    elif src is None or isinstance(src, (int, np.integer, np.random.SeedSequence)) and not isinstance(src, bool):
-        ss = src if isinstance(src, np.random.SeedSequence) else np.random.SeedSequence(src)
+    elif isinstance(src, np.random.SeedSequence):
+        ss = src
+    elif src is None or isinstance(src, (int, np.integer)) and not isinstance(src, bool):
+        ss = np.random.SeedSequence(src)
     else:
-        ss = None
-    if ss is not None:
-        return [child_seed(ss, j) for j in range(n_chunks)]
-    raise TypeError(f"`rng`/`seed` of a chunked run must be an int, a SeedSequence or a numpy Generator (its "
-                    f"seed sequence is spawned per chunk), got {type(src).__name__}")
+        raise TypeError(f"`rng`/`seed` of a chunked run must be an int, a SeedSequence or a numpy Generator (its "
+                        f"seed sequence is spawned per chunk), got {type(src).__name__}")
+    return [child_seed(ss, j) for j in range(n_chunks)]
 
 
 def _run_chunk(spec: dict):

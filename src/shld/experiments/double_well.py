@@ -55,6 +55,11 @@ class DoubleWellParams(EngineParams):
     seed: int = field(default=0, metadata={"help": "root seed"})
 
 
+def _tracked(p) -> int:
+    """Walkers whose paths the run records (TRACKED, or all of them when there are fewer)."""
+    return min(TRACKED, p.n_walkers)
+
+
 def _verdict_rate(rate, measured_rate, se_rate, bias_rate):
     return agreement_verdict(measured_rate, se_rate, rate, z=3.0, allowance=abs(bias_rate), partly=0.25)
 
@@ -85,7 +90,7 @@ class DoubleWellStudy(Study):
         state, _ = run_chunked(sim, run, theta0, p.n_steps, seed=p.seed, resume=ctx.resume, progress=ctx.progress)
         m = read_metrics(run.path / "metrics.csv")
         keep = ["t", "C_ensemble", "C_median", "loss_mean", "loss_std"]
-        keep += [f"w{i}_{j}" for i in range(min(TRACKED, p.n_walkers)) for j in range(min(p.dim, 2))]
+        keep += [f"w{i}_{j}" for i in range(_tracked(p)) for j in range(min(p.dim, 2))]
         final = state.to_arrays()                  # numpy on the host, whatever the backend
         return {"first_passage_time": final["first_passage_time"], "hit": final["hit"], "status": final["status"],
                 "x_final": final["theta"][:, 0], "metrics": {k: m[k] for k in keep}}
@@ -167,11 +172,10 @@ class DoubleWellStudy(Study):
             x, xs, gib, path=figs / "histogram_vs_gibbs.png",
             title=f"t = {p.n_steps * p.dt:g}, D = {p.D:g}, KS p = {summary['ks_pvalue_vs_gibbs']:.3g}"))
         if p.dim >= 2:
-            paths = np.stack([np.stack([m[f"w{i}_0"], m[f"w{i}_1"]], -1) for i in range(min(TRACKED, p.n_walkers))],
-                             axis=1)
+            paths = np.stack([np.stack([m[f"w{i}_0"], m[f"w{i}_1"]], -1) for i in range(_tracked(p))], axis=1)
             plotting.close(plotting.plot_trajectories_2d(L, paths, path=figs / "trajectories.png"))
         else:
-            paths = np.stack([m[f"w{i}_0"] for i in range(min(TRACKED, p.n_walkers))], axis=1)
+            paths = np.stack([m[f"w{i}_0"] for i in range(_tracked(p))], axis=1)
             plotting.close(plotting.plot_paths_1d(t, paths, path=figs / "trajectories.png", barrier_x=0.0))
 
     def report(self, summary: dict) -> None:

@@ -169,16 +169,21 @@ def _run_arm(task: dict) -> dict:
             "trace_D": res.D_history}
 
 
+def _exact_passage_time(params, landscape: str, D: float) -> float:
+    """The exact mean passage time from the left minimum to the right one at temperature D (1-D quadrature)."""
+    from shld.theory import mfpt_1d
+
+    L = _landscape(landscape, params.barrier)
+    mins = sorted(L.minima, key=lambda c: c.location[0])
+    return float(mfpt_1d(L.u, D, float(mins[0].location[0]), float(mins[-1].location[0])))
+
+
 def boost_budget(params, landscape: str, factor: float) -> str:
     """What the setting allows within the short horizon: the boosted time available, (short_steps −
     min_step)·dt, against the exact mean passage time at the boosted temperature D·factor (1-D quadrature).
     When the budget is a small fraction of that time, the verdict follows from the setting (the seed
     gives no dt, start step or boost length), and the row says so."""
-    from shld.theory import mfpt_1d
-
-    L = _landscape(landscape, params.barrier)
-    mins = sorted(L.minima, key=lambda c: c.location[0])
-    T_boost = float(mfpt_1d(L.u, params.D * factor, float(mins[0].location[0]), float(mins[-1].location[0])))
+    T_boost = _exact_passage_time(params, landscape, params.D * factor)
     budget = max(params.short_steps - params.min_step, 0) * params.dt
     text = (f"the setting allows at most {budget:.3g} time units of boost within {params.short_steps} steps "
             f"(dt = {params.dt:g}, boosts from step {params.min_step}); exact mean passage time at D×{factor:g} "
@@ -193,11 +198,7 @@ def stuck_setting(params, landscape: str) -> str:
     the horizon n_steps·dt, and the fraction an exponential escape would leave stuck, e^(−horizon/T). When
     that is already ≥ 90 % (the seed's level), the verdict follows from the chosen ΔE/D (the seed gives no
     barrier or D), and the row says so, as :func:`boost_budget` does for the escape rows."""
-    from shld.theory import mfpt_1d
-
-    L = _landscape(landscape, params.barrier)
-    mins = sorted(L.minima, key=lambda c: c.location[0])
-    T = float(mfpt_1d(L.u, params.D, float(mins[0].location[0]), float(mins[-1].location[0])))
+    T = _exact_passage_time(params, landscape, params.D)
     horizon = params.n_steps * params.dt
     expected = math.exp(-horizon / T)
     text = (f"exact mean passage time at D = {params.D:g} is {T:.4g} against a horizon of {horizon:.3g} time units "

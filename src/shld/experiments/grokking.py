@@ -577,9 +577,12 @@ def _analyse(params: GrokkingParams, results: dict, prefix: str = "grok") -> tup
                   "test_loss_onset": "baseline (not a seed claim)",
                   "weight_norm_drop": "baseline (not a seed claim)",
                   "memorisation": "baseline (not a seed claim): train accuracy alone"}
+    # seeds in which each rule fires before grokking (lead > 0)
+    fired_before = {k: sum(1 for s in per_seed if s["leads"][k] is not None and s["leads"][k] > 0)
+                    for k in WARNING_RULES}
     for k in WARNING_RULES:
         leads = [s["leads"][k] for s in per_seed]
-        before = sum(1 for x in leads if x is not None and x > 0)
+        before = fired_before[k]
         m, se = lead_stats[k]
         lo, hi = lead_boot[k]
         boot = f" (95 % bootstrap {lo:.0f} to {hi:.0f})" if np.isfinite(lo) else ""
@@ -646,8 +649,7 @@ def _analyse(params: GrokkingParams, results: dict, prefix: str = "grok") -> tup
                             value=me, uncertainty=mse, figure=fo))
 
     if ctrl is not None:
-        warns = [k for k in C_RULES
-                 if sum(1 for s in per_seed if s["leads"][k] is not None and s["leads"][k] > 0) >= _need(n)]
+        warns = [k for k in C_RULES if fired_before[k] >= _need(n)]
         kc = sum(1 for k in warns if ctrl_fired[k])
         if not warns:
             v, judged = NOT_TESTABLE.value, (f"no C rule fires before grokking in {_need(n)}/{n} seeds, so "

@@ -62,13 +62,14 @@ AUDIT = {
 def _parse_ratios(text: str) -> list[float]:
     """The sweep's ΔE/D values: comma-separated, positive, finite, and distinct in the 6 significant
     digits that name their members (``ratio=2``)."""
+    not_numbers = ValueError(f"`ratios` must be comma-separated numbers like '2,3,4', got {text!r}")
     items = [x.strip() for x in str(text).split(",")]
+    if "" in items:
+        raise not_numbers
     try:
-        if "" in items:
-            raise ValueError
         vals = [float(x) for x in items]
     except ValueError:
-        raise ValueError(f"`ratios` must be comma-separated numbers like '2,3,4', got {text!r}") from None
+        raise not_numbers from None
     if any(not (v > 0 and math.isfinite(v)) for v in vals):
         raise ValueError(f"`ratios` must be positive numbers, got {text!r}")
     keys = [f"{v:g}" for v in vals]
@@ -267,11 +268,13 @@ def _kramers_claims(table, fig):
                                                      for e, r in zip(kl_err, table)),
                   langer_verdict(kl_err, [r["ratio"] for r in table]), RULE_LANGER, value=kl_ratio, figure=fig),
     ]
-    band = [3 * r["T_langevin_se"] + 0.03 * r["T_fp"] for r in table]
-    resolved = [r for r, b in zip(table, band) if math.isfinite(r["T_langevin"]) and b <= RESOLUTION * r["T_langevin"]]
-    ok = [abs(r["T_langevin"] - r["T_fp"]) <= b for r, b in zip(table, band) if r in resolved]
+    # (row, its agreement band) for the ΔE/D that resolve a 25 % difference
+    resolved = [(r, b) for r in table for b in [3 * r["T_langevin_se"] + 0.03 * r["T_fp"]]
+                if math.isfinite(r["T_langevin"]) and b <= RESOLUTION * r["T_langevin"]]
+    ok = [abs(r["T_langevin"] - r["T_fp"]) <= b for r, b in resolved]
     if resolved:
-        worst = max(resolved, key=lambda r: abs(r["T_langevin"] - r["T_fp"]) / max(r["T_langevin_se"], 1e-300))
+        worst = max((r for r, _ in resolved),
+                    key=lambda r: abs(r["T_langevin"] - r["T_fp"]) / max(r["T_langevin_se"], 1e-300))
         verdict = HOLDS if all(ok) else (PARTLY if sum(ok) > len(ok) / 2 else FAILS)
         measured = (f"{sum(ok)}/{len(ok)} resolved ΔE/D agree"
                     + (f" ({len(table) - len(resolved)} too noisy to count)" if len(resolved) < len(table) else "")

@@ -201,6 +201,11 @@ class Study:
         results = load_results(run.path) if resume else {}
         serial = _is_serial()
         bar = None
+        # a built-in study is looked up by name in the worker; one registered by the caller's code is not in a
+        # worker's registry, so it travels itself (pickled with each member)
+        from shld.experiments.registry import STUDY_MODULES
+
+        who = self.name if self.name in STUDY_MODULES else self
         # everything the driver creates is tracked by `run`, so that a fresh run failing before it holds any
         # work is undone completely (shld.runs.open_run)
         run._track(run.path / RESULTS_DIR)
@@ -220,11 +225,6 @@ class Study:
                     _track_member_folder(run, m)
                 # an absolute path: a worker on another machine (or in another working directory) writes a
                 # member's checkpoints into this run folder, on a shared filesystem
-                # a built-in study is looked up by name in the worker; one registered by the caller's code is
-                # not in a worker's registry, so it travels itself (pickled with each member)
-                from shld.experiments.registry import STUDY_MODULES
-
-                who = self.name if self.name in STUDY_MODULES else self
                 items = [(who, dataclasses.asdict(params), m, str(run.path.resolve()), resume,
                           progress and serial, run.identity) for m in todo]
                 for m, (res, wall) in zip(todo, sweep_map(_run_member_task, items)):

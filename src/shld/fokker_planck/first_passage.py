@@ -157,13 +157,10 @@ def escape_rate(op, target=None, *, k: int = 1, return_modes: bool = False):
     ΔE/D ≳ 30) μ₀ is recomputed by subtraction-free inverse iteration, which is accurate at
     any barrier. A faster rate below the resolution raises
     :class:`~shld.fokker_planck.spectrum.UnresolvedRateError`."""
-    from shld.fokker_planck.spectrum import _embed, _rates_of, check_resolved, resolution
+    from shld.fokker_planck.spectrum import _embed, _rates_of, check_k, check_resolved, resolution
 
     mask, keep = _keep(op, target)
-    k = check_int("k", k, minimum=1)
-    n_kept = int(np.count_nonzero(keep))
-    if k >= n_kept - 1:
-        raise ValueError(f"`k` must be < the cells outside the target − 1 = {n_kept - 1}, got {k}")
+    k = check_k(k, int(np.count_nonzero(keep)), "the cells outside the target")
     A = op.matrix.tocsr()[keep][:, keep]
     S = op.symmetric_matrix().tocsr()[keep][:, keep] if op.is_gradient else None
     spec = _rates_of(op, A, S, k, None, return_modes, keep)

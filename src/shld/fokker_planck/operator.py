@@ -83,11 +83,10 @@ def _sym_bernoulli(z) -> np.ndarray:
     return np.where(x > 700.0, 0.0, out)
 
 
-def _check_periodic_potential(grid: Grid, spec, potential, U) -> None:
+def _check_periodic_potential(grid: Grid, spec, pts, potential, U) -> None:
     """On a periodic axis U must take the same value on the two faces of the box: otherwise the face
     across the seam carries a jump U(hi) − U(lo) (a cliff, not a tilted ring), and the operator's
-    equilibrium has no current where a tilted periodic potential has one."""
-    pts = grid.points()
+    equilibrium has no current where a tilted periodic potential has one. ``pts`` are the cell centres."""
     for k, (lo, _) in enumerate(spec):
         if lo != "periodic":
             continue
@@ -420,7 +419,7 @@ def fokker_planck_operator(grid: Grid, landscape=None, *, D, potential=None, dri
             raise ValueError(f"`potential` must be finite on the grid, got {U[k]!r} at "
                              f"θ = {centres[k].tolist()}")
         if callable(potential):
-            _check_periodic_potential(grid, spec, potential, U)
+            _check_periodic_potential(grid, spec, pts, potential, U)
         dU = U[j] - U[i]
         # U at absorbing walls: exact when callable, else extrapolated from the two last cells
         if wc.size:

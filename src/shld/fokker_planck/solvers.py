@@ -114,17 +114,16 @@ class _Stepper:
     def step(self, u: np.ndarray) -> np.ndarray:
         if self.method == "implicit-euler":
             return self.lu.solve(u)
-        if self.method == "crank-nicolson":
-            if not self.started:  # Rannacher: two implicit-Euler half steps (same LU, dt/2)
-                self.started = True
-                u = u + self.lu.solve(0.5 * self.dt * self.apply(u))
-                return u + self.lu.solve(0.5 * self.dt * self.apply(u))
-            return u + self.lu.solve(self.dt * self.apply(u))
-        if not self.started:  # Rannacher: two implicit-Euler half steps (their own LU, used once)
+        if not self.started:
+            # Rannacher start-up: two implicit-Euler half steps with the LU of I − ½Δt·A (Crank–Nicolson's own
+            # left side; TR-BDF2 factorises it for this one step)
             self.started = True
-            half = spla.splu((sp.identity(u.shape[0], format="csr") - 0.5 * self.dt * self.A).tocsc())
+            half = self.lu if self.method == "crank-nicolson" else spla.splu(
+                (sp.identity(u.shape[0], format="csr") - 0.5 * self.dt * self.A).tocsc())
             u = u + half.solve(0.5 * self.dt * self.apply(u))
             return u + half.solve(0.5 * self.dt * self.apply(u))
+        if self.method == "crank-nicolson":
+            return u + self.lu.solve(self.dt * self.apply(u))
         # TR-BDF2: u* = u + δ*, δ* = M⁻¹(2cAu); u_{n+1} = u + M⁻¹(cAu + δ*/(γ(2−γ)))
         r = self.c * self.apply(u)
         dstar = self.lu.solve(2.0 * r)

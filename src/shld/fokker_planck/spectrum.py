@@ -120,15 +120,21 @@ def _sym_eigs(S: sp.spmatrix, k: int, sigma: float | None, want_vectors: bool, v
     return w[order], v[:, order]
 
 
+def check_k(k, n_cells: int, cells: str = "grid size") -> int:
+    """``k`` rates of an operator on ``n_cells`` cells: an int with 1 ≤ k < n_cells − 1 (the eigensolvers'
+    limit), else an error naming ``k`` and the ``cells`` it is counted against."""
+    k = check_int("k", k, minimum=1)
+    if k >= n_cells - 1:
+        raise ValueError(f"`k` must be < {cells} − 1 = {n_cells - 1}, got {k}")
+    return k
+
+
 def relaxation_rates(op, k: int = 4, *, sigma: float | None = None, return_modes: bool = False) -> Spectrum:
     """The ``k`` slowest relaxation rates of ``op`` (eigenvalues of −A, ascending). ``sigma`` moves the
     shift-invert target: the ``k`` rates nearest ``sigma`` are returned, and the stationary rate λ₀ = 0
     of a conservative operator is set to exactly 0 only when the computed one is that mode (within the
     solver's resolution)."""
-    n = op.grid.size
-    k = check_int("k", k, minimum=1)
-    if k >= n - 1:
-        raise ValueError(f"`k` must be < grid size − 1 = {n - 1}, got {k}")
+    k = check_k(k, op.grid.size)
     spec = _rates_of(op, op.matrix, op.symmetric_matrix() if op.is_gradient else None, k, sigma,
                      return_modes, None)
     first = 0

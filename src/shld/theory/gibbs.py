@@ -36,7 +36,8 @@ def _rule(f, a, b, n):
 
 
 def _quadrature(u, D, lo, hi, n, center):
-    """(potential, nodes, weights) of the Gauss–Legendre rule used by the 1-D Gibbs integrals.
+    """(nodes, weights, U at the nodes, log Z) of the Gauss–Legendre rule used by the 1-D Gibbs
+    integrals.
 
     Infinite ends are cut where U has risen 60·D above its value at ``center`` (or at the finite
     end). The rule then zooms onto the mass: the interval shrinks to the nodes where
@@ -51,11 +52,9 @@ def _quadrature(u, D, lo, hi, n, center):
     if not lo < hi:
         raise ValueError(f"`lo` must be < `hi`, got lo={lo}, hi={hi}")
     c = check_real("center", center)
-    if math.isinf(lo) and math.isinf(hi):
-        ref = float(f(np.array([c]))[0])
-    else:
+    if math.isfinite(lo) or math.isfinite(hi):      # probe from the finite end
         c = lo if math.isfinite(lo) else hi
-        ref = float(f(np.array([c]))[0])
+    ref = float(f(np.array([c]))[0])
     a = probe_cutoff(f, D, c, -1.0, ref, scale=max(1.0, abs(c))) if math.isinf(lo) else lo
     b = probe_cutoff(f, D, c, 1.0, ref, scale=max(1.0, abs(c))) if math.isinf(hi) else hi
     for _ in range(200):
@@ -73,7 +72,7 @@ def _quadrature(u, D, lo, hi, n, center):
             f"the Gibbs quadrature of `u` at D={D:g} did not converge on [{a:.6g}, {b:.6g}]: log Z is "
             f"{log_z:.10g} with {n} panels and {log_z2:.10g} with {2 * n}; increase `n`, or give "
             f"`lo`/`hi` (or `center`) closer to where e^(-U/D) lives")
-    return f, x2, w2
+    return x2, w2, ux2, log_z2
 
 
 def gibbs_log_normaliser(u, D, lo=-math.inf, hi=math.inf, n=400, center=0.0):
@@ -84,17 +83,16 @@ def gibbs_log_normaliser(u, D, lo=-math.inf, hi=math.inf, n=400, center=0.0):
     Gauss–Legendre panels of 16 nodes are used once ``n`` and 2·``n`` agree on log Z to 1e-7
     (a ``ValueError`` otherwise).
     """
-    f, x, w = _quadrature(u, D, lo, hi, n, center)
-    return logsumexp(-f(x) / D, w)
+    return _quadrature(u, D, lo, hi, n, center)[3]
 
 
 def gibbs_mean_1d(u, D, g=None, lo=-math.inf, hi=math.inf, n=400, center=0.0) -> float:
     """E[g(x)] = ∫ g e^{−U/D} dx / Z under the 1-D Gibbs law of ``u`` at temperature D (loss units);
     ``g`` defaults to U itself (the stationary mean loss). Same quadrature as :func:`gibbs_log_normaliser`."""
-    f, x, w = _quadrature(u, D, lo, hi, n, center)
-    a = -f(x) / D
+    x, w, ux, _ = _quadrature(u, D, lo, hi, n, center)
+    a = -ux / D
     p = w * np.exp(a - np.max(a))
-    vals = f(x) if g is None else np.asarray(g(x), float)
+    vals = ux if g is None else np.asarray(g(x), float)
     return float(np.sum(p * vals) / np.sum(p))
 
 
@@ -140,11 +138,13 @@ def gibbs_cdf_1d(u, D, lo, hi, n=200_001):
     x = np.linspace(lo, hi, n)
     ux = f(x)
     w = np.exp(-(ux - ux.min()) / D)
-    c = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(x))])
-    c /= c[-1]
-    half = np.concatenate([[0.0], np.cumsum(0.5 * (w[2::2] + w[:-2:2]) * np.diff(x[::2]))])
-    half /= half[-1]
-    if np.max(np.abs(half - c[::2])) > 1e-6:
+
+    def cdf(xs, ws):                                   # the normalised cumulative trapezoid
+        c = np.concatenate([[0.0], np.cumsum(0.5 * (ws[1:] + ws[:-1]) * np.diff(xs))])
+        return c / c[-1]
+
+    c = cdf(x, w)
+    if np.max(np.abs(cdf(x[::2], w[::2]) - c[::2])) > 1e-6:
         raise ValueError(f"gibbs_cdf_1d: {n} points on [{lo:g}, {hi:g}] do not resolve e^(-U/D) at "
                          f"D={D:g}; increase `n` or narrow [lo, hi] to where the mass lives")
     return lambda q: np.interp(q, x, c)
